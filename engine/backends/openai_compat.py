@@ -1,0 +1,241 @@
+"""Any OpenAI-compatible endpoint (vLLM, llama.cpp's server, xAI, OpenAI) through `/v1/completions`.
+
+Servers differ in ways that matter here, so `start()` probes once and adapts:
+- vLLM takes token-id prompts and can answer with token ids; llama-cpp-python's server refuses token-id
+  prompts (HTTP 500), so we send it the exact text of the prefix instead;
+- some servers ignore `n` and return one choice; the request layer then sends separate requests.
+Chat-only endpoints use `/v1/chat/completions` with `logprobs=true` (`api="chat"`).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import httpx2
+import openai
+
+from engine.backends.base import Continuation, Message, SampleRequest, Send
+from engine.errors import BackendError, ConfigError
+from engine.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
+
+TOKEN_ID_PREFIX = "token_id:"
+PROBE_MESSAGES = (Message("user", "Say hi."),)
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Retry-After as seconds, from either of its two forms."""
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        moment = email.utils.parsedate_to_datetime(value)
+        return max(0.0, moment.timestamp() - time.time()) if moment else None
+
+
+def backend_error(exc: Exception) -> BackendError:
+    """Translate an SDK failure into the request layer's terms: what to retry and how long to wait."""
+    if isinstance(exc, openai.APITimeoutError):
+        return BackendError("request timed out", transient=True)
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__
+        detail = type(cause).__name__ if cause else "connection error"
+        return BackendError(f"connection failed ({detail})", transient=True)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        transient = status in (408, 409, 425, 429) or status >= 500
+        return BackendError(
+            f"HTTP {status}: {_short(exc.message)}",
+            transient=transient,
+            retry_after=retry_after_seconds(exc.response.headers),
+            status=status,
+        )
+    # A 200 whose body is cut short or is not the JSON we expect.
+    return BackendError(f"malformed response ({type(exc).__name__})", transient=True)
+
+
+def _short(text: str, limit: int = 160) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class OpenAISampler(TokenizerBacked):
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        max_concurrent: int,
+        timeout: float,
+        api: str = "completions",
+        tokenizer: str | None = None,
+    ):
+        self.base_url = base_url
+        self.model = model
+        self.api = api
+        self.tokenizer_spec = tokenizer or model
+        self.tokenizer: Tokenizer | None = None
+        self.honours_n = True
+        self.token_prompts = True  # send prompts as token ids, until the server refuses them
+        limits = httpx2.Limits(max_connections=max_concurrent, max_keepalive_connections=max_concurrent)
+        self.client = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key or "not-needed",  # local servers take any key; the SDK insists on one
+            max_retries=0,  # the request layer retries; stacking the SDK's retries would hide them
+            timeout=timeout,
+            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout),
+        )
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    async def start(self, send: Send) -> None:
+        if self.tokenizer is None:
+            self.tokenizer = load_tokenizer(self.tokenizer_spec)
+        prompt = tuple(self.render_chat(PROBE_MESSAGES))
+        probe = SampleRequest(prompt, n=2, max_tokens=2, temperature=1.0, seed=0, messages=PROBE_MESSAGES,
+                              prompt_len=len(prompt))
+        if self.api == "completions" and await self._refuses_token_prompts(probe):
+            self.token_prompts = False
+        try:
+            continuations = await send(probe)
+        except BackendError as exc:
+            raise ConfigError(self._probe_failure(exc)) from None
+        self.honours_n = len(continuations) >= 2
+
+    async def _refuses_token_prompts(self, probe: SampleRequest) -> bool:
+        """True when the server twice rejects a token-id prompt as invalid, yet takes the same prompt as text.
+
+        Asking twice keeps one injected 500 from flipping a server that does take token ids.
+        """
+        for _ in range(2):
+            try:
+                await self.sample(probe)
+                return False
+            except BackendError as exc:
+                if exc.status not in (400, 422, 500):
+                    return False
+        self.token_prompts = False
+        try:
+            await self.sample(probe)
+            return True
+        except BackendError:
+            return False
+        finally:
+            self.token_prompts = True
+
+    def _probe_failure(self, exc: BackendError) -> str:
+        if exc.status in (401, 403):
+            return f"{self.base_url} refused the API key (HTTP {exc.status})"
+        if exc.status == 404:
+            return f"{self.base_url} has no {self.api} endpoint or no model {self.model!r} ({exc})"
+        if exc.status is None and "connection" in str(exc):
+            return f"cannot reach {self.base_url}: {exc}"
+        if "logprobs" in str(exc):
+            return (
+                f"{self.base_url} returned no logprobs for model {self.model!r}; beam search needs per-token "
+                "logprobs (llama.cpp's server needs --logits_all true)"
+            )
+        return f"{self.base_url} failed a probe request: {exc}"
+
+    async def sample(self, request: SampleRequest) -> list[Continuation]:
+        try:
+            if self.api == "chat":
+                response = await self._chat(request)
+                return [self._from_chat_choice(choice) for choice in response.choices]
+            response = await self._complete(request)
+            return [self._from_completion_choice(choice) for choice in response.choices]
+        except BackendError:
+            raise
+        except openai.OpenAIError as exc:
+            raise backend_error(exc) from None
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise backend_error(exc) from None
+
+    async def _complete(self, request: SampleRequest):
+        prompt: Any = list(request.prompt_ids) if self.token_prompts else self._prompt_text(request)
+        extra = {"return_tokens_as_token_ids": True} if self.token_prompts else None
+        return await self.client.completions.create(
+            model=self.model,
+            prompt=prompt,
+            n=request.n,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=1.0,
+            seed=request.seed,
+            logprobs=1,
+            stop=list(request.stop) or None,
+            extra_body=extra,
+        )
+
+    async def _chat(self, request: SampleRequest):
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        partial = self.detokenize(request.prompt_ids[request.prompt_len:])
+        extra = None
+        if partial:
+            messages.append({"role": "assistant", "content": partial})
+            extra = {"continue_final_message": True, "add_generation_prompt": False}
+        return await self.client.chat.completions.create(
+            model=self.model,
+            messages=messages,
+            n=request.n,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=1.0,
+            seed=request.seed,
+            logprobs=True,
+            stop=list(request.stop) or None,
+            extra_body=extra,
+        )
+
+    def _prompt_text(self, request: SampleRequest) -> str:
+        """The exact text of a token prefix: the rendered chat prompt, then the answer so far."""
+        tokenizer = self._tokenizer()
+        prompt = tokenizer.chat_prompt(request.messages) if request.messages else ""
+        return prompt + tokenizer.decode(request.prompt_ids[request.prompt_len:])
+
+    def _from_completion_choice(self, choice) -> Continuation:
+        logprobs = choice.logprobs
+        text = choice.text or ""
+        values = [float(v) for v in (logprobs.token_logprobs or [])] if logprobs else []
+        tokens = list(logprobs.tokens or []) if logprobs else []
+        if tokens and all(t.startswith(TOKEN_ID_PREFIX) for t in tokens):
+            ids = [int(t[len(TOKEN_ID_PREFIX):]) for t in tokens]
+        else:
+            ids = self.tokenize(text)
+            values = _fit(values, len(ids)) if values else []
+        return Continuation(tuple(ids), text, tuple(values), _finish(choice.finish_reason))
+
+    def _from_chat_choice(self, choice) -> Continuation:
+        text = choice.message.content or ""
+        content = choice.logprobs.content if choice.logprobs else None
+        values = [float(item.logprob) for item in content or []]
+        ids = self.tokenize(text)
+        return Continuation(tuple(ids), text, tuple(_fit(values, len(ids)) if values else []),
+                            _finish(choice.finish_reason))
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _finish(reason: str | None) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+def _fit(values: list[float], count: int) -> list[float]:
+    """Spread a server's per-token logprobs over our re-tokenisation of its text, keeping their sum.
+
+    Only needed when a server answers with token strings instead of ids: the total log-probability of the
+    text is exact, while the split between tokens is an even share.
+    """
+    if count == len(values) or count == 0:
+        return values
+    total = sum(values)
+    return [total / count] * count

@@ -1,0 +1,202 @@
+"""The one request layer every backend goes through: a real concurrency cap, timeouts, retries, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from engine.backends.base import Continuation, SampleRequest, Sampler
+from engine.errors import BackendError
+from engine.events import EventSink, RequestFinished, RequestRetried, RequestStarted, discard
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 10.0
+
+
+@dataclass
+class RequestStats:
+    """Running totals over every request the layer has sent."""
+
+    requests: int = 0  # logical requests finished, successful or not
+    attempts: int = 0
+    retries: int = 0
+    failures: int = 0  # requests that failed for good
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    sum_latency_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+    peak_in_flight: int = 0
+
+    def as_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        del data["latencies_s"]
+        data["sum_latency_s"] = round(self.sum_latency_s, 4)
+        return data
+
+
+@dataclass(frozen=True)
+class RequestTag:
+    """Where a request belongs, so its events can be placed: the run, and the block within it."""
+
+    run_id: str = ""
+    block: int = 0
+
+
+def backoff_delay(attempt: int, retry_after: float | None, rng: random.Random) -> float:
+    """Full-jitter exponential backoff, never shorter than the server's Retry-After."""
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+    delay = rng.uniform(0, ceiling)
+    return max(delay, retry_after) if retry_after is not None else delay
+
+
+class RequestLayer:
+    """Sends sample requests to a backend under one cap, with one retry policy and one set of metrics.
+
+    The cap holds each attempt, not each backoff sleep, so retries never push the backend past it.
+    """
+
+    def __init__(
+        self,
+        sampler: Sampler,
+        *,
+        max_concurrent: int,
+        timeout: float,
+        max_retries: int,
+        emit: EventSink = discard,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        self.sampler = sampler
+        self.max_concurrent = max_concurrent
+        self.timeout = timeout
+        # A backend whose SDK retries on its own must not be retried again on top.
+        self.max_retries = 0 if getattr(sampler, "retries_inside", False) else max_retries
+        self.emit = emit
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.stats = RequestStats()
+        self.in_flight = 0
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._ids = itertools.count(1)
+
+    async def sample(
+        self, request: SampleRequest, tag: RequestTag = RequestTag(), *, sequential: bool = False
+    ) -> list[Continuation]:
+        """All `request.n` continuations, split into single requests when the backend ignores `n`.
+
+        Raises BackendError only when nothing came back; a partial result is returned and its losses counted.
+        """
+        done: list[Continuation] = []
+        if self.sampler.honours_n or request.n == 1:
+            done = await self.send(request, tag)
+            if len(done) >= request.n:
+                return done[: request.n]
+            if self.sampler.honours_n:
+                raise BackendError(f"backend returned {len(done)} of {request.n} continuations", transient=False)
+        parts = [
+            self.send(dataclasses.replace(request, n=1, seed=_split_seed(request.seed, index)), tag)
+            for index in range(len(done), request.n)
+        ]
+        if sequential:
+            results = [await settle(part) for part in parts]
+        else:
+            results = await asyncio.gather(*parts, return_exceptions=True)
+        errors: list[BackendError] = []
+        for result in results:
+            if isinstance(result, BackendError):
+                errors.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                done.extend(result)
+        if not done:
+            raise errors[0]
+        return done
+
+    async def send(self, request: SampleRequest, tag: RequestTag = RequestTag()) -> list[Continuation]:
+        """One request, retried on transient failures, under the cap. No splitting."""
+        request_id = next(self._ids)
+        attempt = 0
+        while True:
+            attempt += 1
+            async with self._slots:
+                self.in_flight += 1
+                self.stats.attempts += 1
+                self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
+                self.emit(RequestStarted(tag.run_id, tag.block, request_id, self.in_flight))
+                started = self.clock()
+                error: BackendError | None = None
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        continuations = await self.sampler.sample(request)
+                    _check_logprobs(continuations)
+                except TimeoutError:
+                    error = BackendError(f"timed out after {self.timeout:g}s", transient=True)
+                except BackendError as exc:
+                    error = exc
+                finally:
+                    self.in_flight -= 1
+                latency = self.clock() - started
+            if error is None:
+                self._record(request_id, tag, request, latency, attempt, continuations)
+                return continuations
+            if not error.transient or attempt > self.max_retries:
+                self._record(request_id, tag, request, latency, attempt, None, error)
+                raise error
+            delay = backoff_delay(attempt, error.retry_after, self.rng)
+            self.stats.retries += 1
+            self.emit(RequestRetried(tag.run_id, tag.block, request_id, attempt, str(error), delay))
+            await asyncio.sleep(delay)
+
+    def _record(
+        self,
+        request_id: int,
+        tag: RequestTag,
+        request: SampleRequest,
+        latency: float,
+        attempt: int,
+        continuations: list[Continuation] | None,
+        error: BackendError | None = None,
+    ) -> None:
+        stats = self.stats
+        stats.requests += 1
+        stats.sum_latency_s += latency
+        stats.latencies_s.append(latency)
+        completion = sum(len(c.token_ids) for c in continuations or ())
+        prompt = len(request.prompt_ids) if continuations else 0
+        stats.prompt_tokens += prompt
+        stats.completion_tokens += completion
+        if error is not None:
+            stats.failures += 1
+        self.emit(
+            RequestFinished(
+                tag.run_id, tag.block, request_id, latency, prompt, completion, attempt - 1, self.in_flight,
+                None if error is None else str(error),
+            )
+        )
+
+
+def _check_logprobs(continuations: list[Continuation]) -> None:
+    for continuation in continuations:
+        if len(continuation.logprobs) != len(continuation.token_ids):
+            raise BackendError(
+                "the endpoint returned no per-token logprobs, which beam search needs to score candidates",
+                transient=False,
+            )
+
+
+def _split_seed(seed: int | None, index: int) -> int | None:
+    return None if seed is None else (seed * 1_000_003 + index) % 2**31
+
+
+async def settle(awaitable):
+    """Await like gather(return_exceptions=True) does, for one awaitable."""
+    try:
+        return await awaitable
+    except Exception as exc:
+        return exc

@@ -1,0 +1,335 @@
+"""A hostile OpenAI-compatible endpoint for tests and benchmarks, on 127.0.0.1 only.
+
+It answers `/v1/completions` and `/v1/chat/completions` either with its own synthetic tokens and logprobs or
+by proxying to an upstream server (`python -m llama_cpp.server`), and injects faults at configurable rates:
+429 with Retry-After, 500, 503, hangs past the client's timeout, truncated JSON bodies, connections reset
+mid-response, answers without logprobs, `n` ignored, and slow answers. It counts requests and the peak number
+in flight, so tests can assert what the server saw. `GET /stats` returns the counters as JSON.
+
+Run it by hand: `python -m tests.fault_server --port 8123 --latency 0.3`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+FAULTS = ("429", "500", "503", "hang", "malformed", "reset", "no_logprobs")
+EOS_TOKEN = 2
+SYNTHETIC_VOCAB = (100, 4000)
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
+           502: "Bad Gateway", 503: "Service Unavailable"}
+
+
+@dataclass
+class FaultConfig:
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_503: float = 0.0
+    rate_hang: float = 0.0
+    rate_malformed: float = 0.0
+    rate_reset: float = 0.0
+    rate_no_logprobs: float = 0.0
+    retry_after: float = 1.0
+    hang_s: float = 30.0
+    latency: float = 0.0  # added to every answer
+    rate_slow: float = 0.0
+    slow_s: float = 2.0
+    ignore_n: bool = False
+    eos_rate: float = 0.0  # chance that a synthetic token ends the answer
+    seed: int = 0
+    script: tuple[str, ...] = ()  # faults for the first requests, in order ("" for none); then the rates apply
+    upstream: str | None = None  # proxy answers from this base URL instead of making them up
+
+    def rate(self, fault: str) -> float:
+        return getattr(self, f"rate_{fault}")
+
+
+@dataclass
+class ServerStats:
+    requests: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    answered: int = 0
+    injected: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["injected"] = dict(self.injected)
+        data["injected_total"] = sum(self.injected.values())
+        return data
+
+
+class FaultServer:
+    def __init__(self, config: FaultConfig | None = None, *, port: int = 0):
+        self.config = config or FaultConfig()
+        self.port = port
+        self.stats = ServerStats()
+        self.rng = random.Random(self.config.seed)
+        self._script = list(self.config.script)
+        self.server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._upstream = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        if self.config.upstream:
+            import httpx
+
+            self._upstream = httpx.AsyncClient(base_url=self.config.upstream, timeout=600)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            await self.server.wait_closed()
+        if self._upstream is not None:
+            await self._upstream.aclose()
+
+    # HTTP/1.1 with keep-alive, just enough for httpx ---------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                request = await _read_request(reader)
+                if request is None:
+                    return
+                method, path, body = request
+                if path.endswith("/stats"):
+                    await _respond(writer, 200, self.stats.as_dict())
+                    continue
+                if not await self._handle(writer, method, path, body):
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _handle(self, writer: asyncio.StreamWriter, method: str, path: str, body: bytes) -> bool:
+        """Answer one request; False when the connection must close."""
+        stats, config = self.stats, self.config
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        try:
+            if config.latency:
+                await asyncio.sleep(config.latency)
+            if path.endswith("/models"):
+                await _respond(writer, 200, {"object": "list", "data": [{"id": "synthetic", "object": "model"}]})
+                return True
+            if method != "POST" or not path.endswith(("/completions", "/chat/completions")):
+                await _respond(writer, 404, {"error": {"message": f"no route {method} {path}"}})
+                return True
+            fault = self._draw_fault()
+            if fault:
+                stats.injected[fault] += 1
+            if fault in ("429", "500", "503"):
+                headers = {"Retry-After": f"{config.retry_after:g}"} if fault == "429" else {}
+                await _respond(writer, int(fault), {"error": {"message": f"injected {fault}"}}, headers)
+                return True
+            if fault == "hang":
+                await asyncio.sleep(config.hang_s)
+                writer.transport.abort()
+                return False
+            if config.rate_slow and self.rng.random() < config.rate_slow:
+                stats.injected["slow"] += 1
+                await asyncio.sleep(config.slow_s)
+            payload = json.loads(body or b"{}")
+            status, answer = await self._answer(path, payload)
+            if status == 200 and config.ignore_n and len(answer.get("choices", ())) > 1:
+                stats.injected["ignored_n"] += 1
+                answer["choices"] = answer["choices"][:1]
+            if status == 200 and fault == "no_logprobs":
+                for choice in answer["choices"]:
+                    choice["logprobs"] = None
+            if fault == "malformed":
+                data = json.dumps(answer).encode()
+                await _respond_raw(writer, 200, data[: max(1, len(data) // 2)])
+                return True
+            if fault == "reset":
+                data = json.dumps(answer).encode()
+                head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                writer.write(head.encode() + data[: len(data) // 3])
+                await writer.drain()
+                _reset(writer)
+                return False
+            await _respond(writer, status, answer)
+            stats.answered += status == 200
+            return True
+        finally:
+            stats.in_flight -= 1
+
+    def _draw_fault(self) -> str | None:
+        if self._script:
+            return self._script.pop(0) or None
+        roll = self.rng.random()
+        for fault in FAULTS:
+            roll -= self.config.rate(fault)
+            if roll < 0:
+                return fault
+        return None
+
+    async def _answer(self, path: str, payload: dict) -> tuple[int, dict]:
+        if self._upstream is not None:
+            route = "/chat/completions" if path.endswith("/chat/completions") else "/completions"
+            response = await self._upstream.post(route, json=payload)
+            return response.status_code, response.json()
+        if path.endswith("/chat/completions"):
+            return 200, self._synthetic_chat(payload)
+        return 200, self._synthetic_completion(payload)
+
+    def _synthetic_tokens(self, payload: dict, key: str, index: int) -> tuple[list[int], list[float], str]:
+        """Deterministic in (prompt, seed, choice index), like a seeded server."""
+        seed = f"{key}|{payload.get('seed')}|{index}|{payload.get('temperature')}"
+        rng = random.Random(hashlib.sha256(seed.encode()).digest())
+        tokens, logprobs = [], []
+        for _ in range(int(payload.get("max_tokens") or 16)):
+            if self.config.eos_rate and rng.random() < self.config.eos_rate:
+                tokens.append(EOS_TOKEN)
+                logprobs.append(-rng.random())
+                return tokens, logprobs, "stop"
+            tokens.append(rng.randrange(*SYNTHETIC_VOCAB))
+            logprobs.append(-3 * rng.random())
+        return tokens, logprobs, "length"
+
+    def _synthetic_completion(self, payload: dict) -> dict:
+        prompt = payload.get("prompt")
+        as_ids = bool(payload.get("return_tokens_as_token_ids"))
+        choices = []
+        for index in range(int(payload.get("n") or 1)):
+            tokens, logprobs, finish = self._synthetic_tokens(payload, json.dumps(prompt), index)
+            pieces = [_word(t) for t in tokens]
+            choices.append({
+                "index": index,
+                "text": "".join(pieces),
+                "finish_reason": finish,
+                "logprobs": {
+                    "tokens": [f"token_id:{t}" for t in tokens] if as_ids else pieces,
+                    "token_logprobs": logprobs,
+                    "top_logprobs": None,
+                    "text_offset": None,
+                },
+            })
+        return {"id": "cmpl-synthetic", "object": "text_completion", "created": int(time.time()),
+                "model": payload.get("model", "synthetic"), "choices": choices,
+                "usage": {"prompt_tokens": 0, "completion_tokens": sum(len(c["logprobs"]["token_logprobs"])
+                                                                       for c in choices), "total_tokens": 0}}
+
+    def _synthetic_chat(self, payload: dict) -> dict:
+        key = json.dumps(payload.get("messages"))
+        choices = []
+        for index in range(int(payload.get("n") or 1)):
+            tokens, logprobs, finish = self._synthetic_tokens(payload, key, index)
+            pieces = [_word(t) for t in tokens]
+            content = [{"token": p, "logprob": lp, "bytes": list(p.encode()), "top_logprobs": []}
+                       for p, lp in zip(pieces, logprobs)]
+            choices.append({
+                "index": index,
+                "message": {"role": "assistant", "content": "".join(pieces)},
+                "finish_reason": finish,
+                "logprobs": {"content": content} if payload.get("logprobs") else None,
+            })
+        return {"id": "chatcmpl-synthetic", "object": "chat.completion", "created": int(time.time()),
+                "model": payload.get("model", "synthetic"), "choices": choices}
+
+
+def _word(token: int) -> str:
+    return "" if token == EOS_TOKEN else f" w{token}"
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes] | None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)}
+    body = await reader.readexactly(int(headers.get("content-length", 0)))
+    return method, path, body
+
+
+async def _respond(writer: asyncio.StreamWriter, status: int, payload: dict, headers: dict | None = None) -> None:
+    await _respond_raw(writer, status, json.dumps(payload).encode(), headers)
+
+
+async def _respond_raw(writer: asyncio.StreamWriter, status: int, data: bytes, headers: dict | None = None) -> None:
+    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}", "Content-Type: application/json",
+             f"Content-Length: {len(data)}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
+    await writer.drain()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST instead of a FIN, the way a crashed proxy drops a connection."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+class ThreadedFaultServer:
+    """The server on its own event loop in a daemon thread, for tests that drive it from outside."""
+
+    def __init__(self, config: FaultConfig | None = None, *, port: int = 0):
+        self.server = FaultServer(config, port=port)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="fault-server", daemon=True)
+
+    def __enter__(self) -> FaultServer:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=10)
+        return self.server
+
+    def __exit__(self, *exc) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8123)
+    for name, value in asdict(FaultConfig()).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parser.add_argument(flag, action="store_true")
+        elif isinstance(value, tuple):
+            parser.add_argument(flag, type=lambda text: tuple(text.split(",")), default=value)
+        else:
+            parser.add_argument(flag, type=type(value) if value is not None else str, default=value)
+    args = vars(parser.parse_args())
+    port = args.pop("port")
+    server = FaultServer(FaultConfig(**args), port=port)
+
+    async def serve() -> None:
+        await server.start()
+        print(f"fault server on {server.base_url}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

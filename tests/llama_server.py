@@ -1,0 +1,35 @@
+"""`python -m llama_cpp.server`, started the way the tests need it.
+
+On machines where ggml's AMX kernels crash on batched decoding (see engine.backends.local.extra_buffers_safe), the
+weights must stay in the plain CPU layout; the server has no flag for that, so this wrapper sets the default
+model parameters before handing over to the server's own entry point. Everything else is the real server.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import llama_cpp
+
+from engine.backends.local import extra_buffers_safe
+
+
+def main() -> None:
+    model = Path(sys.argv[sys.argv.index("--model") + 1])
+    if not extra_buffers_safe(llama_cpp, model):
+        plain_defaults = llama_cpp.llama_cpp.llama_model_default_params
+
+        def defaults():
+            params = plain_defaults()
+            params.use_extra_bufts = False
+            return params
+
+        llama_cpp.llama_cpp.llama_model_default_params = defaults
+    from llama_cpp.server.__main__ import main as serve
+
+    serve()
+
+
+if __name__ == "__main__":
+    main()

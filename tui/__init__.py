@@ -1,0 +1,1 @@
+"""beamtui's faces: the Textual dashboard and the headless commands, both fed by the engine's events."""
