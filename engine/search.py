@@ -148,6 +148,8 @@ async def run_search(
     error = None
     stop_reason = "max_tokens"
     for block in range(1, settings.max_blocks + 1):
+        if run.active[0].length >= settings.max_tokens:
+            break  # re-tokenised text (text-mode servers) can reach the budget before the last block
         error = await _run_block(run, block)
         if error is not None:
             stop_reason = "error"

@@ -54,20 +54,22 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def llama_server():
+def llama_server(tmp_path_factory):
     """`python -m llama_cpp.server` serving the embedded GGUF on loopback: ignores `n`, refuses token prompts."""
     port = free_port()
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log = log_path.open("wb")
     command = [
         sys.executable, "-m", "tests.llama_server", "--model", str(embedded_model_path()),
         "--host", "127.0.0.1", "--port", str(port), "--logits_all", "true", "--n_ctx", "2048",
-        "--model_alias", "smollm2",
+        "--model_alias", "smollm2", "--verbose", "false",
     ]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited: {process.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"llama_cpp.server exited: {log_path.read_text()[-2000:]}")
         try:
             if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
                 break
@@ -79,6 +81,7 @@ def llama_server():
     yield base_url
     process.terminate()
     process.wait(timeout=10)
+    log.close()
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300, stdin: str | None = None):

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-FAULTS = ("429", "500", "503", "hang", "malformed", "reset", "no_logprobs")
+FAULTS = ("400", "429", "500", "503", "hang", "malformed", "reset", "no_logprobs")
 EOS_TOKEN = 2
 SYNTHETIC_VOCAB = (100, 4000)
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
@@ -32,6 +32,7 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Reque
 
 @dataclass
 class FaultConfig:
+    rate_400: float = 0.0
     rate_429: float = 0.0
     rate_500: float = 0.0
     rate_503: float = 0.0
@@ -77,7 +78,7 @@ class FaultServer:
         self.rng = random.Random(self.config.seed)
         self._script = list(self.config.script)
         self.server: asyncio.AbstractServer | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[asyncio.Task] = set()
         self._upstream = None
 
     @property
@@ -95,8 +96,9 @@ class FaultServer:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
-            for writer in list(self._writers):
-                writer.transport.abort()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
             await self.server.wait_closed()
         if self._upstream is not None:
             await self._upstream.aclose()
@@ -104,7 +106,8 @@ class FaultServer:
     # HTTP/1.1 with keep-alive, just enough for httpx ---------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+        task = asyncio.current_task()
+        self._connections.add(task)
         try:
             while True:
                 request = await _read_request(reader)
@@ -119,8 +122,8 @@ class FaultServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
-            self._writers.discard(writer)
-            writer.close()
+            self._connections.discard(task)
+            writer.transport.abort()
 
     async def _handle(self, writer: asyncio.StreamWriter, method: str, path: str, body: bytes) -> bool:
         """Answer one request; False when the connection must close."""
@@ -140,7 +143,7 @@ class FaultServer:
             fault = self._draw_fault()
             if fault:
                 stats.injected[fault] += 1
-            if fault in ("429", "500", "503"):
+            if fault in ("400", "429", "500", "503"):
                 headers = {"Retry-After": f"{config.retry_after:g}"} if fault == "429" else {}
                 await _respond(writer, int(fault), {"error": {"message": f"injected {fault}"}}, headers)
                 return True
@@ -175,6 +178,10 @@ class FaultServer:
             return True
         finally:
             stats.in_flight -= 1
+
+    def inject(self, *faults: str) -> None:
+        """Faults for the next requests, in order ("" for a clean answer); the rates apply after them."""
+        self._script = list(faults)
 
     def _draw_fault(self) -> str | None:
         if self._script:

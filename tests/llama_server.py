@@ -15,8 +15,8 @@ import llama_cpp
 from engine.backends.local import extra_buffers_safe
 
 
-def main() -> None:
-    model = Path(sys.argv[sys.argv.index("--model") + 1])
+def use_safe_weight_layout(model: Path) -> None:
+    """Make every later `llama_cpp.Llama` keep weights in the plain CPU layout where AMX would crash."""
     if not extra_buffers_safe(llama_cpp, model):
         plain_defaults = llama_cpp.llama_cpp.llama_model_default_params
 
@@ -26,6 +26,10 @@ def main() -> None:
             return params
 
         llama_cpp.llama_cpp.llama_model_default_params = defaults
+
+
+def main() -> None:
+    use_safe_weight_layout(Path(sys.argv[sys.argv.index("--model") + 1]))
     from llama_cpp.server.__main__ import main as serve
 
     serve()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Awaitable, Callable
 
@@ -48,6 +49,9 @@ def run_async(main: Callable[[], Awaitable[int]]) -> int:
     except KeyboardInterrupt:
         print("beamtui: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `beamtui run ... | head`: the reader left, which is not our error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,94 @@
+"""The OpenAI backend over real HTTP: llama-cpp-python's own server, and the synthetic loopback endpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.backends import open_sampler
+from engine.backends.base import Message, SampleRequest
+from engine.errors import ConfigError
+from engine.search import run_search
+from engine.settings import BackendSettings, SearchSettings
+from tests.conftest import openai_settings
+from tests.fault_server import FaultConfig
+
+
+def llama_settings(base_url: str, **changes) -> BackendSettings:
+    return BackendSettings(backend="openai", base_url=base_url, model="smollm2", tokenizer="embedded", **changes)
+
+
+async def test_llama_server_ignores_n_and_refuses_token_prompts_and_we_adapt(llama_server):
+    sampler = await open_sampler(llama_settings(llama_server))
+    try:
+        assert sampler.honours_n is False
+        assert sampler.token_prompts is False
+        settings = SearchSettings(prompt="Name a fruit.", beam_width=2, n_per_beam=2, block_tokens=6,
+                                  max_tokens=12, seed=4)
+        result = await run_search(settings, sampler, llama_settings(llama_server))
+    finally:
+        await sampler.aclose()
+    assert result.error is None and result.best is not None
+    assert result.blocks[0].requests == 4  # 2 beams x n=2, sent as separate requests
+    for beam in result.beams:
+        assert beam.length > 0 and len(beam.logprobs) == beam.length
+        assert all(lp <= 0 for lp in beam.logprobs)
+
+
+async def test_llama_server_logprobs_agree_with_the_embedded_model(llama_server, local_sampler):
+    """Same GGUF, same prompt, greedy: the server's text and per-token logprobs match our own computation."""
+    sampler = await open_sampler(llama_settings(llama_server))
+    try:
+        ids = tuple(local_sampler.render_chat([Message("user", "What is the capital of France?")]))
+        request = SampleRequest(ids, n=1, max_tokens=6, temperature=0.0, seed=0,
+                                messages=(Message("user", "What is the capital of France?"),), prompt_len=len(ids))
+        remote = (await sampler.sample(request))[0]
+        local = (await local_sampler.sample(request))[0]
+    finally:
+        await sampler.aclose()
+    assert remote.text == local.text
+    assert remote.token_ids == local.token_ids
+    assert remote.logprobs == pytest.approx(local.logprobs, abs=0.05)
+
+
+async def test_token_id_servers_get_token_ids_back_and_forth(fault_server):
+    sampler = await open_sampler(openai_settings(fault_server.base_url))
+    try:
+        assert sampler.token_prompts is True and sampler.honours_n is True
+        ids = tuple(sampler.render_chat([Message("user", "hi")]))
+        continuations = await sampler.sample(SampleRequest(ids, n=3, max_tokens=5, temperature=1.0, seed=1))
+    finally:
+        await sampler.aclose()
+    assert len(continuations) == 3
+    for c in continuations:
+        assert len(c.token_ids) == len(c.logprobs) == 5
+        assert all(100 <= t < 4000 for t in c.token_ids)  # ids straight from the server, not re-tokenised
+
+
+async def test_chat_mode_scores_from_chat_logprobs(fault_server):
+    settings = openai_settings(fault_server.base_url, api="chat")
+    sampler = await open_sampler(settings)
+    try:
+        search = SearchSettings(prompt="hi", beam_width=2, n_per_beam=2, block_tokens=4, max_tokens=8, seed=1)
+        result = await run_search(search, sampler, settings)
+    finally:
+        await sampler.aclose()
+    assert result.error is None
+    assert all(beam.logprobs and len(beam.logprobs) == beam.length for beam in result.beams)
+
+
+@pytest.mark.parametrize("fault_server", [FaultConfig(rate_no_logprobs=1.0)], indirect=True)
+async def test_an_endpoint_without_logprobs_is_refused_at_start(fault_server):
+    with pytest.raises(ConfigError, match="no logprobs"):
+        await open_sampler(openai_settings(fault_server.base_url))
+
+
+async def test_an_unreachable_endpoint_is_a_config_error():
+    with pytest.raises(ConfigError, match="cannot reach"):
+        await open_sampler(openai_settings("http://127.0.0.1:9/v1", max_retries=1, timeout=2))
+
+
+def test_the_xai_key_is_read_for_xai_urls(monkeypatch):
+    monkeypatch.setenv("XAI_API_KEY", "xai-test")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert BackendSettings(backend="openai", base_url="https://api.x.ai/v1", model="m").api_key() == "xai-test"
+    assert BackendSettings(backend="openai", base_url="http://h/v1", model="m").api_key() == "sk-test"

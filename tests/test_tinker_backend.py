@@ -1,0 +1,86 @@
+"""Tinker through its SDK types. The remote service cannot be reached here, so a stand-in sampling client
+answers `sample(...)` with real `tinker.types.SampleResponse` objects computed by the embedded model."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from tinker import types
+
+from engine.backends import open_sampler
+from engine.backends.base import Message, SampleRequest
+from engine.backends.tinker_sdk import TinkerSampler
+from engine.errors import ConfigError
+from engine.search import run_search
+from engine.settings import BackendSettings, SearchSettings
+from tests.conftest import run_cli
+
+TINKER = BackendSettings(backend="tinker", model="HuggingFaceTB/SmolLM2-135M-Instruct", tokenizer="embedded")
+
+
+class LocalTinkerClient:
+    """Duck-types `tinker.SamplingClient.sample` with the embedded model behind it."""
+
+    def __init__(self, local_sampler):
+        self.local = local_sampler
+        self.calls: list[tuple[types.ModelInput, int, types.SamplingParams]] = []
+
+    async def sample(self, prompt: types.ModelInput, num_samples: int, sampling_params: types.SamplingParams):
+        assert isinstance(prompt, types.ModelInput) and isinstance(sampling_params, types.SamplingParams)
+        self.calls.append((prompt, num_samples, sampling_params))
+        request = SampleRequest(
+            tuple(prompt.to_ints()), n=num_samples, max_tokens=sampling_params.max_tokens,
+            temperature=sampling_params.temperature, seed=sampling_params.seed,
+        )
+        continuations = await self.local.sample(request)
+        return types.SampleResponse(sequences=[
+            types.SampledSequence(
+                stop_reason=c.finish_reason,
+                sequence_id=f"seq-{index}",
+                tokens_np=np.array(c.token_ids, dtype=np.int32),
+                logprobs_np=np.array(c.logprobs, dtype=np.float32),
+            )
+            for index, c in enumerate(continuations)
+        ])
+
+
+async def test_search_over_tinker_types(local_sampler):
+    client = LocalTinkerClient(local_sampler)
+    sampler = TinkerSampler(model=TINKER.model, api_key=None, max_concurrent=8, timeout=30,
+                            tokenizer="embedded", sampling_client=client)
+    await open_sampler(TINKER, sampler)
+    settings = SearchSettings(prompt="Name a planet.", beam_width=2, n_per_beam=3, block_tokens=5,
+                              max_tokens=10, seed=8)
+    result = await run_search(settings, sampler, TINKER)
+    await sampler.aclose()
+    assert result.error is None and result.best is not None
+    prompt, num_samples, params = client.calls[0]
+    assert num_samples == 3 and params.max_tokens == 5 and params.temperature == pytest.approx(0.25)
+    assert prompt.to_ints() == local_sampler.render_chat([Message("user", "Name a planet.")])
+    local = await run_search(settings, local_sampler, BackendSettings())
+    assert [b.token_ids for b in result.beams] == [b.token_ids for b in local.beams]
+
+
+async def test_tinker_sdk_retries_are_not_stacked_with_ours(local_sampler):
+    from engine.request_layer import RequestLayer
+
+    sampler = TinkerSampler(model="m", api_key=None, max_concurrent=2, timeout=30, tokenizer="embedded",
+                            sampling_client=LocalTinkerClient(local_sampler))
+    assert RequestLayer(sampler, max_concurrent=2, timeout=30, max_retries=5).max_retries == 0
+
+
+async def test_missing_key_is_a_clear_error_at_once(monkeypatch):
+    monkeypatch.delenv("TINKER_API_KEY", raising=False)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match="TINKER_API_KEY"):
+        await open_sampler(TINKER)
+    assert time.perf_counter() - started < 2
+
+
+def test_missing_key_from_the_command_line_exits_2():
+    done = run_cli("run", "--prompt", "hi", "--backend", "tinker", "--model", "m", env={"TINKER_API_KEY": ""})
+    assert done.returncode == 2
+    assert done.stderr.strip() == "beamtui: error: the tinker backend needs TINKER_API_KEY in the environment"
+
