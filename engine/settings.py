@@ -6,6 +6,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Literal
+from pathlib import Path
 from urllib.parse import urlparse
 
 from engine.errors import ConfigError
@@ -109,6 +110,8 @@ class BackendSettings:
             raise ConfigError("the tinker backend needs --model, a base model name such as meta-llama/Llama-3.2-1B")
         if self.model_path and self.backend != "local":
             raise ConfigError("--model-path is for the local backend; use --model for remote backends")
+        if self.model_path and not Path(self.model_path).expanduser().is_file():
+            raise ConfigError(f"model file not found: {self.model_path}")
         return self
 
     def replace(self, **changes) -> BackendSettings:

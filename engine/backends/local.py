@@ -240,6 +240,42 @@ class _Stream:
     finish: str | None = None
 
 
+class _Batch:
+    """A llama_batch whose arrays numpy owns, filled with a few slice assignments.
+
+    Filling llama_batch_init's arrays element by element costs a GIL round trip per field per token, and
+    with the UI thread running those round trips can slow decoding several times over.
+    """
+
+    def __init__(self, llama_cpp, size: int):
+        self.token = np.zeros(size, dtype=np.int32)
+        self.pos = np.zeros(size, dtype=np.int32)
+        self.n_seq_id = np.ones(size, dtype=np.int32)
+        self.seq_ids = np.zeros(size, dtype=np.int32)
+        self.logits = np.zeros(size, dtype=np.int8)
+        pointer = ctypes.POINTER(llama_cpp.llama_seq_id)
+        base = self.seq_ids.ctypes.data
+        self.seq_id_ptrs = (pointer * size)(*(ctypes.cast(base + 4 * i, pointer) for i in range(size)))
+        self.struct = llama_cpp.llama_batch(
+            n_tokens=0,
+            token=self.token.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token)),
+            embd=None,
+            pos=self.pos.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_pos)),
+            n_seq_id=self.n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+            seq_id=self.seq_id_ptrs,
+            logits=self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
+        )
+
+    def fill(self, tokens: list[int], positions: list[int], seqs: list[int], logits: list[bool]):
+        count = len(tokens)
+        self.token[:count] = tokens
+        self.pos[:count] = positions
+        self.seq_ids[:count] = seqs
+        self.logits[:count] = logits
+        self.struct.n_tokens = count
+        return self.struct
+
+
 class BatchDecoder:
     """Owns a llama.cpp context on one thread and serves sample requests with continuous batching."""
 
@@ -265,7 +301,7 @@ class BatchDecoder:
         if not self.ctx:
             raise ConfigError(f"cannot create a llama.cpp context of {n_seq_max} x {context} tokens")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
-        self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.batch = _Batch(llama_cpp, n_batch)
         self.inbox: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.waiting: list[_Job] = []  # admitted to the worker, not yet given sequences
         self.prefilling: list[_Job] = []
@@ -297,7 +333,6 @@ class BatchDecoder:
         self.thread.join(timeout=10)
         if self.thread.is_alive():
             return  # still decoding: leave the context to the process exit rather than free it under the thread
-        self.model.llama.llama_batch_free(self.batch)
         self.model.llama.llama_free(self.ctx)
 
     # The worker thread ------------------------------------------------------------------------------------
@@ -399,23 +434,22 @@ class BatchDecoder:
         self.cached.move_to_end(stream.seq)
 
     def _step(self) -> None:
-        batch = self.batch
+        tokens: list[int] = []
+        positions: list[int] = []
+        seqs: list[int] = []
+        wants_logits: list[bool] = []
         owners: list[object] = []  # per output row: the stream it feeds, or a job whose prompt ends there
-        count = 0
 
-        def add(token: int, pos: int, seq: int, wants_logits: bool) -> None:
-            nonlocal count
-            batch.token[count] = token
-            batch.pos[count] = pos
-            batch.n_seq_id[count] = 1
-            batch.seq_id[count][0] = seq
-            batch.logits[count] = wants_logits
-            count += 1
+        def add(token: int, pos: int, seq: int, logits: bool) -> None:
+            tokens.append(token)
+            positions.append(pos)
+            seqs.append(seq)
+            wants_logits.append(logits)
 
         for stream in self.streams:
             add(stream.tokens[-1], stream.pos, stream.seq, True)
             owners.append(stream)
-        room = self.n_batch - count
+        room = self.n_batch - len(tokens)
         for job in self.prefilling:
             if room <= 0:
                 break
@@ -432,7 +466,7 @@ class BatchDecoder:
                 add(token, job.prefill_pos + offset, job.seqs[0], False)
             job.prefill_pos += len(chunk)
             room -= len(chunk)
-        batch.n_tokens = count
+        batch = self.batch.fill(tokens, positions, seqs, wants_logits)
         status = self.model.llama.llama_decode(self.ctx, batch)
         if status == 1 and self.cached:  # KV cache full: drop idle prefixes and try once more
             while self.cached:

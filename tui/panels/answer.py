@@ -1,0 +1,30 @@
+"""The best beam's text, live, and the final answer when the search ends."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from tui.state import RunState
+
+
+class AnswerPanel(VerticalScroll):
+    BORDER_TITLE = "Answer"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._shown: tuple | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="answer-text", markup=False)
+
+    def show(self, state: RunState) -> None:
+        shown = (state.best_text, state.best_score, state.status)
+        if shown == self._shown:
+            return
+        self._shown = shown
+        final = state.status == "finished"
+        self.border_title = "Answer · final" if final else "Answer · best so far"
+        self.border_subtitle = "" if state.best_score is None else f"score {state.best_score:.4f}"
+        self.query_one("#answer-text", Static).update(state.best_text.strip() or "…")

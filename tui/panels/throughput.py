@@ -1,0 +1,39 @@
+"""How fast: tokens and requests per second, a minute of history, latency percentiles, retries, failures."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Sparkline
+
+from tui.panels.line import Line
+from tui.state import RunState
+
+SPARKLINE_EVERY_S = 1.0  # its buckets are one second wide; redrawing faster only costs CPU
+
+
+class ThroughputPanel(Vertical):
+    BORDER_TITLE = "Throughput"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._sparkline_at = float("-inf")
+
+    def compose(self) -> ComposeResult:
+        yield Line(id="rates")
+        yield Sparkline([0.0], id="rate-history")
+        yield Line(id="latency")
+        yield Line(id="counts")
+
+    def show(self, state: RunState) -> None:
+        tokens_s, requests_s = state.rates()
+        self.query_one("#rates", Line).text = f"{tokens_s:,.0f} tok/s · {requests_s:.1f} req/s"
+        percentiles = state.latency_percentiles()
+        latency = f"p50 {percentiles[0]:.2f}s · p95 {percentiles[1]:.2f}s" if percentiles else "p50 – · p95 –"
+        self.query_one("#latency", Line).text = latency
+        self.query_one("#counts", Line).text = f"retries {state.retries} · failures {state.failures}"
+        now = state.clock()
+        if now - self._sparkline_at >= SPARKLINE_EVERY_S:
+            self._sparkline_at = now
+            self.query_one(Sparkline).data = state.token_rate_history()
+        self.border_subtitle = "tokens/s, last minute"

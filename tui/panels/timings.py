@@ -1,0 +1,90 @@
+"""Sequential against parallel: per block, what one request at a time would have cost against the wall time;
+and measured runs of the same settings in both modes, side by side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable
+from textual_plotext import PlotextPlot
+
+from engine.bench import ideal_speedup
+from tui.panels.line import Line
+from tui.state import RunState
+
+
+@dataclass
+class ModeTimes:
+    """Wall seconds of the latest finished run in each mode, for one set of settings."""
+
+    label: str
+    sequential: float | None = None
+    parallel: float | None = None
+
+
+class TimingsPanel(Vertical):
+    BORDER_TITLE = "Timings"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._blocks_shown = -1
+        self._comparisons_shown: list[tuple] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Line(id="speedup")
+        with Horizontal():
+            with Vertical(id="timings-tables"):
+                blocks = DataTable(cursor_type="none", id="blocks-table")
+                for label, width in (("block", 5), ("Σ latency s", 11), ("wall s", 7), ("speedup", 7)):
+                    blocks.add_column(label, width=width)
+                yield blocks
+                runs = DataTable(cursor_type="none", id="runs-table")
+                for label, width in (("same settings", 16), ("seq s", 7), ("par s", 7), ("speedup", 7)):
+                    runs.add_column(label, width=width)
+                yield runs
+            yield PlotextPlot(id="timings-plot")
+
+    def show(self, state: RunState, comparisons: list[ModeTimes]) -> None:
+        if len(state.blocks) != self._blocks_shown:
+            self._blocks_shown = len(state.blocks)
+            self._show_blocks(state)
+        rows = [(c.label, c.sequential, c.parallel) for c in comparisons]
+        if rows != self._comparisons_shown:
+            self._comparisons_shown = rows
+            table = self.query_one("#runs-table", DataTable)
+            table.clear()
+            for label, seq, par in rows:
+                speedup = f"x{seq / par:.2f}" if seq and par else "–"
+                table.add_row(label, _seconds(seq), _seconds(par), speedup)
+
+    def _show_blocks(self, state: RunState) -> None:
+        table = self.query_one("#blocks-table", DataTable)
+        table.clear()
+        for row in state.blocks:
+            table.add_row(str(row.block), f"{row.sum_request_s:.2f}", f"{row.wall_s:.2f}", f"x{row.speedup:.2f}")
+        if state.blocks:
+            table.scroll_end(animate=False)
+        wall = sum(row.wall_s for row in state.blocks)
+        serial = sum(row.sum_request_s for row in state.blocks)
+        ideal = ideal_speedup([row.requests for row in state.blocks], state.cap)
+        speedup = serial / wall if wall else 0.0
+        self.query_one("#speedup", Line).text = (
+            f"speedup x{speedup:.2f} of ideal x{ideal:.2f} (requests per block, capped at {state.cap})"
+            if state.blocks else "speedup – (no block finished yet)"
+        )
+        plot = self.query_one(PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        if state.blocks:
+            labels = [str(row.block) for row in state.blocks]
+            plt.multiple_bar(labels, [[r.sum_request_s for r in state.blocks], [r.wall_s for r in state.blocks]],
+                             labels=["Σ latency", "wall"])
+        plt.title("seconds per block: Σ request latency vs wall")
+        plot.refresh()
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"

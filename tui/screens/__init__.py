@@ -1,0 +1,1 @@
+"""Modal screens: the prompt editor and the backend settings."""
