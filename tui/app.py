@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -36,6 +36,7 @@ RESTART_DEBOUNCE_S = 0.3  # a burst of key presses starts one search, not one pe
 NARROW_WIDTH = 120
 TEMPERATURE_STEP = 0.05
 MAX_COMPARISONS = 6
+GIL_SWITCH_INTERVAL_S = 0.001
 
 
 class BeamtuiApp(App):
@@ -64,7 +65,7 @@ class BeamtuiApp(App):
         search: SearchSettings,
         backend: BackendSettings,
         *,
-        opener=open_sampler,
+        host_factory: Callable[[Callable], EngineHost] = EngineHost,
         clock: Callable[[], float] = time.monotonic,
         save_dir: Path = Path("."),
     ):
@@ -73,9 +74,10 @@ class BeamtuiApp(App):
         self.backend = backend
         self.clock = clock
         self.save_dir = save_dir
-        self.host = EngineHost(self.post_message, opener)
+        self.host = host_factory(self.post_message)
         self.state = RunState("-", search, backend, clock=clock, status="idle")
         self.comparisons: dict[tuple, ModeTimes] = {}
+        self._runs = 0
         self._restart_timer = None
 
     def compose(self) -> ComposeResult:
@@ -87,10 +89,11 @@ class BeamtuiApp(App):
             yield ThroughputPanel(id="throughput")
             yield AnswerPanel(id="answer")
             yield TimingsPanel(id="timings")
-            yield LogPanel(id="log")
+            yield LogPanel(self.clock, id="log")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.install_screen(PromptScreen(), "prompt")
         self._panels = [self.query_one(kind) for kind in (BeamsPanel, ProgressPanel, ThroughputPanel, AnswerPanel,
                                                           LogPanel)]
         self._timings = self.query_one(TimingsPanel)
@@ -111,7 +114,8 @@ class BeamtuiApp(App):
             self._restart_timer = None
         self.state.cancel()
         log = self.state.log
-        self.state = RunState(uuid.uuid4().hex[:8], self.search, self.backend, clock=self.clock)
+        self._runs += 1
+        self.state = RunState(f"run-{self._runs}", self.search, self.backend, clock=self.clock)
         self.state.log[:0] = log  # lines of the abandoned run not shown yet
         self.state.say(f"starting: {describe(self.search, self.backend)}")
         self.host.submit(SearchOrder(self.state.run_id, self.search, self.backend))
@@ -191,7 +195,9 @@ class BeamtuiApp(App):
                 self._show_settings()
                 self.start_search()
 
-        self.push_screen(PromptScreen(self.search.prompt), apply)
+        screen = self.get_screen("prompt")
+        self.push_screen(screen, apply)
+        screen.edit(self.search.prompt)
 
     def action_backend_settings(self) -> None:
         def apply(settings: BackendSettings | None) -> None:
@@ -203,7 +209,7 @@ class BeamtuiApp(App):
         self.push_screen(SettingsScreen(self.backend), apply)
 
     def action_save(self) -> None:
-        path = self.save_dir / f"beamtui-run-{self.state.run_id}.json"
+        path = self.save_dir / f"beamtui-{time.strftime('%Y%m%d-%H%M%S')}-{self.state.run_id}.json"
         try:
             path.write_text(json.dumps(self.run_summary(), indent=2, ensure_ascii=False))
         except OSError as exc:
@@ -232,13 +238,16 @@ class BeamtuiApp(App):
         self.host.shutdown()
         self.exit()
 
+    def on_unmount(self) -> None:
+        self.host.shutdown()  # however the app ends, the engine's thread must end with it
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for binding in self.BINDINGS:
-            if binding.id and binding.id != "quit":
+            if binding.id != "quit":
+                key = self.get_key_display(binding)
                 yield SystemCommand(
-                    f"{binding.description} ({binding.key_display or binding.key})",
-                    f"the {binding.key_display or binding.key} key",
+                    f"{binding.description} ({key})", f"the {key} key",
                     lambda action=binding.action: self.run_action(action),
                 )
 
@@ -255,6 +264,8 @@ def launch(args) -> int:
             asyncio.run(_probe(backend))  # a missing key or dead endpoint fails here, before the screen opens
     except ConfigError as exc:
         fail(str(exc), 2)
+    # The engine thread runs Python too; a shorter GIL switch interval keeps key presses from queueing behind it.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     BeamtuiApp(search, backend).run()
     return 0
 

@@ -15,9 +15,10 @@ class AnswerPanel(VerticalScroll):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._shown: tuple | None = None
+        self.text = Static(id="answer-text", markup=False)
 
     def compose(self) -> ComposeResult:
-        yield Static(id="answer-text", markup=False)
+        yield self.text
 
     def show(self, state: RunState) -> None:
         shown = (state.best_text, state.best_score, state.status)
@@ -27,4 +28,4 @@ class AnswerPanel(VerticalScroll):
         final = state.status == "finished"
         self.border_title = "Answer · final" if final else "Answer · best so far"
         self.border_subtitle = "" if state.best_score is None else f"score {state.best_score:.4f}"
-        self.query_one("#answer-text", Static).update(state.best_text.strip() or "…")
+        self.text.update(state.best_text.strip() or "…")

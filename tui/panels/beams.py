@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable
 
-from tui.state import BeamRow, RunState
+from tui.state import RunState
 
 COLUMNS = (("#", 3), ("score", 9), ("mean logp", 9), ("tokens", 6), ("done", 4))
 
@@ -17,25 +17,26 @@ class BeamsPanel(Vertical):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._shown: list[BeamRow] | None = None
+        self._shown: tuple | None = None
+        self.table = DataTable(cursor_type="none", zebra_stripes=True, id="beams-table")
 
     def compose(self) -> ComposeResult:
-        table = DataTable(cursor_type="none", zebra_stripes=True, id="beams-table")
-        for label, width in COLUMNS:
-            table.add_column(label, width=width, key=label)
-        table.add_column("text (tail)", key="text")
-        yield table
+        yield self.table
 
     def show(self, state: RunState) -> None:
         rows = state.visible_beams()
-        if rows == self._shown:
+        if (rows, self.size) == self._shown or not self.size.width:
             return
-        self._shown = rows
-        table = self.query_one(DataTable)
-        text_width = max(10, self.size.width - sum(w for _, w in COLUMNS) - 14)
-        table.clear()
+        self._shown = (rows, self.size)
+        table = self.table
+        text_width = max(10, self.size.width - sum(w for _, w in COLUMNS) - 2 * (len(COLUMNS) + 1) - 4)
+        table.clear(columns=True)  # columns too: an auto-width column never shrinks back
+        for label, width in COLUMNS:
+            table.add_column(label, width=width)
+        table.add_column("text (tail)", width=text_width)
         kept_rank = 0
-        for row in rows:
+        room = max(1, self.size.height - 3)  # a wide search has more beams than rows: build only what shows
+        for row in rows[:room]:
             if row.pruned:
                 rank, style = "✗", "dim red strike"
             else:
@@ -52,4 +53,6 @@ class BeamsPanel(Vertical):
             )
         kept = sum(not row.pruned for row in rows)
         pruned = len(rows) - kept
-        self.border_subtitle = f"{kept} kept" + (f" · {pruned} pruned" if pruned else "")
+        hidden = len(rows) - min(len(rows), room)
+        self.border_subtitle = (f"{kept} kept" + (f" · {pruned} pruned" if pruned else "")
+                                + (f" · {hidden} more below" if hidden else ""))

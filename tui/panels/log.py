@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from typing import Callable
 
 from textual.widgets import RichLog
 
@@ -14,8 +14,10 @@ MAX_LINES = 1000
 class LogPanel(RichLog):
     BORDER_TITLE = "Log"
 
-    def __init__(self, **kwargs):
+    def __init__(self, clock: Callable[[], float], **kwargs):
         super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, **kwargs)
+        self.clock = clock
+        self.started = clock()
 
     def show(self, state: RunState) -> None:
         lines, state.log[:] = list(state.log), []
@@ -23,4 +25,5 @@ class LogPanel(RichLog):
             self.note(line)
 
     def note(self, line: str) -> None:
-        self.write(f"{time.strftime('%H:%M:%S')}  {line}")
+        """Stamped with seconds since launch, which reads easier than wall time when comparing runs."""
+        self.write(f"{self.clock() - self.started:7.1f}s  {line}")

@@ -13,20 +13,33 @@ from tui.state import RunState
 class ProgressPanel(Vertical):
     BORDER_TITLE = "Progress"
 
+    ROWS = ("block", "tokens", "flight")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.lines = {name: Line(id=f"{name}-label") for name in self.ROWS}
+        self.bars = {name: ProgressBar(id=f"{name}-bar", show_eta=False, show_percentage=False) for name in self.ROWS}
+
     def compose(self) -> ComposeResult:
-        for name in ("block", "tokens", "flight"):
+        for name in self.ROWS:
             with Horizontal(classes="progress-row"):
-                yield Line(id=f"{name}-label")
-                yield ProgressBar(id=f"{name}-bar", show_eta=False, show_percentage=False)
+                yield self.lines[name]
+                yield self.bars[name]
 
     def show(self, state: RunState) -> None:
         search = state.search
         done_blocks = len(state.blocks)
         generated = min(search.max_tokens, done_blocks * search.block_tokens)
-        self.border_subtitle = state.status
-        self.query_one("#block-label", Line).text = f"block {state.block} of {state.max_blocks}"
-        self.query_one("#block-bar", ProgressBar).update(total=state.max_blocks, progress=done_blocks)
-        self.query_one("#tokens-label", Line).text = f"tokens {generated} of {search.max_tokens}"
-        self.query_one("#tokens-bar", ProgressBar).update(total=search.max_tokens, progress=generated)
-        self.query_one("#flight-label", Line).text = f"in flight {state.in_flight} of {state.cap}"
-        self.query_one("#flight-bar", ProgressBar).update(total=state.cap, progress=state.in_flight)
+        if self.border_subtitle != state.status:  # a new subtitle costs a screen-wide repaint
+            self.border_subtitle = state.status
+        self.lines["block"].text = f"block {state.block} of {state.max_blocks}"
+        self._bar("block", state.max_blocks, done_blocks)
+        self.lines["tokens"].text = f"tokens {generated} of {search.max_tokens}"
+        self._bar("tokens", search.max_tokens, generated)
+        self.lines["flight"].text = f"in flight {state.in_flight} of {state.cap}"
+        self._bar("flight", state.cap, state.in_flight)
+
+    def _bar(self, name: str, total: int, progress: int) -> None:
+        bar = self.bars[name]
+        if (bar.total, bar.progress) != (total, progress):
+            bar.update(total=total, progress=progress)

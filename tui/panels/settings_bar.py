@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from textual.widgets import Static
-
 from engine.settings import BackendSettings, SearchSettings
+from tui.panels.line import Line
 
 
 def describe(search: SearchSettings, backend: BackendSettings) -> str:
@@ -18,6 +17,8 @@ def describe(search: SearchSettings, backend: BackendSettings) -> str:
     )
 
 
-class SettingsBar(Static):
+class SettingsBar(Line):
+    """Repaints without a layout pass, so a knob's new value is on screen in the next frame."""
+
     def show_settings(self, search: SearchSettings, backend: BackendSettings) -> None:
-        self.update(describe(search, backend))
+        self.text = describe(search, backend)

@@ -14,26 +14,28 @@ SPARKLINE_EVERY_S = 1.0  # its buckets are one second wide; redrawing faster onl
 
 class ThroughputPanel(Vertical):
     BORDER_TITLE = "Throughput"
+    BORDER_SUBTITLE = "tokens/s, last minute"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._sparkline_at = float("-inf")
+        self.rates, self.latency, self.counts = Line(id="rates"), Line(id="latency"), Line(id="counts")
+        self.history = Sparkline([0.0], id="rate-history")
 
     def compose(self) -> ComposeResult:
-        yield Line(id="rates")
-        yield Sparkline([0.0], id="rate-history")
-        yield Line(id="latency")
-        yield Line(id="counts")
+        yield self.rates
+        yield self.history
+        yield self.latency
+        yield self.counts
 
     def show(self, state: RunState) -> None:
         tokens_s, requests_s = state.rates()
-        self.query_one("#rates", Line).text = f"{tokens_s:,.0f} tok/s · {requests_s:.1f} req/s"
+        self.rates.text = f"{tokens_s:,.0f} tok/s · {requests_s:.1f} req/s"
         percentiles = state.latency_percentiles()
         latency = f"p50 {percentiles[0]:.2f}s · p95 {percentiles[1]:.2f}s" if percentiles else "p50 – · p95 –"
-        self.query_one("#latency", Line).text = latency
-        self.query_one("#counts", Line).text = f"retries {state.retries} · failures {state.failures}"
+        self.latency.text = latency
+        self.counts.text = f"retries {state.retries} · failures {state.failures}"
         now = state.clock()
         if now - self._sparkline_at >= SPARKLINE_EVERY_S:
             self._sparkline_at = now
-            self.query_one(Sparkline).data = state.token_rate_history()
-        self.border_subtitle = "tokens/s, last minute"
+            self.history.data = state.token_rate_history()

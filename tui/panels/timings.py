@@ -14,6 +14,9 @@ from engine.bench import ideal_speedup
 from tui.panels.line import Line
 from tui.state import RunState
 
+PLOT_EVERY_S = 2.0  # plotext costs ~35 ms a draw; blocks can finish faster than anyone reads a chart
+PLOT_BLOCKS = 12
+
 
 @dataclass
 class ModeTimes:
@@ -30,21 +33,26 @@ class TimingsPanel(Vertical):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._blocks_shown = -1
+        self._plotted_at = float("-inf")
         self._comparisons_shown: list[tuple] | None = None
+        self.speedup = Line(id="speedup")
+        self.blocks = DataTable(cursor_type="none", id="blocks-table")
+        self.runs = DataTable(cursor_type="none", id="runs-table")
+        self.plot = PlotextPlot(id="timings-plot")
 
     def compose(self) -> ComposeResult:
-        yield Line(id="speedup")
+        yield self.speedup
         with Horizontal():
             with Vertical(id="timings-tables"):
-                blocks = DataTable(cursor_type="none", id="blocks-table")
-                for label, width in (("block", 5), ("Σ latency s", 11), ("wall s", 7), ("speedup", 7)):
-                    blocks.add_column(label, width=width)
-                yield blocks
-                runs = DataTable(cursor_type="none", id="runs-table")
-                for label, width in (("same settings", 16), ("seq s", 7), ("par s", 7), ("speedup", 7)):
-                    runs.add_column(label, width=width)
-                yield runs
-            yield PlotextPlot(id="timings-plot")
+                yield self.blocks
+                yield self.runs
+            yield self.plot
+
+    def on_mount(self) -> None:
+        for label, width in (("block", 5), ("Σ latency s", 11), ("wall s", 7), ("speedup", 7)):
+            self.blocks.add_column(label, width=width)
+        for label, width in (("same settings", 16), ("seq s", 7), ("par s", 7), ("speedup", 7)):
+            self.runs.add_column(label, width=width)
 
     def show(self, state: RunState, comparisons: list[ModeTimes]) -> None:
         if len(state.blocks) != self._blocks_shown:
@@ -53,16 +61,17 @@ class TimingsPanel(Vertical):
         rows = [(c.label, c.sequential, c.parallel) for c in comparisons]
         if rows != self._comparisons_shown:
             self._comparisons_shown = rows
-            table = self.query_one("#runs-table", DataTable)
+            table = self.runs
             table.clear()
             for label, seq, par in rows:
                 speedup = f"x{seq / par:.2f}" if seq and par else "–"
                 table.add_row(label, _seconds(seq), _seconds(par), speedup)
 
     def _show_blocks(self, state: RunState) -> None:
-        table = self.query_one("#blocks-table", DataTable)
-        table.clear()
-        for row in state.blocks:
+        table = self.blocks
+        if len(state.blocks) < table.row_count:  # a new run: start over
+            table.clear()
+        for row in state.blocks[table.row_count:]:
             table.add_row(str(row.block), f"{row.sum_request_s:.2f}", f"{row.wall_s:.2f}", f"x{row.speedup:.2f}")
         if state.blocks:
             table.scroll_end(animate=False)
@@ -70,20 +79,25 @@ class TimingsPanel(Vertical):
         serial = sum(row.sum_request_s for row in state.blocks)
         ideal = ideal_speedup([row.requests for row in state.blocks], state.cap)
         speedup = serial / wall if wall else 0.0
-        self.query_one("#speedup", Line).text = (
+        self.speedup.text = (
             f"speedup x{speedup:.2f} of ideal x{ideal:.2f} (requests per block, capped at {state.cap})"
             if state.blocks else "speedup – (no block finished yet)"
         )
-        plot = self.query_one(PlotextPlot)
-        plt = plot.plt
+        now = state.clock()
+        if now - self._plotted_at >= PLOT_EVERY_S or not state.blocks or state.finished:
+            self._plotted_at = now
+            self._plot(state.blocks[-PLOT_BLOCKS:])
+
+    def _plot(self, blocks: list) -> None:
+        plt = self.plot.plt
         plt.clear_data()
         plt.clear_figure()
-        if state.blocks:
-            labels = [str(row.block) for row in state.blocks]
-            plt.multiple_bar(labels, [[r.sum_request_s for r in state.blocks], [r.wall_s for r in state.blocks]],
+        if blocks:
+            labels = [str(row.block) for row in blocks]
+            plt.multiple_bar(labels, [[r.sum_request_s for r in blocks], [r.wall_s for r in blocks]],
                              labels=["Σ latency", "wall"])
         plt.title("seconds per block: Σ request latency vs wall")
-        plot.refresh()
+        self.plot.refresh()
 
 
 def _seconds(value: float | None) -> str:

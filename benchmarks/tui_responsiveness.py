@@ -1,0 +1,135 @@
+"""Dashboard responsiveness with 100 requests in flight, measured end to end in a real terminal (tmux).
+
+    python -m benchmarks.tui_responsiveness      (from the repository root; needs tmux)
+
+A loopback endpoint (tests/fault_server.py, in its own process) answers every request after 1 s, and
+`beamtui` runs in a 160x48 tmux pane with beam_width 100, n_per_beam 1 and a cap of 100: each block keeps
+100 requests in flight. Then:
+- key latency: time from `tmux send-keys` to the app writing the frame that shows the result, read from the
+  pane's output stream (`tmux pipe-pane`), for `p` (the prompt dialog opens) and `m` (the settings bar
+  shows the other mode; Textual rewrites only the cells that change, so a new word is what we look for)
+  while 100 requests are in flight. Reading the stream instead of polling
+  `capture-pane` keeps the harness from stealing the CPU it measures;
+- UI-thread CPU: utime+stime of the process's main thread (/proc/PID/task/PID/stat) over 10 s of searching.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+from tests.conftest import free_port
+
+SIZE = (160, 48)
+SESSION = "beamtui-bench"
+POLL_S = 0.05
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+def pane() -> str:
+    return tmux("capture-pane", "-t", SESSION, "-p")
+
+
+def wait_for(pattern: str, timeout: float = 60.0) -> float:
+    started = time.perf_counter()
+    while not re.search(pattern, pane()):
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError(f"{pattern!r} did not appear:\n{pane()}")
+        time.sleep(POLL_S)
+    return time.perf_counter() - started
+
+
+class PaneStream:
+    """What the app writes to its terminal, as tmux copies it to a file."""
+
+    def __init__(self, path: str):
+        self.path = path
+        open(path, "wb").close()
+        tmux("pipe-pane", "-t", SESSION, "-o", f"cat >> {path}")
+        self.file = open(path, "rb")
+        self.file.seek(0, os.SEEK_END)
+
+    def key_latency(self, key: str, needle: bytes, timeout: float = 10.0) -> float:
+        """Seconds from sending `key` until the app writes `needle`."""
+        self.file.seek(0, os.SEEK_END)
+        seen = b""
+        started = time.perf_counter()
+        tmux("send-keys", "-t", SESSION, key)
+        while needle not in seen:
+            if time.perf_counter() - started > timeout:
+                raise TimeoutError(f"{needle!r} was not written after {key!r}")
+            chunk = self.file.read()
+            seen = seen[-len(needle):] + chunk if chunk else seen
+            if not chunk:
+                time.sleep(0.001)
+        return time.perf_counter() - started
+
+
+def start_session() -> None:
+    """A fresh tmux session; a tmux server that is still shutting down can refuse the first attempt."""
+    subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+    for _ in range(5):
+        if subprocess.run(["tmux", "new-session", "-d", "-s", SESSION, "-x", str(SIZE[0]), "-y", str(SIZE[1])],
+                          capture_output=True).returncode == 0:
+            return
+        time.sleep(0.5)
+    raise RuntimeError("tmux would not start a session")
+
+
+def thread_cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/task/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tests.fault_server", "--port", str(port), "--latency", "1.0"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = (
+        f"{sys.executable} -m tui.cli --backend openai --base-url http://127.0.0.1:{port}/v1 --model synthetic "
+        "--tokenizer embedded --beam-width 100 --n-per-beam 1 --max-concurrent 100 --block-tokens 8 "
+        "--max-tokens 4096 --seed 1"
+    )
+    start_session()
+    try:
+        time.sleep(1)
+        tmux("send-keys", "-t", SESSION, f"cd {os.getcwd()} && {command}", "Enter")
+        wait_for(r"in flight 100 of 100")
+        pid = int(subprocess.run(["pgrep", "-f", "tui.cli --backend openai"], capture_output=True, text=True)
+                  .stdout.split()[0])
+        stream = PaneStream(f"/tmp/{SESSION}-{port}.out")
+        prompt_ms, mode_ms = [], []
+        for _ in range(5):
+            for mode in ("sequential", "parallel"):
+                wait_for(r"in flight 100 of 100" if mode == "sequential" else r"in flight 1 of 100")
+                prompt_ms.append(1000 * stream.key_latency("p", b"Enter starts a new search"))
+                tmux("send-keys", "-t", SESSION, "Escape")
+                wait_for(r"^(?![\s\S]*Enter starts a new search)")
+                mode_ms.append(1000 * stream.key_latency("m", f"{mode} · beam_width".encode()))
+        wait_for(r"in flight 100 of 100")
+        block_before = int(re.search(r"block (\d+) of", pane()).group(1))
+        cpu_before, wall_before = thread_cpu_seconds(pid), time.perf_counter()
+        time.sleep(10)
+        cpu = (thread_cpu_seconds(pid) - cpu_before) / (time.perf_counter() - wall_before)
+        blocks = int(re.search(r"block (\d+) of", pane()).group(1)) - block_before
+    finally:
+        tmux("kill-session", "-t", SESSION)
+        server.terminate()
+    print(f"tmux {SIZE[0]}x{SIZE[1]}, loopback endpoint 1 s per request, beam_width 100 x n_per_beam 1, cap 100\n")
+    print("| measure | median | max |")
+    print("|---|---:|---:|")
+    print(f"| `p` → prompt dialog on screen | {statistics.median(prompt_ms):.0f} ms | {max(prompt_ms):.0f} ms |")
+    print(f"| `m` → settings bar shows the new mode | {statistics.median(mode_ms):.0f} ms | {max(mode_ms):.0f} ms |")
+    print(f"| UI-thread CPU over 10 s of searching | {100 * cpu:.0f}% | |")
+    print(f"\n(blocks of 100 requests finished during the CPU window: {blocks})")
+
+
+if __name__ == "__main__":
+    main()
