@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_flags(parser, prompt_required=False)
     add_backend_flags(parser)
     parser.add_argument("--config", help="a TOML file with the same settings as the flags")
-    commands = parser.add_subparsers(dest="command", parser_class=OneLineParser, metavar="{run,bench}")
+    commands = parser.add_subparsers(dest="command", parser_class=OneLineParser, metavar="{run,bench,gen}")
 
     run = commands.add_parser("run", help="run one search and print the best answer")
     add_search_flags(run, prompt_required=True)
@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_flags(bench)
     bench.add_argument("--beam-widths", default="1,2,4,8", help="comma-separated widths (default 1,2,4,8)")
     bench.add_argument("--json", action="store_true", help='print {"rows": [...]} instead of a table')
+
+    from tui.commands.gen import add_gen_parser
+
+    add_gen_parser(commands)
     return parser
 
 
@@ -64,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         from tui.commands.bench import bench_command
 
         return run_async(lambda: bench_command(args))
+    if args.command == "gen":
+        from tui.commands.gen import gen_command
+
+        return run_async(lambda: gen_command(args))
     from tui.app import launch
 
     return launch(args)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import functools
 import importlib.resources
 import os
 import json
@@ -181,8 +182,9 @@ class GGUFModel:
             self.model = None
 
 
-def render_template(template: str, messages: Sequence[Message], *, bos_token: str, eos_token: str) -> str:
-    """Render a GGUF's Jinja chat template the way Hugging Face does, ending with the assistant's turn."""
+@functools.lru_cache(maxsize=8)
+def _compiled_template(template: str):
+    """Compiling a chat template costs milliseconds; gen renders one per question."""
     from jinja2.exceptions import TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -191,8 +193,15 @@ def render_template(template: str, messages: Sequence[Message], *, bos_token: st
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
+    return env.from_string(template)
+
+
+def render_template(template: str, messages: Sequence[Message], *, bos_token: str, eos_token: str) -> str:
+    """Render a GGUF's Jinja chat template the way Hugging Face does, ending with the assistant's turn."""
+    from jinja2.exceptions import TemplateError
+
     try:
-        return env.from_string(template).render(
+        return _compiled_template(template).render(
             messages=[{"role": m.role, "content": m.content} for m in messages],
             add_generation_prompt=True,
             bos_token=bos_token,

@@ -1,0 +1,284 @@
+"""Bulk teacher-data generation for prompt distillation, streamed to resumable JSONL.
+
+The teacher sees the system prompt plus a question; each output line holds only the question and the teacher's
+answer, so a student can learn to answer without the prompt. Questions stream from disk, a sliding window keeps
+`max_concurrent` requests in flight, and every result is appended and flushed the moment it arrives. A rerun
+skips what the output already holds, after cutting off a line torn by a kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Literal, TextIO
+
+from engine.backends.base import Message, SampleRequest, Sampler
+from engine.errors import BackendError, ConfigError
+from engine.request_layer import RequestLayer
+from engine.settings import BackendSettings
+
+GenMode = Literal["concurrent", "sequential"]
+
+
+@dataclass(frozen=True)
+class GenSettings:
+    questions: Path
+    out: Path
+    system_prompt: str | None = None
+    num_samples: int = 1
+    max_tokens: int = 256
+    temperature: float = 0.7
+    parse_regex: str | None = None
+    mode: GenMode = "concurrent"
+    limit: int | None = None
+    seed: int = 0
+
+    @property
+    def errors_path(self) -> Path:
+        return self.out.with_name(self.out.name.removesuffix(".jsonl") + ".errors.jsonl")
+
+    def validate(self) -> GenSettings:
+        if not isinstance(self.num_samples, int) or self.num_samples < 1:
+            raise ConfigError(f"num-samples must be an integer >= 1, got {self.num_samples!r}")
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ConfigError(f"max-tokens must be an integer >= 1, got {self.max_tokens!r}")
+        if not self.temperature >= 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be an integer >= 1, got {self.limit!r}")
+        if self.mode not in ("concurrent", "sequential"):
+            raise ConfigError(f"mode must be concurrent or sequential, got {self.mode!r}")
+        if self.parse_regex is not None:
+            try:
+                pattern = re.compile(self.parse_regex)
+            except re.error as exc:
+                raise ConfigError(f"invalid --parse-regex {self.parse_regex!r}: {exc}") from None
+            if pattern.groups < 1:
+                raise ConfigError(f"--parse-regex {self.parse_regex!r} needs a group, e.g. 'Final Answer: (\\w+)'")
+        return self
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    text: str
+
+
+def question_id(text: str) -> str:
+    """A stable id for a question given without one: the same text always gets the same id."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_questions(path: Path) -> Iterator[Question]:
+    """Questions from a .txt file (one per line) or a .jsonl file ({"question"|"prompt", "id"?}), streamed."""
+    is_jsonl = path.suffix == ".jsonl"
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            if not is_jsonl:
+                text = line.rstrip("\n")
+                yield Question(question_id(text), text)
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}:{number}: not JSON ({exc.msg})") from None
+            text = record.get("question", record.get("prompt")) if isinstance(record, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                raise ConfigError(f"{path}:{number}: needs a non-empty \"question\" or \"prompt\" string")
+            given = record.get("id")
+            yield Question(str(given) if given is not None else question_id(text), text)
+
+
+def check_questions(path: Path) -> int:
+    """Validate the whole file in one streaming pass before any request; return how many questions it holds."""
+    if not path.exists():
+        raise ConfigError(f"questions file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"questions file {path} is not a regular file")
+    try:
+        count = sum(1 for _ in read_questions(path))
+    except UnicodeDecodeError:
+        raise ConfigError(f"questions file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read questions file {path}: {exc.strerror}") from None
+    if count == 0:
+        raise ConfigError(f"questions file {path} has no questions")
+    return count
+
+
+def repair_and_load(out: Path) -> set[tuple[str, int]]:
+    """(id, sample) pairs already in the output. A torn last line, left by a kill, is cut off first."""
+    if not out.exists():
+        return set()
+    with out.open("rb+") as handle:
+        data = handle.read()
+        keep = data.rfind(b"\n") + 1
+        if keep != len(data):
+            handle.truncate(keep)
+    done = set()
+    for line in data[:keep].splitlines():
+        try:
+            record = json.loads(line)
+            done.add((str(record["id"]), int(record.get("sample", 0))))
+        except (ValueError, KeyError, TypeError):
+            continue  # not ours, or damaged: that question is simply done again
+    return done
+
+
+def check_writable(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+
+
+@dataclass
+class GenProgress:
+    """Counters a progress display reads; updated as results land."""
+
+    total: int  # samples to produce in this run
+    skipped: int = 0  # samples already in the output from earlier runs
+    done: int = 0
+    failed: int = 0
+    duplicates: int = 0  # questions whose id repeats an earlier one in the file
+    started: float = field(default_factory=time.perf_counter)
+    finished: float | None = None
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+    @property
+    def examples_per_s(self) -> float:
+        return self.done / self.elapsed_s if self.elapsed_s else 0.0
+
+
+class JsonlAppender:
+    """Appends one JSON object per line and flushes it at once, so a kill loses no finished line."""
+
+    def __init__(self, path: Path):
+        self.handle: TextIO = path.open("a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class Generator:
+    def __init__(self, settings: GenSettings, backend: BackendSettings, sampler: Sampler, layer: RequestLayer,
+                 on_progress: Callable[[GenProgress], None] = lambda progress: None):
+        self.settings = settings
+        self.backend = backend
+        self.sampler = sampler
+        self.layer = layer
+        self.on_progress = on_progress
+        self.pattern = re.compile(settings.parse_regex) if settings.parse_regex else None
+        self.system = (Message("system", settings.system_prompt),) if settings.system_prompt else ()
+
+    async def run(self, total_questions: int) -> GenProgress:
+        settings = self.settings
+        done = repair_and_load(settings.out)
+        settings.errors_path.unlink(missing_ok=True)  # failures are retried now, and recorded again if they fail
+        questions = min(total_questions, settings.limit or total_questions)
+        progress = GenProgress(total=questions * settings.num_samples)
+        output, errors = JsonlAppender(settings.out), JsonlAppender(settings.errors_path)
+        window = 1 if settings.mode == "sequential" else self.layer.max_concurrent
+        slots = asyncio.Semaphore(window)
+        running: set[asyncio.Task] = set()
+        seen: set[str] = set()
+        try:
+            for index, question in enumerate(read_questions(settings.questions)):
+                if index >= questions:
+                    break
+                if question.id in seen:
+                    progress.duplicates += 1
+                    progress.total -= settings.num_samples
+                    continue
+                seen.add(question.id)
+                missing = [k for k in range(settings.num_samples) if (question.id, k) not in done]
+                progress.skipped += settings.num_samples - len(missing)
+                progress.total -= settings.num_samples - len(missing)
+                if not missing:
+                    continue
+                request = self._request(question, len(missing))  # ready before a slot frees, not after
+                await slots.acquire()  # the sliding window: a new request as soon as any finishes
+                task = asyncio.create_task(self._answer(question, request, missing, output, errors, progress))
+                running.add(task)
+                task.add_done_callback(lambda t: (running.discard(t), slots.release()))
+            await asyncio.gather(*running)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            output.close()
+            errors.close()
+            progress.finished = time.perf_counter()
+        return progress
+
+    def _request(self, question: Question, n: int) -> SampleRequest:
+        settings = self.settings
+        messages = self.system + (Message("user", question.text),)
+        prompt = tuple(self.sampler.render_chat(messages))
+        return SampleRequest(
+            prompt, n=n, max_tokens=settings.max_tokens, temperature=settings.temperature,
+            seed=_seed(settings.seed, question.id), messages=messages, prompt_len=len(prompt),
+        )
+
+    async def _answer(self, question: Question, request: SampleRequest, samples: list[int], output: JsonlAppender,
+                      errors: JsonlAppender, progress: GenProgress) -> None:
+        settings = self.settings
+        started = time.perf_counter()
+        try:
+            continuations = await self.layer.sample(request)
+        except BackendError as exc:
+            for sample in samples:
+                errors.write({"id": question.id, "sample": sample, "question": question.text, "error": str(exc)})
+            progress.failed += len(samples)
+            self.on_progress(progress)
+            return
+        latency = time.perf_counter() - started
+        for sample, continuation in zip(samples, continuations):
+            answer = continuation.text.strip()
+            meta = {
+                "model": getattr(self.sampler, "model_name", self.sampler.name), "backend": self.sampler.name,
+                "temperature": settings.temperature, "max_tokens": settings.max_tokens,
+                "latency_s": round(latency, 4), "prompt_tokens": len(request.prompt_ids),
+                "completion_tokens": len(continuation.token_ids), "finish_reason": continuation.finish_reason,
+            }
+            if self.pattern is not None:
+                match = self.pattern.search(continuation.text)
+                if match is None:
+                    errors.write({"id": question.id, "sample": sample, "question": question.text,
+                                  "error": f"no match for --parse-regex {self.pattern.pattern!r}",
+                                  "raw": continuation.text})
+                    progress.failed += 1
+                    continue
+                meta["raw"] = continuation.text
+                answer = match.group(1)
+            output.write({"id": question.id, "sample": sample,
+                          "messages": [{"role": "user", "content": question.text},
+                                       {"role": "assistant", "content": answer}],
+                          "meta": meta})
+            progress.done += 1
+        lost = samples[len(continuations):]  # the backend answered fewer than asked (some parts failed)
+        for sample in lost:
+            errors.write({"id": question.id, "sample": sample, "question": question.text,
+                          "error": "the backend returned fewer samples than requested"})
+        progress.failed += len(lost)
+        self.on_progress(progress)
+
+
+def _seed(seed: int, qid: str) -> int:
+    return int(hashlib.sha256(f"{seed}:{qid}".encode()).hexdigest()[:8], 16)

@@ -1,0 +1,138 @@
+"""`beamtui gen`: teacher answers for prompt distillation, streamed to resumable JSONL with live progress."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from engine.backends import open_sampler
+from engine.errors import ConfigError
+from engine.gen import GenProgress, GenSettings, Generator, check_questions, check_writable
+from engine.request_layer import RequestLayer
+from engine.settings import BackendSettings
+from tui.options import BACKEND_FIELDS, add_backend_flags
+
+
+def add_gen_parser(commands) -> None:
+    gen = commands.add_parser("gen", help="generate teacher data (prompt distillation) to resumable JSONL")
+    gen.add_argument("--questions", required=True, help=".txt (one per line) or .jsonl ({question|prompt, id?})")
+    gen.add_argument("--out", help="output JSONL; a rerun resumes it (not needed with --compare)")
+    system = gen.add_mutually_exclusive_group()
+    system.add_argument("--system-prompt", help="the teacher's instructions, placed before each question")
+    system.add_argument("--system-prompt-file", help="read the teacher's instructions from a file")
+    add_backend_flags(gen)
+    gen.add_argument("--num-samples", type=int, default=1, help="answers per question (default 1)")
+    gen.add_argument("--max-tokens", type=int, default=256, help="tokens per answer at most (default 256)")
+    gen.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
+    gen.add_argument("--parse-regex", help="keep group 1 as the answer, e.g. 'Final Answer: (\\w+)'")
+    gen.add_argument("--mode", choices=("concurrent", "sequential"), default="concurrent")
+    gen.add_argument("--limit", type=int, help="only the first N questions")
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar, just the summary")
+    gen.add_argument("--compare", type=int, metavar="N",
+                     help="time the first N questions sequentially and then concurrently; write nothing")
+
+
+def gen_settings(args: argparse.Namespace, out: Path) -> GenSettings:
+    system = args.system_prompt
+    if args.system_prompt_file:
+        try:
+            system = Path(args.system_prompt_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read --system-prompt-file {args.system_prompt_file}: {exc.strerror}") from None
+    return GenSettings(
+        questions=Path(args.questions), out=out, system_prompt=system, num_samples=args.num_samples,
+        max_tokens=args.max_tokens, temperature=args.temperature, parse_regex=args.parse_regex, mode=args.mode,
+        limit=args.limit, seed=args.seed,
+    ).validate()
+
+
+async def gen_command(args: argparse.Namespace) -> int:
+    if args.compare is None and not args.out:
+        raise ConfigError("gen needs --out (or --compare N to time sequential against concurrent)")
+    if args.compare is not None and args.compare < 1:
+        raise ConfigError(f"--compare must be >= 1, got {args.compare}")
+    backend = BackendSettings(**{k: v for k, v in vars(args).items() if k in BACKEND_FIELDS and v is not None})
+    backend.validate()
+    settings = gen_settings(args, Path(args.out or "unused.jsonl"))
+    total = check_questions(settings.questions)
+    if args.compare is None:
+        check_writable(settings.out)
+        check_writable(settings.errors_path)
+    console = Console(stderr=True)
+    sampler = await open_sampler(backend)
+    try:
+        if args.compare is not None:
+            return await compare(settings, backend, sampler, min(args.compare, total), console)
+        layer = new_layer(sampler, backend)
+        progress = await run_with_progress(Generator(settings, backend, sampler, layer), total, console,
+                                           quiet=args.quiet)
+    finally:
+        await sampler.aclose()
+    print_summary(progress, layer, settings, console)
+    return 1 if progress.failed else 0
+
+
+def new_layer(sampler, backend: BackendSettings) -> RequestLayer:
+    return RequestLayer(sampler, max_concurrent=backend.max_concurrent, timeout=backend.timeout,
+                        max_retries=backend.max_retries, rng=random.Random(0))
+
+
+async def run_with_progress(generator: Generator, total: int, console: Console, *, quiet: bool) -> GenProgress:
+    if quiet:
+        return await generator.run(total)
+    layer = generator.layer
+    columns = (
+        TextColumn("gen"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(), TextColumn("{task.fields[counts]}"),
+    )
+    with Progress(*columns, console=console, refresh_per_second=8) as bar:
+        task = bar.add_task("gen", total=None, rate="", counts="")
+
+        def show(progress: GenProgress) -> None:
+            bar.update(
+                task, total=progress.total, completed=progress.done + progress.failed,
+                rate=f"{progress.examples_per_s:.1f} ex/s",
+                counts=f"retries {layer.stats.retries} · failures {progress.failed}"
+                       + (f" · {progress.skipped} already done" if progress.skipped else ""),
+            )
+
+        generator.on_progress = show
+        progress = await generator.run(total)
+        show(progress)
+    return progress
+
+
+def print_summary(progress: GenProgress, layer: RequestLayer, settings: GenSettings, console: Console) -> None:
+    per_example = progress.elapsed_s / progress.done if progress.done else 0.0
+    console.print(
+        f"{progress.done} examples in {progress.elapsed_s:.1f}s · {progress.examples_per_s:.1f} examples/s · "
+        f"{per_example:.3f} s/example · retries {layer.stats.retries} · failures {progress.failed}"
+        + (f" · {progress.skipped} already done" if progress.skipped else "")
+        + (f" · {progress.duplicates} duplicate ids skipped" if progress.duplicates else "")
+    )
+    console.print(f"output: {settings.out}" + (f" · failures in {settings.errors_path}" if progress.failed else ""))
+
+
+async def compare(settings: GenSettings, backend: BackendSettings, sampler, count: int, console: Console) -> int:
+    """The seed's before and after: the same questions one at a time, then with the sliding window."""
+    times = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for mode in ("sequential", "concurrent"):
+            run = replace(settings, mode=mode, limit=count, out=Path(scratch) / f"{mode}.jsonl")
+            layer = new_layer(sampler, backend)
+            console.print(f"{mode}: {count} questions…")
+            progress = await Generator(run, backend, sampler, layer).run(count)
+            times[mode] = progress.elapsed_s
+            console.print(f"  {progress.done} examples in {progress.elapsed_s:.2f}s "
+                          f"({progress.elapsed_s / max(progress.done, 1):.3f} s/example, failures {progress.failed})")
+    speedup = times["sequential"] / times["concurrent"] if times["concurrent"] else 0.0
+    print(f"sequential {times['sequential']:.2f}s · concurrent {times['concurrent']:.2f}s "
+          f"(max_concurrent {backend.max_concurrent}) · speedup {speedup:.1f}x")
+    return 0
