@@ -61,6 +61,8 @@ async def run_bench(
 ) -> list[BenchRow]:
     """For each width, run the search sequentially then in parallel with one seed; return a row per width."""
     seed = settings.seed if settings.seed is not None else random.SystemRandom().getrandbits(31)
+    # Warm up first (model pages, connections, the prompt's cached prefix) so no row pays for it.
+    await run_search(settings.replace(beam_width=min(widths), seed=seed, mode="sequential"), sampler, limits)
     rows = []
     for width in widths:
         base = settings.replace(beam_width=width, seed=seed)

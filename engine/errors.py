@@ -27,3 +27,8 @@ class BackendError(BeamtuiError):
 
 class RunFailed(BeamtuiError):
     """A run started but could not finish (a whole block failed, the backend died). Exit code 1."""
+
+
+def redact(text: str, secret: str | None) -> str:
+    """A server may quote our request back, key included; nothing we print or write may carry it."""
+    return text.replace(secret, "***") if secret else text

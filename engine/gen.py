@@ -19,7 +19,8 @@ from typing import Callable, Iterator, Literal, TextIO
 
 from engine.backends.base import Message, SampleRequest, Sampler
 from engine.errors import BackendError, ConfigError
-from engine.request_layer import RequestLayer
+from engine.events import RequestFinished
+from engine.request_layer import RequestLayer, RequestTag
 from engine.settings import BackendSettings
 
 GenMode = Literal["concurrent", "sequential"]
@@ -186,6 +187,15 @@ class Generator:
         self.on_progress = on_progress
         self.pattern = re.compile(settings.parse_regex) if settings.parse_regex else None
         self.system = (Message("system", settings.system_prompt),) if settings.system_prompt else ()
+        self.latencies: dict[str, float] = {}  # per question: its request's own time, not its wait for a slot
+        forward = layer.emit
+
+        def observe(event) -> None:
+            if isinstance(event, RequestFinished):
+                self.latencies[event.run_id] = max(event.latency_s, self.latencies.get(event.run_id, 0.0))
+            forward(event)
+
+        layer.emit = observe
 
     async def run(self, total_questions: int) -> GenProgress:
         settings = self.settings
@@ -194,8 +204,9 @@ class Generator:
         questions = min(total_questions, settings.limit or total_questions)
         progress = GenProgress(total=questions * settings.num_samples)
         output, errors = JsonlAppender(settings.out), JsonlAppender(settings.errors_path)
-        window = 1 if settings.mode == "sequential" else self.layer.max_concurrent
-        slots = asyncio.Semaphore(window)
+        # The request layer's cap is the sliding window. Up to twice that many questions are in hand at once,
+        # their prompts rendered while the window is full, so a freed slot is refilled without delay.
+        ahead = asyncio.Semaphore(1 if settings.mode == "sequential" else 2 * self.layer.max_concurrent)
         running: set[asyncio.Task] = set()
         seen: set[str] = set()
         try:
@@ -212,11 +223,10 @@ class Generator:
                 progress.total -= settings.num_samples - len(missing)
                 if not missing:
                     continue
-                request = self._request(question, len(missing))  # ready before a slot frees, not after
-                await slots.acquire()  # the sliding window: a new request as soon as any finishes
-                task = asyncio.create_task(self._answer(question, request, missing, output, errors, progress))
+                await ahead.acquire()
+                task = asyncio.create_task(self._answer(question, missing, output, errors, progress))
                 running.add(task)
-                task.add_done_callback(lambda t: (running.discard(t), slots.release()))
+                task.add_done_callback(lambda t: (running.discard(t), ahead.release()))
             await asyncio.gather(*running)
         finally:
             for task in running:
@@ -236,19 +246,20 @@ class Generator:
             seed=_seed(settings.seed, question.id), messages=messages, prompt_len=len(prompt),
         )
 
-    async def _answer(self, question: Question, request: SampleRequest, samples: list[int], output: JsonlAppender,
+    async def _answer(self, question: Question, samples: list[int], output: JsonlAppender,
                       errors: JsonlAppender, progress: GenProgress) -> None:
         settings = self.settings
-        started = time.perf_counter()
+        request = self._request(question, len(samples))
         try:
-            continuations = await self.layer.sample(request)
+            continuations = await self.layer.sample(request, RequestTag(run_id=question.id))
         except BackendError as exc:
+            self.latencies.pop(question.id, None)
             for sample in samples:
                 errors.write({"id": question.id, "sample": sample, "question": question.text, "error": str(exc)})
             progress.failed += len(samples)
             self.on_progress(progress)
             return
-        latency = time.perf_counter() - started
+        latency = self.latencies.pop(question.id, 0.0)
         for sample, continuation in zip(samples, continuations):
             answer = continuation.text.strip()
             meta = {

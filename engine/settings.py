@@ -15,6 +15,7 @@ BACKENDS = ("local", "openai", "tinker")
 MODES = ("parallel", "sequential")
 APIS = ("completions", "chat")
 
+KEYED_HOSTS = ("openai.com", "x.ai")  # hosted APIs that refuse keyless requests; local servers need none
 DEFAULT_PROMPT = "Explain in three sentences why the sky is blue."
 
 
@@ -106,6 +107,9 @@ class BackendSettings:
             check_url(self.base_url)
             if not self.model:
                 raise ConfigError("the openai backend needs --model")
+            host = urlparse(self.base_url).hostname or ""
+            if host.endswith(KEYED_HOSTS) and not self.api_key():
+                raise ConfigError(f"{self.base_url} needs {self.api_key_env} in the environment")
         if self.backend == "tinker" and not self.model:
             raise ConfigError("the tinker backend needs --model, a base model name such as meta-llama/Llama-3.2-1B")
         if self.model_path and self.backend != "local":

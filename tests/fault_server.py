@@ -47,6 +47,7 @@ class FaultConfig:
     slow_s: float = 2.0
     ignore_n: bool = False
     eos_rate: float = 0.0  # chance that a synthetic token ends the answer
+    echo_auth: bool = False  # error bodies quote the request's Authorization header
     seed: int = 0
     script: tuple[str, ...] = ()  # faults for the first requests, in order ("" for none); then the rates apply
     upstream: str | None = None  # proxy answers from this base URL instead of making them up
@@ -113,11 +114,11 @@ class FaultServer:
                 request = await _read_request(reader)
                 if request is None:
                     return
-                method, path, body = request
+                method, path, body, headers = request
                 if path.endswith("/stats"):
                     await _respond(writer, 200, self.stats.as_dict())
                     continue
-                if not await self._handle(writer, method, path, body):
+                if not await self._handle(reader, writer, method, path, body, headers):
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
@@ -125,7 +126,8 @@ class FaultServer:
             self._connections.discard(task)
             writer.transport.abort()
 
-    async def _handle(self, writer: asyncio.StreamWriter, method: str, path: str, body: bytes) -> bool:
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, path: str,
+                      body: bytes, headers: dict[str, str]) -> bool:
         """Answer one request; False when the connection must close."""
         stats, config = self.stats, self.config
         stats.requests += 1
@@ -144,11 +146,18 @@ class FaultServer:
             if fault:
                 stats.injected[fault] += 1
             if fault in ("400", "429", "500", "503"):
-                headers = {"Retry-After": f"{config.retry_after:g}"} if fault == "429" else {}
-                await _respond(writer, int(fault), {"error": {"message": f"injected {fault}"}}, headers)
+                message = f"injected {fault}"
+                if config.echo_auth:  # a careless server that quotes the request back in its error
+                    message += f" (Authorization: {headers.get('authorization')})"
+                extra = {"Retry-After": f"{config.retry_after:g}"} if fault == "429" else {}
+                await _respond(writer, int(fault), {"error": {"message": message}}, extra)
                 return True
             if fault == "hang":
-                await asyncio.sleep(config.hang_s)
+                # Hang until the client gives up (or hang_s passes), like a stuck upstream would.
+                try:
+                    await asyncio.wait_for(reader.read(1), config.hang_s)
+                except asyncio.TimeoutError:
+                    pass
                 writer.transport.abort()
                 return False
             if config.rate_slow and self.rng.random() < config.rate_slow:
@@ -261,7 +270,7 @@ def _word(token: int) -> str:
     return "" if token == EOS_TOKEN else f" w{token}"
 
 
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes] | None:
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes, dict[str, str]] | None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
@@ -270,7 +279,7 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes] 
     method, path, _ = lines[0].split(" ", 2)
     headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)}
     body = await reader.readexactly(int(headers.get("content-length", 0)))
-    return method, path, body
+    return method, path, body, headers
 
 
 async def _respond(writer: asyncio.StreamWriter, status: int, payload: dict, headers: dict | None = None) -> None:

@@ -19,7 +19,7 @@ import httpx2
 import openai
 
 from engine.backends.base import Continuation, Message, SampleRequest, Send
-from engine.errors import BackendError, ConfigError
+from engine.errors import BackendError, ConfigError, redact
 from engine.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
 
 TOKEN_ID_PREFIX = "token_id:"
@@ -44,7 +44,7 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def backend_error(exc: Exception) -> BackendError:
+def backend_error(exc: Exception, secret: str | None = None) -> BackendError:
     """Translate an SDK failure into the request layer's terms: what to retry and how long to wait."""
     if isinstance(exc, openai.APIConnectionError):
         # The aiohttp transport reports a refused connection as a connect *timeout*; the root cause tells.
@@ -56,7 +56,7 @@ def backend_error(exc: Exception) -> BackendError:
         status = exc.status_code
         transient = status in (408, 409, 425, 429) or status >= 500
         return BackendError(
-            f"HTTP {status}: {_short(exc.message)}",
+            f"HTTP {status}: {_short(redact(exc.message, secret))}",
             transient=transient,
             retry_after=retry_after_seconds(exc.response.headers),
             status=status,
@@ -86,6 +86,7 @@ class OpenAISampler(TokenizerBacked):
     ):
         self.base_url = base_url
         self.model = model
+        self.api_key = api_key
         self.api = api
         self.tokenizer_spec = tokenizer or model
         self.tokenizer: Tokenizer | None = None
@@ -164,10 +165,8 @@ class OpenAISampler(TokenizerBacked):
             return [self._from_completion_choice(choice) for choice in _choices(response)]
         except BackendError:
             raise
-        except openai.OpenAIError as exc:
-            raise backend_error(exc) from None
-        except (ValueError, TypeError, AttributeError, KeyError) as exc:
-            raise backend_error(exc) from None
+        except (openai.OpenAIError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise backend_error(exc, self.api_key) from None
 
     async def _complete(self, request: SampleRequest) -> httpx2.Response:
         body = self._common(request)

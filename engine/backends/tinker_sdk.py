@@ -12,18 +12,19 @@ import threading
 from typing import Any
 
 from engine.backends.base import Continuation, Message, SampleRequest, Send
-from engine.errors import BackendError, ConfigError
+from engine.errors import BackendError, ConfigError, redact
 from engine.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
 
 
-def backend_error(exc: Exception) -> BackendError:
+def backend_error(exc: Exception, secret: str | None) -> BackendError:
     import tinker
 
     if isinstance(exc, tinker.APIStatusError):
-        return BackendError(f"Tinker HTTP {exc.status_code}: {exc.message}", transient=False, status=exc.status_code)
+        return BackendError(f"Tinker HTTP {exc.status_code}: {redact(exc.message, secret)}", transient=False,
+                            status=exc.status_code)
     if isinstance(exc, (tinker.APIConnectionError, asyncio.TimeoutError)):
         return BackendError(f"Tinker unreachable ({type(exc).__name__})", transient=False)
-    return BackendError(f"Tinker request failed: {exc}", transient=False)
+    return BackendError(f"Tinker request failed: {redact(str(exc), secret)}", transient=False)
 
 
 class TinkerSampler(TokenizerBacked):
@@ -92,7 +93,9 @@ class TinkerSampler(TokenizerBacked):
         except TimeoutError:
             raise ConfigError(f"cannot reach Tinker within {self.timeout:g}s (check TINKER_BASE_URL and network)") from None
         except tinker.TinkerError as exc:
-            raise ConfigError(f"Tinker refused the sampling client for {self.model!r}: {exc}") from None
+            raise ConfigError(
+                f"Tinker refused the sampling client for {self.model!r}: {redact(str(exc), self.api_key)}"
+            ) from None
 
     async def sample(self, request: SampleRequest) -> list[Continuation]:
         from tinker import types
@@ -110,7 +113,7 @@ class TinkerSampler(TokenizerBacked):
                 sampling_params=params,
             )
         except Exception as exc:  # the SDK's errors, after its own retries
-            raise backend_error(exc) from None
+            raise backend_error(exc, self.api_key) from None
         return [self._continuation(sequence) for sequence in response.sequences]
 
     def _continuation(self, sequence) -> Continuation:

@@ -111,13 +111,15 @@ async def run_with_progress(generator: Generator, total: int, console: Console, 
 
 def print_summary(progress: GenProgress, layer: RequestLayer, settings: GenSettings, console: Console) -> None:
     per_example = progress.elapsed_s / progress.done if progress.done else 0.0
-    console.print(
+    console.print(  # soft wrap: scripts parse this line
         f"{progress.done} examples in {progress.elapsed_s:.1f}s · {progress.examples_per_s:.1f} examples/s · "
         f"{per_example:.3f} s/example · retries {layer.stats.retries} · failures {progress.failed}"
         + (f" · {progress.skipped} already done" if progress.skipped else "")
-        + (f" · {progress.duplicates} duplicate ids skipped" if progress.duplicates else "")
+        + (f" · {progress.duplicates} duplicate ids skipped" if progress.duplicates else ""),
+        soft_wrap=True,
     )
-    console.print(f"output: {settings.out}" + (f" · failures in {settings.errors_path}" if progress.failed else ""))
+    console.print(f"output: {settings.out}" + (f" · failures in {settings.errors_path}" if progress.failed else ""),
+                  soft_wrap=True)
 
 
 async def compare(settings: GenSettings, backend: BackendSettings, sampler, count: int, console: Console) -> int:
@@ -127,11 +129,12 @@ async def compare(settings: GenSettings, backend: BackendSettings, sampler, coun
         for mode in ("sequential", "concurrent"):
             run = replace(settings, mode=mode, limit=count, out=Path(scratch) / f"{mode}.jsonl")
             layer = new_layer(sampler, backend)
-            console.print(f"{mode}: {count} questions…")
+            console.print(f"{mode}: {count} questions…", soft_wrap=True)
             progress = await Generator(run, backend, sampler, layer).run(count)
             times[mode] = progress.elapsed_s
             console.print(f"  {progress.done} examples in {progress.elapsed_s:.2f}s "
-                          f"({progress.elapsed_s / max(progress.done, 1):.3f} s/example, failures {progress.failed})")
+                          f"({progress.elapsed_s / max(progress.done, 1):.3f} s/example, failures {progress.failed})",
+                          soft_wrap=True)
     speedup = times["sequential"] / times["concurrent"] if times["concurrent"] else 0.0
     print(f"sequential {times['sequential']:.2f}s · concurrent {times['concurrent']:.2f}s "
           f"(max_concurrent {backend.max_concurrent}) · speedup {speedup:.1f}x")

@@ -88,16 +88,16 @@ def _preview(text: str, limit: int = TEXT_PREVIEW_CHARS) -> str:
     return flat if len(flat) <= limit else "…" + flat[-(limit - 1):]
 
 
-def beams_table(result: SearchResult, width: int) -> Table:
-    table = Table(title="final beams", title_justify="left")
+def beams_table(result: SearchResult) -> Table:
+    table = Table(title="final beams", title_justify="left", expand=True)
     for name, width in (("#", 2), ("score", 8), ("mean logp", 9), ("tokens", 6)):
-        table.add_column(name, justify="right", no_wrap=True, width=width)
-    table.add_column("done", justify="center", no_wrap=True, width=4)
-    table.add_column("text (tail)", overflow="ellipsis", no_wrap=True)
+        table.add_column(name, justify="right", no_wrap=True, min_width=width)
+    table.add_column("done", justify="center", no_wrap=True, min_width=4)
+    table.add_column("text (tail)", no_wrap=True, overflow="ellipsis", ratio=1)
     for rank, beam in enumerate(result.beams, 1):
         table.add_row(
             str(rank), f"{beam.score:.4f}", f"{beam.mean_logprob:.4f}", str(beam.length),
-            "✓" if beam.finished else "", _preview(beam.text, max(20, width - 48)),
+            "✓" if beam.finished else "", _preview(beam.text),
         )
     return table
 
@@ -134,9 +134,10 @@ async def run_command(args) -> int:
         if best is not None:
             title = f"best answer · score {best.score:.4f} · {best.length} tokens"
             out.print(Panel(best.text.strip() or "(empty)", title=title, title_align="left"))
-            out.print(beams_table(result, out.width))
-        out.print(summary_line(result), style="dim")
+            out.print(beams_table(result))
+        out.print(summary_line(result), style="dim", soft_wrap=True)
     if result.error:
-        err.print(f"beamtui: error: {result.error}" + (" (best beam so far shown above)" if result.best else ""))
+        err.print(f"beamtui: error: {result.error}" + (" (best beam so far shown above)" if result.best else ""),
+                  soft_wrap=True, markup=False, highlight=False)
         return 1
     return 0
