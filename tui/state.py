@@ -18,7 +18,7 @@ from engine.events import (
     SearchFinished,
     SearchStarted,
 )
-from engine.search import SearchResult
+from engine.search import TEXT_TAIL_CHARS, SearchResult
 from engine.settings import BackendSettings, SearchSettings
 
 RATE_WINDOW_S = 60
@@ -47,6 +47,10 @@ class BlockRow:
     @property
     def speedup(self) -> float:
         return self.sum_request_s / self.wall_s if self.wall_s else 0.0
+
+    def best_wall_s(self, cap: int) -> float:
+        """The wall time if the block's requests had run perfectly in parallel under the cap."""
+        return self.sum_request_s / max(1, min(self.requests, cap))
 
 
 @dataclass
@@ -116,7 +120,7 @@ class RunState:
             row = BlockRow(event.block, event.wall_s, event.sum_request_s, event.requests, event.failed)
             self.blocks.append(row)
             self.best_text, self.best_score = event.best_text, event.best_score
-            self.say(f"block {event.block}/{self.max_blocks}: {event.requests} requests in {event.wall_s:.2f}s "
+            self.say(f"block {event.block}/{self.max_blocks}: {_plural(event.requests, 'request')} in {event.wall_s:.2f}s "
                      f"(one at a time: {event.sum_request_s:.2f}s, x{row.speedup:.1f})"
                      + (f", {event.failed} failed" if event.failed else ""))
         elif isinstance(event, SearchFinished):
@@ -135,15 +139,18 @@ class RunState:
     def _search_finished(self, result: SearchResult) -> None:
         self.result = result
         self.in_flight = 0
-        self.beams = [row for row in self.beams if not row.pruned]
+        # The final ranking: beams that finished in earlier blocks compete with the last block's survivors.
+        self.beams = [BeamRow(b.score, b.mean_logprob, b.length, b.finished, b.text[-TEXT_TAIL_CHARS:])
+                      for b in result.beams]
         if result.best is not None:
             self.best_text, self.best_score = result.best.text, result.best.score
         if result.error:
             self.fail(result.error)
         else:
             self.status = "finished"
-            self.say(f"search finished ({result.stop_reason}) in {result.wall_s:.2f}s: best score "
-                     f"{self.best_score:.4f}, {result.requests} requests, {result.usage['retries']} retries")
+            why = "every beam finished" if result.stop_reason == "finished" else "max tokens reached"
+            self.say(f"search finished, {why}, in {result.wall_s:.2f}s: best score {self.best_score:.4f}, "
+                     f"{result.requests} requests, {result.usage['retries']} retries")
 
     def fail(self, message: str) -> None:
         self.status = "failed"
@@ -194,3 +201,7 @@ class RunState:
     def _forget(self, now: float) -> None:
         while self.completions and now - self.completions[0][0] > RATE_WINDOW_S:
             self.completions.popleft()
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")

@@ -10,7 +10,6 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
-from engine.bench import ideal_speedup
 from tui.panels.line import Line
 from tui.state import RunState
 
@@ -77,8 +76,9 @@ class TimingsPanel(Vertical):
             table.scroll_end(animate=False)
         wall = sum(row.wall_s for row in state.blocks)
         serial = sum(row.sum_request_s for row in state.blocks)
-        ideal = ideal_speedup([row.requests for row in state.blocks], state.cap)
+        best_wall = sum(row.best_wall_s(state.cap) for row in state.blocks)
         speedup = serial / wall if wall else 0.0
+        ideal = serial / best_wall if best_wall else 1.0
         self.speedup.text = (
             f"speedup x{speedup:.2f} of ideal x{ideal:.2f} (requests per block, capped at {state.cap})"
             if state.blocks else "speedup – (no block finished yet)"
