@@ -249,3 +249,11 @@ def test_settings_screen_snapshot(snap_compare, recorded_events):
     app = BeamtuiApp(SMALL, LOCAL, clock=FixedClock(), host_factory=lambda post: ReplayHost(post, recorded_events))
     assert snap_compare(app, terminal_size=SIZE, press=["c"])
 
+
+
+def test_the_shipped_example_config_loads():
+    from tests.conftest import ROOT
+    from tui.options import read_config, settings_from
+
+    search, backend = settings_from(read_config(str(ROOT / "assets" / "beamtui.example.toml")))
+    assert (search.beam_width, search.seed, backend.backend) == (4, 1, "local")
