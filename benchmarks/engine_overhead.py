@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from engine.backends.base import Continuation, Message, SampleRequest
 from engine.events import Event

@@ -6,8 +6,9 @@ has already abandoned.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from engine.search import SearchResult
@@ -102,10 +103,10 @@ class SearchFinished:
     result: SearchResult
 
 
-Event = Union[
-    SearchStarted, BlockStarted, RequestStarted, RequestRetried, RequestFinished, CandidatesScored,
-    BlockFinished, SearchFinished,
-]
+Event = (
+    SearchStarted | BlockStarted | RequestStarted | RequestRetried | RequestFinished | CandidatesScored
+    | BlockFinished | SearchFinished
+)
 EventSink = Callable[[Event], None]
 
 

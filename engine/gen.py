@@ -13,11 +13,12 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal, TextIO
+from typing import Literal, TextIO
 
-from engine.backends.base import Message, SampleRequest, Sampler
+from engine.backends.base import Message, Sampler, SampleRequest
 from engine.errors import BackendError, ConfigError
 from engine.events import RequestFinished
 from engine.request_layer import RequestLayer, RequestTag
@@ -260,7 +261,7 @@ class Generator:
             self.on_progress(progress)
             return
         latency = self.latencies.pop(question.id, 0.0)
-        for sample, continuation in zip(samples, continuations):
+        for sample, continuation in zip(samples, continuations, strict=False):  # fewer if parts failed
             answer = continuation.text.strip()
             meta = {
                 "model": getattr(self.sampler, "model_name", self.sampler.name), "backend": self.sampler.name,

@@ -7,10 +7,10 @@ import dataclasses
 import itertools
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from engine.backends.base import Continuation, SampleRequest, Sampler
+from engine.backends.base import Continuation, Sampler, SampleRequest
 from engine.errors import BackendError
 from engine.events import EventSink, RequestFinished, RequestRetried, RequestStarted, discard
 

@@ -6,8 +6,8 @@ score alike, so it never changes the ranking. It acts through the proposal tempe
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 
 @dataclass(frozen=True)

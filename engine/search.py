@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from engine.backends.base import Continuation, Message, SampleRequest, Sampler
+from engine.backends.base import Continuation, Message, Sampler, SampleRequest
 from engine.errors import BackendError
 from engine.events import (
     BlockFinished,
@@ -213,7 +213,7 @@ async def _run_block(run: _Run, block: int) -> str | None:
     run.blocks.append(timing)
     candidates: list[Beam] = []
     errors: list[str] = []
-    for parent_index, (parent, outcome) in enumerate(zip(run.active, outcomes)):
+    for parent_index, (parent, outcome) in enumerate(zip(run.active, outcomes, strict=True)):
         if isinstance(outcome, BackendError):
             errors.append(str(outcome))
         elif isinstance(outcome, BaseException):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from engine.errors import ConfigError
@@ -138,6 +138,6 @@ def check_url(url: str) -> None:
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigError(f"malformed base URL {url!r}: expected http(s)://host[:port]/v1")
     try:
-        parsed.port
+        parsed.port  # noqa: B018 - urllib validates the port only when it is read
     except ValueError:
         raise ConfigError(f"malformed base URL {url!r}: bad port") from None

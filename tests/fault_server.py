@@ -156,7 +156,7 @@ class FaultServer:
                 # Hang until the client gives up (or hang_s passes), like a stuck upstream would.
                 try:
                     await asyncio.wait_for(reader.read(1), config.hang_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 writer.transport.abort()
                 return False
@@ -255,7 +255,7 @@ class FaultServer:
             tokens, logprobs, finish = self._synthetic_tokens(payload, key, index)
             pieces = [_word(t) for t in tokens]
             content = [{"token": p, "logprob": lp, "bytes": list(p.encode()), "top_logprobs": []}
-                       for p, lp in zip(pieces, logprobs)]
+                       for p, lp in zip(pieces, logprobs, strict=True)]
             choices.append({
                 "index": index,
                 "message": {"role": "assistant", "content": "".join(pieces)},

@@ -12,7 +12,6 @@ import pytest
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 from tests.conftest import openai_settings, run_cli
-from tests.fault_server import FaultConfig
 from tests.replay import ReplayHost, pin_timings
 from tui.app import BeamtuiApp
 from tui.panels.beams import BeamsPanel

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from engine.errors import BeamtuiError, ConfigError, RunFailed
 from tui.options import OneLineParser, add_backend_flags, add_search_flags, fail

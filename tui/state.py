@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from engine.events import (
     BlockFinished,
@@ -120,8 +120,8 @@ class RunState:
             row = BlockRow(event.block, event.wall_s, event.sum_request_s, event.requests, event.failed)
             self.blocks.append(row)
             self.best_text, self.best_score = event.best_text, event.best_score
-            self.say(f"block {event.block}/{self.max_blocks}: {_plural(event.requests, 'request')} in {event.wall_s:.2f}s "
-                     f"(one at a time: {event.sum_request_s:.2f}s, x{row.speedup:.1f})"
+            self.say(f"block {event.block}/{self.max_blocks}: {_plural(event.requests, 'request')} in "
+                     f"{event.wall_s:.2f}s (one at a time: {event.sum_request_s:.2f}s, x{row.speedup:.1f})"
                      + (f", {event.failed} failed" if event.failed else ""))
         elif isinstance(event, SearchFinished):
             self._search_finished(event.result)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.backends.base import Continuation, Message, SampleRequest, Sampler
+from engine.backends.base import Continuation, Message, Sampler, SampleRequest
 from engine.errors import ConfigError
 from engine.request_layer import RequestLayer
 from engine.settings import BackendSettings

@@ -14,21 +14,22 @@ import concurrent.futures
 import ctypes
 import functools
 import importlib.resources
-import os
 import json
+import os
 import queue
 import subprocess
 import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from engine.backends.base import Continuation, Message, SampleRequest, Send
 from engine.errors import BackendError, ConfigError
+from engine.tokenizers import TokenizerBacked
 
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -582,7 +583,7 @@ def _rng(seed: int | None, index: int) -> np.random.Generator:
     return np.random.default_rng(None if seed is None else [seed, index])
 
 
-class LocalSampler:
+class LocalSampler(TokenizerBacked):
     """The `local` backend: the embedded SmolLM2 or any GGUF given with --model-path."""
 
     name = "local"
@@ -629,24 +630,10 @@ class LocalSampler:
             raise BackendError("empty prompt", transient=False)
         return await asyncio.wrap_future(self.decoder.submit(request))
 
-    def _loaded(self) -> GGUFModel:
-        if self.model is None:
-            raise RuntimeError("LocalSampler.start() has not run")
-        return self.model
-
-    def tokenize(self, text: str) -> list[int]:
-        return self._loaded().encode(text)
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return self._loaded().decode(token_ids)
-
-    def render_chat(self, messages: Sequence[Message]) -> list[int]:
-        model = self._loaded()
-        return model.encode_prompt(model.chat_prompt(messages))
-
     @property
-    def chat_template(self) -> str:
-        return self._loaded().template
+    def tokenizer(self) -> GGUFModel | None:
+        """The loaded model is its own tokenizer and chat template."""
+        return self.model
 
     @property
     def prefix_tokens_reused(self) -> int:

@@ -11,7 +11,7 @@ import concurrent.futures
 import threading
 from typing import Any
 
-from engine.backends.base import Continuation, Message, SampleRequest, Send
+from engine.backends.base import Continuation, SampleRequest, Send
 from engine.errors import BackendError, ConfigError, redact
 from engine.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
 
@@ -91,7 +91,9 @@ class TinkerSampler(TokenizerBacked):
         try:
             return await asyncio.wait_for(asyncio.wrap_future(created), self.timeout)
         except TimeoutError:
-            raise ConfigError(f"cannot reach Tinker within {self.timeout:g}s (check TINKER_BASE_URL and network)") from None
+            raise ConfigError(
+                f"cannot reach Tinker within {self.timeout:g}s (check TINKER_BASE_URL and network)"
+            ) from None
         except tinker.TinkerError as exc:
             raise ConfigError(
                 f"Tinker refused the sampling client for {self.model!r}: {redact(str(exc), self.api_key)}"
@@ -119,7 +121,8 @@ class TinkerSampler(TokenizerBacked):
     def _continuation(self, sequence) -> Continuation:
         tokens = tuple(int(t) for t in sequence.tokens)
         logprobs = tuple(float(v) for v in (sequence.logprobs or ()))
-        return Continuation(tokens, self.detokenize(tokens), logprobs, "length" if sequence.stop_reason == "length" else "stop")
+        finish = "length" if sequence.stop_reason == "length" else "stop"
+        return Continuation(tokens, self.detokenize(tokens), logprobs, finish)
 
     async def aclose(self) -> None:
         self.client = None
