@@ -28,7 +28,8 @@ async def wait_for(pilot, condition, timeout=60.0):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
+            state = pilot.app.state
+            raise AssertionError(f"condition not met in time (run {state.run_id}: {state.status}, {state.error})")
         await pilot.pause(0.05)
 
 
@@ -147,8 +148,8 @@ async def test_an_unreachable_backend_chosen_in_settings_is_reported(fault_serve
         screen.query_one("#base_url").value = "http://127.0.0.1:9/v1"
         screen.query_one("#model").value = "m"
         screen.query_one("#tokenizer").value = "embedded"
-        await pilot.click("#apply")
-        assert app.backend.backend == "openai"
+        screen.query_one("#apply").press()
+        await wait_for(pilot, lambda: app.backend.backend == "openai")
         await wait_for(pilot, lambda: app.state.status == "failed")
         await pilot.pause(0.3)
         assert "cannot reach http://127.0.0.1:9/v1" in log_text(app)
@@ -162,11 +163,13 @@ async def test_settings_screen_rejects_a_bad_url_and_switches_backend(fault_serv
         screen.query_one("#backend").value = "openai"
         screen.query_one("#base_url").value = "not a url"
         screen.query_one("#model").value = "synthetic"
-        await pilot.click("#apply")
+        screen.query_one("#apply").press()
+        await pilot.pause(0.1)
         assert "malformed base URL" in str(screen.query_one("#settings-error").render())
         screen.query_one("#base_url").value = fault_server.base_url
         screen.query_one("#tokenizer").value = "embedded"
-        await pilot.click("#apply")
+        screen.query_one("#apply").press()
+        await wait_for(pilot, lambda: app.backend.backend == "openai")
         await wait_for(pilot, lambda: app.state.backend.backend == "openai" and app.state.status == "finished")
         assert app.state.result.requests > 0 and fault_server.stats.answered > 0
 
