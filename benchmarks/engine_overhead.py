@@ -23,6 +23,7 @@ class InstantSampler:
     name = "instant"
     honours_n = True
     chat_template = "none"
+    model_name = "instant"
 
     async def start(self, send=None) -> None:
         pass

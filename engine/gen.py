@@ -264,7 +264,7 @@ class Generator:
         for sample, continuation in zip(samples, continuations, strict=False):  # fewer if parts failed
             answer = continuation.text.strip()
             meta = {
-                "model": getattr(self.sampler, "model_name", self.sampler.name), "backend": self.sampler.name,
+                "model": self.sampler.model_name, "backend": self.sampler.name,
                 "temperature": settings.temperature, "max_tokens": settings.max_tokens,
                 "latency_s": round(latency, 4), "prompt_tokens": len(request.prompt_ids),
                 "completion_tokens": len(continuation.token_ids), "finish_reason": continuation.finish_reason,

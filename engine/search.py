@@ -79,7 +79,7 @@ class SearchResult:
                 "requests": self.requests,
                 "blocks": [vars(block) for block in self.blocks],
             },
-            "usage": self.usage,
+            "usage": self.usage | {"prefix_tokens_reused": self.prefix_tokens_reused},
             "stop_reason": self.stop_reason,
             "error": self.error,
         }

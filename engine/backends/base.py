@@ -69,4 +69,8 @@ class Sampler(Protocol):
     @property
     def chat_template(self) -> str: ...
 
+    @property
+    def model_name(self) -> str:
+        """What produced the tokens: a GGUF file name or the endpoint's model name."""
+
     async def aclose(self) -> None: ...
