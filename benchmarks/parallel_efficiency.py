@@ -37,7 +37,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     cases = (("honours n", FaultConfig(latency=LATENCY_S), "32"),
              ("honours n", FaultConfig(latency=LATENCY_S), "8"),
-             ("ignores n", FaultConfig(latency=LATENCY_S, ignore_n=True), "8"))
+             ("ignores n", FaultConfig(latency=LATENCY_S, rate_ignore_n=1.0), "8"))
     for label, config, cap in cases:
         with ThreadedFaultServer(config) as server:
             row = bench(server, "--max-concurrent", cap)

@@ -45,7 +45,7 @@ class FaultConfig:
     latency: float = 0.0  # added to every answer
     rate_slow: float = 0.0
     slow_s: float = 2.0
-    ignore_n: bool = False
+    rate_ignore_n: float = 0.0  # answers that return one choice whatever n asked for
     eos_rate: float = 0.0  # chance that a synthetic token ends the answer
     echo_auth: bool = False  # error bodies quote the request's Authorization header
     seed: int = 0
@@ -165,7 +165,8 @@ class FaultServer:
                 await asyncio.sleep(config.slow_s)
             payload = json.loads(body or b"{}")
             status, answer = await self._answer(path, payload)
-            if status == 200 and config.ignore_n and len(answer.get("choices", ())) > 1:
+            if (status == 200 and len(answer.get("choices", ())) > 1 and config.rate_ignore_n
+                    and self.rng.random() < config.rate_ignore_n):
                 stats.injected["ignored_n"] += 1
                 answer["choices"] = answer["choices"][:1]
             if status == 200 and fault == "no_logprobs":

@@ -108,7 +108,7 @@ async def test_a_hung_request_times_out_and_is_retried(fault_server):
     assert any("timed out" in e.reason for e in events if isinstance(e, RequestRetried))
 
 
-@pytest.mark.parametrize("fault_server", [FaultConfig(ignore_n=True)], indirect=True)
+@pytest.mark.parametrize("fault_server", [FaultConfig(rate_ignore_n=1.0)], indirect=True)
 async def test_a_server_that_ignores_n_gets_separate_requests(fault_server):
     sampler, layer = await open_layer(fault_server)
     assert sampler.honours_n is False  # found out by the probe
