@@ -3,7 +3,8 @@
     python -m benchmarks.local_throughput      (from the repository root)
 
 Single stream: one continuation of 256 tokens at temperature 1, logprobs included. Batched: n continuations
-of one prompt decoded together. For comparison, llama-cpp-python's high-level API on the same GGUF and
+of one prompt decoded together. Both are measured in the weight layout this machine probes to and, where
+that differs, in the plain one. For comparison, llama-cpp-python's high-level API on the same GGUF and
 threads: `create_completion` with `logprobs=1` (needs `logits_all=True`), and plain generation without
 logprobs. Each figure is the best of three runs, to keep scheduler noise out.
 """
@@ -17,16 +18,16 @@ import time
 import llama_cpp
 
 from engine.backends.base import Message, SampleRequest
-from engine.backends.local import LocalSampler, embedded_model_path
-from tests.llama_server import use_safe_weight_layout
+from engine.backends.local import PLAIN, LocalSampler, embedded_model_path, weight_layout
+from tests.llama_server import server_layout, use_safe_weight_layout
 
 TOKENS = 256
 PROMPT = "Write a long story about a lighthouse keeper."
 THREADS = os.cpu_count() or 1
 
 
-async def ours(n: int) -> float:
-    sampler = LocalSampler(threads=THREADS)
+async def ours(n: int, layout: str) -> float:
+    sampler = LocalSampler(threads=THREADS, layout=layout)
     await sampler.start()
     ids = tuple(sampler.render_chat([Message("user", PROMPT)]))
     best = 0.0
@@ -42,7 +43,6 @@ async def ours(n: int) -> float:
 
 
 def high_level(logprobs: bool) -> float:
-    use_safe_weight_layout(embedded_model_path())
     llm = llama_cpp.Llama(str(embedded_model_path()), n_ctx=2048, n_threads=THREADS, logits_all=logprobs,
                           verbose=False)
     prompt = llm.tokenize(f"<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n".encode(), special=True)
@@ -57,12 +57,17 @@ def high_level(logprobs: bool) -> float:
 
 def main() -> None:
     print(f"{THREADS} threads, {TOKENS} tokens per continuation, SmolLM2-135M-Instruct Q4_1\n")
-    print("| path | streams | logprobs | tokens/s |")
-    print("|---|---:|---|---:|")
-    for n in (1, 4, 8, 16):
-        print(f"| beamtui local backend | {n} | exact, every token | {asyncio.run(ours(n)):.1f} |")
-    print(f"| llama-cpp-python create_completion | 1 | logprobs=1 | {high_level(True):.1f} |")
-    print(f"| llama-cpp-python create_completion | 1 | none | {high_level(False):.1f} |")
+    print("| path | weights | streams | logprobs | tokens/s |")
+    print("|---|---|---:|---|---:|")
+    probed = weight_layout(llama_cpp, embedded_model_path())
+    for layout in dict.fromkeys((probed, PLAIN)):
+        for n in (1, 4, 8, 16):
+            rate = asyncio.run(ours(n, layout))
+            print(f"| beamtui local backend | {layout} | {n} | exact, every token | {rate:.1f} |", flush=True)
+    use_safe_weight_layout(embedded_model_path())
+    layout = server_layout(embedded_model_path())
+    print(f"| llama-cpp-python create_completion | {layout} | 1 | logprobs=1 | {high_level(True):.1f} |")
+    print(f"| llama-cpp-python create_completion | {layout} | 1 | none | {high_level(False):.1f} |")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.backends.local import LocalSampler, embedded_model_path
+from engine.backends.local import PLAIN, LocalSampler, embedded_model_path, weight_layout
 from engine.settings import BackendSettings, SearchSettings
 from tests.fault_server import FaultConfig, ThreadedFaultServer
 
@@ -21,10 +21,26 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVER_START_TIMEOUT_S = 60
 
 
+def _layouts_to_test() -> list[str]:
+    """The layout this machine probes to, and the plain one too, so both decoding paths stay tested."""
+    import llama_cpp
+
+    return sorted({weight_layout(llama_cpp, embedded_model_path()), PLAIN})
+
+
 @pytest.fixture(scope="session")
 def local_sampler():
     """One loaded embedded model for the whole session; its worker thread serves every test's event loop."""
     sampler = LocalSampler(threads=2)
+    asyncio.run(sampler.start())
+    yield sampler
+    asyncio.run(sampler.aclose())
+
+
+@pytest.fixture(scope="session", params=_layouts_to_test())
+def layout_sampler(request):
+    """The embedded model in each weight layout that runs on this machine, for the decoder's own tests."""
+    sampler = LocalSampler(threads=2, layout=request.param)
     asyncio.run(sampler.start())
     yield sampler
     asyncio.run(sampler.aclose())

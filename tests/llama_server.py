@@ -1,6 +1,6 @@
 """`python -m llama_cpp.server`, started the way the tests need it.
 
-On machines where ggml's AMX kernels crash on batched decoding (see engine.backends.local.extra_buffers_safe), the
+On machines where ggml's AMX kernels crash on batched decoding (see engine.backends.local.weight_layout), the
 weights must stay in the plain CPU layout; the server has no flag for that, so this wrapper sets the default
 model parameters before handing over to the server's own entry point. Everything else is the real server.
 """
@@ -12,20 +12,26 @@ from pathlib import Path
 
 import llama_cpp
 
-from engine.backends.local import extra_buffers_safe
+from engine.backends.local import PLAIN, REPACKED, weight_layout
+
+
+def server_layout(model: Path) -> str:
+    """The server decodes multi-token batches, so only a layout safe for any batch may stay repacked."""
+    return REPACKED if weight_layout(llama_cpp, model) == REPACKED else PLAIN
 
 
 def use_safe_weight_layout(model: Path) -> None:
     """Make every later `llama_cpp.Llama` keep weights in the plain CPU layout where AMX would crash."""
-    if not extra_buffers_safe(llama_cpp, model):
-        plain_defaults = llama_cpp.llama_cpp.llama_model_default_params
+    if server_layout(model) == REPACKED:
+        return
+    plain_defaults = llama_cpp.llama_cpp.llama_model_default_params
 
-        def defaults():
-            params = plain_defaults()
-            params.use_extra_bufts = False
-            return params
+    def defaults():
+        params = plain_defaults()
+        params.use_extra_bufts = False
+        return params
 
-        llama_cpp.llama_cpp.llama_model_default_params = defaults
+    llama_cpp.llama_cpp.llama_model_default_params = defaults
 
 
 def main() -> None:

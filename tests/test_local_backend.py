@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
 
+import llama_cpp
 import numpy as np
 import pytest
 
 from engine.backends.base import Message, SampleRequest
-from engine.backends.local import draw
+from engine.backends.local import PLAIN, REPACKED, REPACKED_ONE_TOKEN, draw, embedded_model_path, weight_layout
 from engine.errors import BackendError
 
 
@@ -17,15 +20,15 @@ def prompt_ids(sampler, text="Say something short."):
     return tuple(sampler.render_chat([Message("user", text)]))
 
 
-async def test_chat_template_comes_from_the_gguf(local_sampler):
-    rendered = local_sampler.detokenize(prompt_ids(local_sampler, "Hello"))
+async def test_chat_template_comes_from_the_gguf(layout_sampler):
+    rendered = layout_sampler.detokenize(prompt_ids(layout_sampler, "Hello"))
     assert "Hello" in rendered and "SmolLM" in rendered  # the template's default system line
-    assert local_sampler.chat_template.startswith("gguf:SmolLM2-135M-Instruct")
+    assert layout_sampler.chat_template.startswith("gguf:SmolLM2-135M-Instruct")
 
 
-async def test_sample_returns_n_continuations_with_ids_text_and_logprobs(local_sampler):
-    request = SampleRequest(prompt_ids(local_sampler), n=3, max_tokens=8, temperature=1.0, seed=11)
-    continuations = await local_sampler.sample(request)
+async def test_sample_returns_n_continuations_with_ids_text_and_logprobs(layout_sampler):
+    request = SampleRequest(prompt_ids(layout_sampler), n=3, max_tokens=8, temperature=1.0, seed=11)
+    continuations = await layout_sampler.sample(request)
     assert len(continuations) == 3
     for c in continuations:
         assert 1 <= len(c.token_ids) <= 8
@@ -33,18 +36,18 @@ async def test_sample_returns_n_continuations_with_ids_text_and_logprobs(local_s
         assert all(lp <= 0.0 for lp in c.logprobs) and any(lp < 0.0 for lp in c.logprobs)
         assert c.finish_reason in ("stop", "length")
         assert c.finish_reason == "length" or len(c.token_ids) < 8 or c.token_ids[-1] in (1, 2)
-        assert local_sampler.detokenize(c.token_ids) == c.text
+        assert layout_sampler.detokenize(c.token_ids) == c.text
 
 
-async def test_logprobs_are_the_model_distribution_at_temperature_one(local_sampler):
+async def test_logprobs_are_the_model_distribution_at_temperature_one(layout_sampler):
     """Logprobs are log p under the model, whatever proposal temperature drew the token: the greedy token has
     the highest first-token logprob of all, and the same tokens drawn cold or hot score the same."""
-    ids = prompt_ids(local_sampler, "Count: one, two,")
-    greedy = (await local_sampler.sample(SampleRequest(ids, 1, 4, temperature=0.0, seed=1)))[0]
-    cold = (await local_sampler.sample(SampleRequest(ids, 1, 4, temperature=0.01, seed=1)))[0]
+    ids = prompt_ids(layout_sampler, "Count: one, two,")
+    greedy = (await layout_sampler.sample(SampleRequest(ids, 1, 4, temperature=0.0, seed=1)))[0]
+    cold = (await layout_sampler.sample(SampleRequest(ids, 1, 4, temperature=0.01, seed=1)))[0]
     assert cold.token_ids == greedy.token_ids
     assert cold.logprobs == pytest.approx(greedy.logprobs, abs=1e-5)
-    hot = await local_sampler.sample(SampleRequest(ids, 12, 1, temperature=1.0, seed=2))
+    hot = await layout_sampler.sample(SampleRequest(ids, 12, 1, temperature=1.0, seed=2))
     assert all(c.logprobs[0] <= greedy.logprobs[0] + 1e-6 for c in hot)
     assert len({c.token_ids for c in hot}) > 1
     # Probabilities of distinct first tokens can never add up to more than one.
@@ -62,41 +65,62 @@ def test_draw_follows_the_tempered_distribution(temperature):
     assert draw(logits, 0.0, rng) == 0
 
 
-async def test_seeded_sampling_is_reproducible_and_seeds_differ(local_sampler):
-    ids = prompt_ids(local_sampler, "Write a word.")
-    first = await local_sampler.sample(SampleRequest(ids, 2, 6, temperature=1.5, seed=5))
-    again = await local_sampler.sample(SampleRequest(ids, 2, 6, temperature=1.5, seed=5))
-    other = await local_sampler.sample(SampleRequest(ids, 2, 6, temperature=1.5, seed=6))
+async def test_seeded_sampling_is_reproducible_and_seeds_differ(layout_sampler):
+    ids = prompt_ids(layout_sampler, "Write a word.")
+    first = await layout_sampler.sample(SampleRequest(ids, 2, 6, temperature=1.5, seed=5))
+    again = await layout_sampler.sample(SampleRequest(ids, 2, 6, temperature=1.5, seed=5))
+    other = await layout_sampler.sample(SampleRequest(ids, 2, 6, temperature=1.5, seed=6))
     assert [c.token_ids for c in first] == [c.token_ids for c in again]
     assert [c.logprobs for c in first] == [c.logprobs for c in again]
     assert [c.token_ids for c in first] != [c.token_ids for c in other]
 
 
-async def test_batching_does_not_change_results(local_sampler):
+async def test_batching_does_not_change_results(layout_sampler):
     """The same request alone and alongside others gives the same tokens and logprobs to the bit."""
-    ids = prompt_ids(local_sampler, "Explain in three sentences why the sky is blue.")
+    ids = prompt_ids(layout_sampler, "Explain in three sentences why the sky is blue.")
     request = SampleRequest(ids, 2, 6, temperature=0.5, seed=9)
-    alone = await local_sampler.sample(request)
-    crowd = await asyncio.gather(*(local_sampler.sample(request) for _ in range(4)),
-                                 local_sampler.sample(SampleRequest(ids[:-3], 3, 6, 0.5, seed=1)))
+    alone = await layout_sampler.sample(request)
+    crowd = await asyncio.gather(*(layout_sampler.sample(request) for _ in range(4)),
+                                 layout_sampler.sample(SampleRequest(ids[:-3], 3, 6, 0.5, seed=1)))
     for batch in crowd[:4]:
         assert [c.token_ids for c in batch] == [c.token_ids for c in alone]
         assert [c.logprobs for c in batch] == [c.logprobs for c in alone]
 
 
-async def test_a_beam_extension_reuses_its_cached_prefix(local_sampler):
-    ids = prompt_ids(local_sampler, "List three fruits.")
-    first = (await local_sampler.sample(SampleRequest(ids, 1, 6, temperature=0.0, seed=1)))[0]
-    before = local_sampler.prefix_tokens_reused
+async def test_a_beam_extension_reuses_its_cached_prefix(layout_sampler):
+    ids = prompt_ids(layout_sampler, "List three fruits.")
+    first = (await layout_sampler.sample(SampleRequest(ids, 1, 6, temperature=0.0, seed=1)))[0]
+    before = layout_sampler.prefix_tokens_reused
     extended = ids + first.token_ids
-    second = (await local_sampler.sample(SampleRequest(extended, 1, 6, temperature=0.0, seed=1)))[0]
-    assert local_sampler.prefix_tokens_reused - before == len(extended) - 1
-    whole = (await local_sampler.sample(SampleRequest(ids, 1, 12, temperature=0.0, seed=1)))[0]
+    second = (await layout_sampler.sample(SampleRequest(extended, 1, 6, temperature=0.0, seed=1)))[0]
+    assert layout_sampler.prefix_tokens_reused - before == len(extended) - 1
+    whole = (await layout_sampler.sample(SampleRequest(ids, 1, 12, temperature=0.0, seed=1)))[0]
     assert first.token_ids + second.token_ids == whole.token_ids[: len(first.token_ids) + len(second.token_ids)]
     assert first.logprobs + second.logprobs == pytest.approx(whole.logprobs[:12], abs=1e-4)
 
 
-async def test_decoding_runs_off_the_event_loop(local_sampler):
+async def test_requests_sharing_a_long_prompt_prefill_it_once(layout_sampler):
+    """gen's shape: questions under one long system prompt arrive together. The first prefills it, the rest
+    copy it, and nobody's tokens or logprobs change."""
+    system = "You are a patient tutor of lighthouse history. Answer in one short sentence, plainly. " * 3
+    questions = ["Who kept the first lighthouse?", "Why are lighthouses tall?", "What powers a lighthouse?"]
+    requests = [
+        SampleRequest(tuple(layout_sampler.render_chat([Message("system", system), Message("user", q)])),
+                      1, 6, temperature=0.7, seed=i)
+        for i, q in enumerate(questions)
+    ]
+    shared = len(os.path.commonprefix([r.prompt_ids for r in requests]))
+    assert shared > 32
+    before = layout_sampler.prefix_tokens_reused
+    together = await asyncio.gather(*(layout_sampler.sample(r) for r in requests))
+    assert layout_sampler.prefix_tokens_reused - before >= 2 * shared
+    for request, result in zip(requests, together, strict=True):
+        alone = await layout_sampler.sample(request)
+        assert [c.token_ids for c in result] == [c.token_ids for c in alone]
+        assert [c.logprobs for c in result] == [c.logprobs for c in alone]
+
+
+async def test_decoding_runs_off_the_event_loop(layout_sampler):
     ticks = 0
 
     async def ticker():
@@ -107,36 +131,58 @@ async def test_decoding_runs_off_the_event_loop(local_sampler):
 
     task = asyncio.create_task(ticker())
     started = time.perf_counter()
-    await local_sampler.sample(SampleRequest(prompt_ids(local_sampler), 4, 24, temperature=1.0, seed=2))
+    await layout_sampler.sample(SampleRequest(prompt_ids(layout_sampler), 4, 24, temperature=1.0, seed=2))
     elapsed = time.perf_counter() - started
     task.cancel()
     assert elapsed > 0.1
     assert ticks >= 0.5 * elapsed / 0.01  # the loop kept ticking at least half the time
 
 
-async def test_cancelled_request_frees_its_sequences(local_sampler):
-    ids = prompt_ids(local_sampler)
+async def test_cancelled_request_frees_its_sequences(layout_sampler):
+    ids = prompt_ids(layout_sampler)
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
-            await local_sampler.sample(SampleRequest(ids, 8, 200, temperature=1.0, seed=3))
+            await layout_sampler.sample(SampleRequest(ids, 8, 200, temperature=1.0, seed=3))
     # All sequences come back: a request using every one of them still runs.
-    n = local_sampler.n_seq_max
-    result = await local_sampler.sample(SampleRequest(ids, n, 2, temperature=1.0, seed=4))
+    n = layout_sampler.n_seq_max
+    result = await layout_sampler.sample(SampleRequest(ids, n, 2, temperature=1.0, seed=4))
     assert len(result) == n
 
 
-async def test_oversized_requests_fail_clearly(local_sampler):
-    ids = prompt_ids(local_sampler)
+async def test_oversized_requests_fail_clearly(layout_sampler):
+    ids = prompt_ids(layout_sampler)
     with pytest.raises(BackendError, match="exceed the local context"):
-        await local_sampler.sample(SampleRequest(ids, 1, 100_000, temperature=1.0))
+        await layout_sampler.sample(SampleRequest(ids, 1, 100_000, temperature=1.0))
     with pytest.raises(BackendError, match="parallel sequences"):
-        await local_sampler.sample(SampleRequest(ids, 1000, 2, temperature=1.0))
+        await layout_sampler.sample(SampleRequest(ids, 1000, 2, temperature=1.0))
 
 
-async def test_stop_strings_end_a_continuation(local_sampler):
-    ids = prompt_ids(local_sampler, "Write the words one, two and three, separated by commas.")
-    free = (await local_sampler.sample(SampleRequest(ids, 1, 24, temperature=0.0)))[0]
+async def test_stop_strings_end_a_continuation(layout_sampler):
+    ids = prompt_ids(layout_sampler, "Write the words one, two and three, separated by commas.")
+    free = (await layout_sampler.sample(SampleRequest(ids, 1, 24, temperature=0.0)))[0]
     assert "," in free.text
-    stopped = (await local_sampler.sample(SampleRequest(ids, 1, 24, temperature=0.0, stop=(",",))))[0]
+    stopped = (await layout_sampler.sample(SampleRequest(ids, 1, 24, temperature=0.0, stop=(",",))))[0]
     assert stopped.finish_reason == "stop" and "," not in stopped.text
     assert free.text.startswith(stopped.text)
+
+
+def test_weight_layout_is_probed_once_and_remembered(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model = embedded_model_path()
+    layout = weight_layout(llama_cpp, model)
+    assert layout in (PLAIN, REPACKED, REPACKED_ONE_TOKEN)
+    if not list(tmp_path.rglob("weight-layout.json")):
+        assert layout == REPACKED  # no AMX here: nothing can crash, so nothing was probed
+        return
+
+    def no_second_probe(*args, **kwargs):
+        raise AssertionError("the cached verdict should have been used")
+
+    monkeypatch.setattr(subprocess, "run", no_second_probe)
+    assert weight_layout(llama_cpp, model) == layout
+
+
+def test_the_decoder_uses_the_layout_it_was_given(layout_sampler, local_sampler):
+    assert layout_sampler.model.layout == layout_sampler.layout
+    assert layout_sampler.decoder.one_token_per_decode == (layout_sampler.layout == REPACKED_ONE_TOKEN)
+    assert local_sampler.model.layout == weight_layout(llama_cpp, embedded_model_path())

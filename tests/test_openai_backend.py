@@ -6,11 +6,13 @@ import pytest
 
 from engine.backends import open_sampler
 from engine.backends.base import Message, SampleRequest
+from engine.backends.local import LocalSampler, embedded_model_path
 from engine.errors import ConfigError
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 from tests.conftest import openai_settings
 from tests.fault_server import FaultConfig
+from tests.llama_server import server_layout
 
 
 def llama_settings(base_url: str, **changes) -> BackendSettings:
@@ -34,9 +36,12 @@ async def test_llama_server_ignores_n_and_refuses_token_prompts_and_we_adapt(lla
         assert all(lp <= 0 for lp in beam.logprobs)
 
 
-async def test_llama_server_logprobs_agree_with_the_embedded_model(llama_server, local_sampler):
-    """Same GGUF, same prompt, greedy: the server's text and per-token logprobs match our own computation."""
+async def test_llama_server_logprobs_agree_with_the_embedded_model(llama_server):
+    """Same GGUF, same weight layout, same prompt, greedy: the server's text and per-token logprobs match our
+    own computation."""
     sampler = await open_sampler(llama_settings(llama_server))
+    local_sampler = LocalSampler(threads=2, layout=server_layout(embedded_model_path()))
+    await local_sampler.start()
     try:
         ids = tuple(local_sampler.render_chat([Message("user", "What is the capital of France?")]))
         request = SampleRequest(ids, n=1, max_tokens=6, temperature=0.0, seed=0,
@@ -45,6 +50,7 @@ async def test_llama_server_logprobs_agree_with_the_embedded_model(llama_server,
         local = (await local_sampler.sample(request))[0]
     finally:
         await sampler.aclose()
+        await local_sampler.aclose()
     assert remote.text == local.text
     assert remote.token_ids == local.token_ids
     assert remote.logprobs == pytest.approx(local.logprobs, abs=0.05)

@@ -23,10 +23,10 @@ from tests.fault_server import FaultConfig
 LOCAL = BackendSettings(max_concurrent=16)
 
 
-async def test_seeded_parallel_search_equals_sequential(local_sampler, small_search):
+async def test_seeded_parallel_search_equals_sequential(layout_sampler, small_search):
     settings = small_search.replace(beam_width=3, n_per_beam=3, temperature=0.8)
-    parallel = await run_search(settings.replace(mode="parallel"), local_sampler, LOCAL)
-    sequential = await run_search(settings.replace(mode="sequential"), local_sampler, LOCAL)
+    parallel = await run_search(settings.replace(mode="parallel"), layout_sampler, LOCAL)
+    sequential = await run_search(settings.replace(mode="sequential"), layout_sampler, LOCAL)
     assert parallel.error is None and sequential.error is None
     assert [b.token_ids for b in parallel.beams] == [b.token_ids for b in sequential.beams]
     assert [b.score for b in parallel.beams] == pytest.approx([b.score for b in sequential.beams], abs=1e-6)

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from engine.backends.local import PLAIN, LocalSampler
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 from tests.conftest import openai_settings, run_cli
@@ -228,9 +229,19 @@ class FixedClock:
 
 
 @pytest.fixture(scope="module")
-def recorded_events(local_sampler):
+def recorded_events():
+    """A real search in the plain weight layout, which every machine runs the same way, so snapshots match."""
+
+    async def record():
+        sampler = LocalSampler(threads=2, layout=PLAIN)
+        await sampler.start()
+        try:
+            await run_search(SMALL.replace(max_tokens=12), sampler, LOCAL, events.append, run_id="rec")
+        finally:
+            await sampler.aclose()
+
     events = []
-    asyncio.run(run_search(SMALL.replace(max_tokens=12), local_sampler, LOCAL, events.append, run_id="rec"))
+    asyncio.run(record())
     return pin_timings(events)
 
 

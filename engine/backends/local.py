@@ -61,55 +61,74 @@ def _amx_compiled_and_present(llama_cpp) -> bool:
 
 _AMX_PROBE = """
 import sys, llama_cpp as L
-L.llama_log_set(L.llama_log_callback(lambda *a: None), None)
+quiet = L.llama_log_callback(lambda *a: None)  # referenced, or ctypes frees it under llama.cpp
+L.llama_log_set(quiet, None)
 L.llama_backend_init()
 model = L.llama_model_load_from_file(sys.argv[1].encode(), L.llama_model_default_params())
 params = L.llama_context_default_params()
 params.n_ctx = 64
 ctx = L.llama_init_from_model(model, params)
-batch = L.llama_batch_init(4, 0, 1)
-for i in range(4):
-    batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = 1, i, 1, i == 3
+size = int(sys.argv[2])
+batch = L.llama_batch_init(size, 0, 1)
+for i in range(size):
+    batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = 1, i, 1, i == size - 1
     batch.seq_id[i][0] = 0
-batch.n_tokens = 4
+batch.n_tokens = size
 sys.exit(L.llama_decode(ctx, batch))
 """
 
+PLAIN = "plain"  # weights in ggml's generic CPU layout
+REPACKED = "repacked"  # ggml's extra buffer types (AMX, CPU repack) for every batch
+REPACKED_ONE_TOKEN = "repacked, one token per decode"  # AMX works only for matrix-vector products
 
-def extra_buffers_safe(llama_cpp, model_path: Path) -> bool:
-    """Whether weights may go to ggml's extra buffer types (AMX, repacked) without crashing.
 
-    On some AMX machines ggml's AMX kernels segfault on batched decoding (llama.cpp issue #20824); the plain
-    CPU layout is then the only safe choice. The answer is probed once in a child process, so a crash costs
-    nothing, and cached per build.
+def _decodes_in_child(model_path: Path, tokens: int) -> bool:
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _AMX_PROBE, str(model_path), str(tokens)], capture_output=True, timeout=120
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
+def weight_layout(llama_cpp, model_path: Path) -> str:
+    """How the weights may be laid out on this CPU without crashing, fastest first.
+
+    On some AMX machines (this project's 2-core VM among them) ggml's AMX tile kernels segfault on
+    `ldtilecfg`, which only multi-token batches reach (llama.cpp issue #20824); its matrix-vector kernels
+    work and decode about 1.5x faster than the plain layout. The verdict is probed once in child processes,
+    so a crash costs nothing, and cached per build.
     """
     if not _amx_compiled_and_present(llama_cpp):
-        return True
+        return REPACKED
     lib = Path(llama_cpp.__file__).parent / "lib"
     stamp = f"{llama_cpp.__version__}:{int(max(p.stat().st_mtime for p in lib.iterdir()))}:{model_path.name}"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "beamtui" / "amx-probe.json"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "beamtui" / "weight-layout.json"
     try:
         verdicts = json.loads(cache.read_text())
     except (OSError, ValueError):
         verdicts = {}
-    if stamp not in verdicts:
-        try:
-            done = subprocess.run([sys.executable, "-c", _AMX_PROBE, str(model_path)], capture_output=True, timeout=120)
-            verdicts[stamp] = done.returncode == 0
-        except subprocess.TimeoutExpired:
-            verdicts[stamp] = False
+    if verdicts.get(stamp) not in (PLAIN, REPACKED, REPACKED_ONE_TOKEN):
+        if _decodes_in_child(model_path, 4):
+            verdicts[stamp] = REPACKED
+        elif _decodes_in_child(model_path, 1):
+            verdicts[stamp] = REPACKED_ONE_TOKEN
+        else:
+            verdicts[stamp] = PLAIN
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(verdicts))
         except OSError:
             pass  # no cache dir: probe again next time
-    return bool(verdicts[stamp])
+    return verdicts[stamp]
 
 
 class GGUFModel:
     """A loaded model: weights, vocabulary, tokenizer and chat template."""
 
-    def __init__(self, path: Path, *, vocab_only: bool = False):
+    def __init__(self, path: Path, *, vocab_only: bool = False, layout: str | None = None):
+        """`layout` forces a weight layout (PLAIN, REPACKED or REPACKED_ONE_TOKEN); by default it is probed."""
         if not path.is_file():
             raise ConfigError(f"model file not found: {path}")
         self.llama = llama_cpp = _llama()
@@ -118,7 +137,8 @@ class GGUFModel:
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = 0
         params.vocab_only = vocab_only
-        params.use_extra_bufts = vocab_only or extra_buffers_safe(llama_cpp, path)
+        self.layout = REPACKED if vocab_only else layout or weight_layout(llama_cpp, path)
+        params.use_extra_bufts = self.layout != PLAIN
         self.path = path
         self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not self.model:
@@ -224,6 +244,7 @@ def _silence_llama_log(llama_cpp) -> None:
 
 
 _NO_JOB = object()
+SHARED_PREFIX_MIN = 32  # tokens; a copy moves a whole KV stream, which shorter shared prefixes do not repay
 
 
 @dataclass
@@ -250,7 +271,7 @@ class _Stream:
     finish: str | None = None
 
 
-class _Batch:
+class TokenBatch:
     """A llama_batch whose arrays numpy owns, filled with a few slice assignments.
 
     Filling llama_batch_init's arrays element by element costs a GIL round trip per field per token, and
@@ -287,19 +308,40 @@ class _Batch:
 
 
 class BatchDecoder:
-    """Owns a llama.cpp context on one thread and serves sample requests with continuous batching."""
+    """Loads a model and owns its llama.cpp context on one thread, serving sample requests with continuous batching.
 
-    def __init__(self, model: GGUFModel, *, context: int, n_seq_max: int, n_batch: int, threads: int):
-        llama_cpp = model.llama
-        self.model = model
+    Loading happens on that thread too: ggml's OpenMP team belongs to the thread that runs it, and a second
+    team left behind by a loader thread measured a third off the decoding speed.
+    """
+
+    def __init__(self, path: Path, *, layout: str | None, context: int, n_seq_max: int, n_batch: int,
+                 threads: int):
         self.n_batch = n_batch
         self.n_seq_max = n_seq_max
         self.context = context
+        self.model: GGUFModel | None = None
+        self.ctx = None
+        self.ready: concurrent.futures.Future[GGUFModel] = concurrent.futures.Future()
+        self.inbox: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.waiting: list[_Job] = []  # admitted to the worker, not yet given sequences
+        self.prefilling: list[_Job] = []
+        self.streams: list[_Stream] = []
+        self.cached: OrderedDict[int, tuple[int, ...]] = OrderedDict()  # idle sequence -> tokens in its KV
+        self.free = list(range(n_seq_max))
+        self.prefix_tokens_reused = 0
+        self.thread = threading.Thread(
+            target=self._serve, args=(path, layout, threads), name="beamtui-llama", daemon=True
+        )
+        self.thread.start()
+
+    def _open(self, path: Path, layout: str | None, threads: int) -> None:
+        self.model = model = GGUFModel(path, layout=layout)
+        llama_cpp = model.llama
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = context * n_seq_max
-        params.n_batch = n_batch
-        params.n_ubatch = n_batch
-        params.n_seq_max = n_seq_max
+        params.n_ctx = self.context * self.n_seq_max
+        params.n_batch = self.n_batch
+        params.n_ubatch = self.n_batch
+        params.n_seq_max = self.n_seq_max
         # One KV stream per sequence. The unified cache mixes up sequences that share a ubatch of 64+ tokens
         # in this llama.cpp (logits off by more than 1.0), and a prefix copied between streams is cheap here.
         params.kv_unified = False
@@ -309,18 +351,25 @@ class BatchDecoder:
         params.n_threads_batch = threads
         self.ctx = llama_cpp.llama_init_from_model(model.model, params)
         if not self.ctx:
-            raise ConfigError(f"cannot create a llama.cpp context of {n_seq_max} x {context} tokens")
+            raise ConfigError(f"cannot create a llama.cpp context of {self.n_seq_max} x {self.context} tokens")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
-        self.batch = _Batch(llama_cpp, n_batch)
-        self.inbox: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.waiting: list[_Job] = []  # admitted to the worker, not yet given sequences
-        self.prefilling: list[_Job] = []
-        self.streams: list[_Stream] = []
-        self.cached: OrderedDict[int, tuple[int, ...]] = OrderedDict()  # idle sequence -> tokens in its KV
-        self.free = list(range(n_seq_max))
-        self.prefix_tokens_reused = 0
-        self.thread = threading.Thread(target=self._run, name="beamtui-llama", daemon=True)
-        self.thread.start()
+        self.batch = TokenBatch(llama_cpp, self.n_batch)
+        self.one_token_per_decode = model.layout == REPACKED_ONE_TOKEN
+        # Token by token, a long prefill in one step would stall every running stream for seconds.
+        self.step_tokens = self.n_seq_max + 16 if self.one_token_per_decode else self.n_batch
+
+    def _serve(self, path: Path, layout: str | None, threads: int) -> None:
+        try:
+            self._open(path, layout, threads)
+            self.ready.set_result(self.model)
+        except concurrent.futures.InvalidStateError:  # the caller stopped waiting for the load
+            self._free()
+            return
+        except Exception as exc:  # a bad model file must reach the caller, not kill the thread silently
+            self._free()
+            self.ready.set_exception(exc)
+            return
+        self._run()
 
     def submit(self, request: SampleRequest) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
@@ -341,9 +390,15 @@ class BatchDecoder:
     def close(self) -> None:
         self.inbox.put(None)
         self.thread.join(timeout=10)
-        if self.thread.is_alive():
-            return  # still decoding: leave the context to the process exit rather than free it under the thread
-        self.model.llama.llama_free(self.ctx)
+        if not self.thread.is_alive():  # still decoding: leave the context to the process exit
+            self._free()
+
+    def _free(self) -> None:
+        if self.ctx:
+            self.model.llama.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            self.model.close()
 
     # The worker thread ------------------------------------------------------------------------------------
 
@@ -399,12 +454,54 @@ class BatchDecoder:
             missing = job.request.n - len(job.seqs)
             if len(self.free) + len(self.cached) < missing:
                 return  # wait for running sequences to finish
+            if self._prefix_on_its_way(job):
+                return  # the job ahead is computing this one's prefix: copy it in a step or two
             self.waiting.pop(0)
             while len(self.free) < missing:
                 self._evict_oldest()
             job.seqs += [self.free.pop() for _ in range(missing)]
+            self._copy_live_prefix(job)
             self.prefix_tokens_reused += job.prefill_pos
             self.prefilling.append(job)
+
+    def _live_prefixes(self):
+        """(sequence, tokens in its KV cache) for every sequence a running job is filling."""
+        for job in self.prefilling:
+            yield job.seqs[0], job.request.prompt_ids[: job.prefill_pos]
+        for stream in self.streams:
+            yield stream.seq, stream.job.request.prompt_ids + tuple(stream.tokens[:-1])
+
+    def _prefix_on_its_way(self, job: _Job) -> bool:
+        """Whether a job still prefilling shares enough of this job's prompt to be worth waiting for.
+
+        gen sends every question under one long system prompt at once; without waiting, each would
+        prefill that prompt itself.
+        """
+        prompt = job.request.prompt_ids
+        for leader in self.prefilling:
+            shared = min(_common_prefix(leader.request.prompt_ids, prompt), len(prompt) - 1)
+            if shared >= job.prefill_pos + SHARED_PREFIX_MIN and leader.prefill_pos < shared:
+                return True
+        return False
+
+    def _copy_live_prefix(self, job: _Job) -> None:
+        """Copy the longest prefix of the job's prompt that a running sequence holds, if it beats what it has."""
+        prompt = job.request.prompt_ids
+        source, best = -1, job.prefill_pos + SHARED_PREFIX_MIN - 1
+        for seq, tokens in self._live_prefixes():
+            shared = min(_common_prefix(tokens, prompt), len(prompt) - 1)
+            if shared > best:
+                source, best = seq, shared
+        if source < 0:
+            return
+        target = job.seqs[0]
+        llama = self.model.llama
+        llama.llama_memory_seq_rm(self.memory, target, -1, -1)
+        # Across KV streams llama.cpp copies whole sequences only; the tail is trimmed after.
+        llama.llama_memory_seq_cp(self.memory, source, target, -1, -1)
+        llama.llama_memory_seq_rm(self.memory, target, best, -1)
+        job.prefill = list(prompt[best:])
+        job.prefill_pos = best
 
     def _claim_prefix(self, job: _Job) -> None:
         """Give the job the idle sequence holding the longest prefix of its prompt, trimmed to that prefix.
@@ -459,7 +556,7 @@ class BatchDecoder:
         for stream in self.streams:
             add(stream.tokens[-1], stream.pos, stream.seq, True)
             owners.append(stream)
-        room = self.n_batch - len(tokens)
+        room = self.step_tokens - len(tokens)
         for job in self.prefilling:
             if room <= 0:
                 break
@@ -476,7 +573,24 @@ class BatchDecoder:
                 add(token, job.prefill_pos + offset, job.seqs[0], False)
             job.prefill_pos += len(chunk)
             room -= len(chunk)
-        batch = self.batch.fill(tokens, positions, seqs, wants_logits)
+        if self.one_token_per_decode:
+            logits = self._decode_each(tokens, positions, seqs, wants_logits)
+        else:
+            self._decode(self.batch.fill(tokens, positions, seqs, wants_logits))
+            logits = np.ctypeslib.as_array(
+                self.model.llama.llama_get_logits(self.ctx), shape=(len(owners), self.model.n_vocab)
+            )
+        rows: list[tuple[_Stream, int]] = []
+        for row, owner in enumerate(owners):
+            if isinstance(owner, _Stream):
+                owner.pos += 1
+                rows.append((owner, row))
+            else:
+                rows.extend((stream, row) for stream in self._start_streams(owner))
+        self._sample(logits, rows)
+        self._finish_done()
+
+    def _decode(self, batch) -> None:
         status = self.model.llama.llama_decode(self.ctx, batch)
         if status == 1 and self.cached:  # KV cache full: drop idle prefixes and try once more
             while self.cached:
@@ -487,18 +601,18 @@ class BatchDecoder:
                 "the KV cache is full; lower beam width, n per beam or max tokens" if status == 1
                 else f"llama_decode returned {status}"
             )
-        logits = np.ctypeslib.as_array(
-            self.model.llama.llama_get_logits(self.ctx), shape=(len(owners), self.model.n_vocab)
-        )
-        rows: list[tuple[_Stream, int]] = []
-        for row, owner in enumerate(owners):
-            if isinstance(owner, _Stream):
-                owner.pos += 1
-                rows.append((owner, row))
-            else:
-                rows.extend((stream, row) for stream in self._start_streams(owner))
-        self._sample(logits, rows)
-        self._finish_done()
+
+    def _decode_each(self, tokens: list[int], positions: list[int], seqs: list[int], wants_logits: list[bool]):
+        """Decode token by token, for weight layouts whose kernels handle only one token at a time."""
+        n_vocab = self.model.n_vocab
+        logits = np.empty((sum(wants_logits), n_vocab), dtype=np.float32)
+        row = 0
+        for token, pos, seq, wanted in zip(tokens, positions, seqs, wants_logits, strict=True):
+            self._decode(self.batch.fill([token], [pos], [seq], [wanted]))
+            if wanted:
+                logits[row] = np.ctypeslib.as_array(self.model.llama.llama_get_logits(self.ctx), shape=(n_vocab,))
+                row += 1
+        return logits
 
     def _start_streams(self, job: _Job) -> list[_Stream]:
         self.prefilling.remove(job)
@@ -598,8 +712,10 @@ class LocalSampler(TokenizerBacked):
         context: int = 2048,
         n_seq_max: int = 16,
         n_batch: int = 512,
+        layout: str | None = None,
     ):
         self.path = Path(model_path).expanduser() if model_path else None
+        self.layout = layout
         self.latency = latency
         self.threads = threads or max(1, os.cpu_count() or 1)
         self.context, self.n_seq_max, self.n_batch = context, n_seq_max, n_batch
@@ -612,14 +728,12 @@ class LocalSampler(TokenizerBacked):
 
     async def start(self, send: Send | None = None) -> None:
         if self.decoder is None:
-            self.model, self.decoder = await asyncio.to_thread(self._load)
-
-    def _load(self) -> tuple[GGUFModel, BatchDecoder]:
-        model = GGUFModel(self.path or embedded_model_path())
-        decoder = BatchDecoder(
-            model, context=self.context, n_seq_max=self.n_seq_max, n_batch=self.n_batch, threads=self.threads
-        )
-        return model, decoder
+            decoder = BatchDecoder(
+                self.path or embedded_model_path(), layout=self.layout, context=self.context,
+                n_seq_max=self.n_seq_max, n_batch=self.n_batch, threads=self.threads,
+            )
+            self.model = await asyncio.wrap_future(decoder.ready)
+            self.decoder = decoder
 
     async def sample(self, request: SampleRequest) -> list[Continuation]:
         if self.decoder is None:
@@ -640,9 +754,7 @@ class LocalSampler(TokenizerBacked):
         return self.decoder.prefix_tokens_reused if self.decoder else 0
 
     async def aclose(self) -> None:
-        decoder, model = self.decoder, self.model
+        decoder = self.decoder
         self.decoder = self.model = None
         if decoder is not None:
             await asyncio.to_thread(decoder.close)
-        if model is not None:
-            model.close()
