@@ -14,6 +14,7 @@ from engine.errors import ConfigError
 BACKENDS = ("local", "openai", "tinker")
 MODES = ("parallel", "sequential")
 APIS = ("completions", "chat")
+WEIGHTS = ("auto", "plain")  # local weight layout: probed for speed, or ggml's generic CPU layout
 
 KEYED_HOSTS = ("openai.com", "x.ai")  # hosted APIs that refuse keyless requests; local servers need none
 DEFAULT_PROMPT = "Explain in three sentences why the sky is blue."
@@ -83,6 +84,7 @@ class BackendSettings:
     max_retries: int = 5
     latency: float = 0.0  # simulated network delay per request, local backend only
     threads: int | None = None
+    weights: Literal["auto", "plain"] = "auto"
 
     def validate(self) -> BackendSettings:
         if self.backend not in BACKENDS:
@@ -101,6 +103,8 @@ class BackendSettings:
             raise ConfigError("--latency simulates network delay on the local backend only")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads!r}")
+        if self.weights not in WEIGHTS:
+            raise ConfigError(f"weights must be one of {', '.join(WEIGHTS)}, got {self.weights!r}")
         if self.backend == "openai":
             if not self.base_url:
                 raise ConfigError("the openai backend needs --base-url, for example http://127.0.0.1:8000/v1")

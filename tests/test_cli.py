@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from engine.errors import ConfigError
 from tests.conftest import run_cli
 from tests.fault_server import FaultConfig
 
@@ -75,6 +76,7 @@ BAD_INPUT = [
       "--tokenizer", "embedded", "--max-retries", "0"], "cannot reach http://127.0.0.1:9/v1"),
     (["run", "--prompt", "x", "--max-concurrent", "0"], "max-concurrent must be an integer >= 1"),
     (["run", "--prompt", "x", "--model-path", "/nonexistent/model.gguf"], "model file not found"),
+    (["run", "--prompt", "x", "--weights", "fast"], "invalid choice: 'fast'"),
     (["run", "--prompt", "   "], "prompt is empty"),
     (["run"], "the following arguments are required: --prompt"),
     (["bench", "--beam-widths", "1,x"], "--beam-widths must be comma-separated integers"),
@@ -98,3 +100,16 @@ def test_an_endpoint_without_logprobs_exits_2(fault_server):
     done = run_cli("run", "--prompt", "x", *synthetic(fault_server))
     assert done.returncode == 2
     assert "returned no logprobs" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_weights_flag_reaches_the_local_backend():
+    from engine.backends import create_sampler
+    from engine.backends.local import PLAIN
+    from tui.options import settings_from
+
+    _, plain = settings_from({"weights": "plain"})
+    _, auto = settings_from({})
+    assert create_sampler(plain).layout == PLAIN
+    assert create_sampler(auto).layout is None  # probed when the model loads
+    with pytest.raises(ConfigError, match="weights must be one of auto, plain"):
+        settings_from({"weights": "fast"})

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from engine.errors import ConfigError
-from engine.settings import APIS, BACKENDS, MODES, BackendSettings, SearchSettings
+from engine.settings import APIS, BACKENDS, MODES, WEIGHTS, BackendSettings, SearchSettings
 
 SEARCH_FIELDS = {
     "prompt": str, "system_prompt": str, "beam_width": int, "n_per_beam": int, "block_tokens": int,
@@ -17,7 +17,7 @@ SEARCH_FIELDS = {
 }
 BACKEND_FIELDS = {
     "backend": str, "base_url": str, "model": str, "model_path": str, "tokenizer": str, "api": str,
-    "max_concurrent": int, "timeout": float, "max_retries": int, "latency": float, "threads": int,
+    "max_concurrent": int, "timeout": float, "max_retries": int, "latency": float, "threads": int, "weights": str,
 }
 
 
@@ -56,6 +56,8 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-retries", type=int, help="retries per request on 429/5xx/timeouts (default 5)")
     group.add_argument("--latency", type=float, help="simulated network delay per local request, in seconds")
     group.add_argument("--threads", type=int, help="CPU threads for the local model (default: all cores)")
+    group.add_argument("--weights", choices=WEIGHTS,
+                       help="local weight layout: auto (probed, fastest safe) or plain (batches long prompts)")
 
 
 def _pick(values: dict, fields: dict) -> dict:

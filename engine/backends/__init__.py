@@ -13,9 +13,10 @@ __all__ = ["Continuation", "Message", "SampleRequest", "Sampler", "create_sample
 def create_sampler(settings: BackendSettings) -> Sampler:
     settings.validate()
     if settings.backend == "local":
-        from engine.backends.local import LocalSampler
+        from engine.backends.local import PLAIN, LocalSampler
 
-        return LocalSampler(settings.model_path, latency=settings.latency, threads=settings.threads)
+        layout = PLAIN if settings.weights == "plain" else None
+        return LocalSampler(settings.model_path, latency=settings.latency, threads=settings.threads, layout=layout)
     if settings.backend == "openai":
         from engine.backends.openai_compat import OpenAISampler
 
