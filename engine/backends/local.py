@@ -367,7 +367,8 @@ class BatchDecoder:
             return
         except Exception as exc:  # a bad model file must reach the caller, not kill the thread silently
             self._free()
-            self.ready.set_exception(exc)
+            if not self.ready.cancelled():
+                self.ready.set_exception(exc)
             return
         self._run()
 
