@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engine.backends import open_sampler
+from engine.backends.factory import open_sampler
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 from tests.fault_server import FaultConfig, ThreadedFaultServer

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from engine.backends.base import Continuation, Message, SampleRequest
+from engine.sampler import Continuation, Message, SampleRequest
 from engine.events import Event
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings

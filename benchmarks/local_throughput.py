@@ -17,8 +17,10 @@ import time
 
 import llama_cpp
 
-from engine.backends.base import Message, SampleRequest
-from engine.backends.local import PLAIN, LocalSampler, embedded_model_path, weight_layout
+from engine.sampler import Message, SampleRequest
+from engine.backends.local.backend import LocalSampler
+from engine.backends.local.layout import PLAIN, weight_layout
+from engine.backends.local.model_file import embedded_model_path
 from tests.llama_server import server_layout, use_safe_weight_layout
 
 TOKENS = 256

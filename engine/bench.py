@@ -1,4 +1,4 @@
-"""Sequential against parallel: the same seeded search run both ways, per beam width."""
+"""Sequential against parallel, measured: the same seeded search run both ways, per width of the strategy."""
 
 from __future__ import annotations
 
@@ -7,48 +7,64 @@ import math
 import random
 from dataclasses import dataclass
 
-from engine.backends.base import Sampler
 from engine.errors import RunFailed
 from engine.events import EventSink, discard
+from engine.sampler import Sampler
 from engine.search import SearchResult, run_search
 from engine.settings import BackendSettings, SearchSettings
 
 
 @dataclass(frozen=True)
 class BenchRow:
-    beam_width: int
+    strategy: str
+    width: int
     requests: int
+    tokens: int
     seq_s: float
     par_s: float
     speedup: float
     ideal: float
     efficiency: float
-    same_best: bool  # both modes chose the same best beam, as a seeded deterministic backend must
+    same_answer: bool  # both modes chose the same answer, as a seeded deterministic backend must
 
     def as_dict(self) -> dict:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in dataclasses.asdict(self).items()}
 
 
-def ideal_speedup(requests_per_block: list[int], max_concurrent: int) -> float:
-    """What parallel could gain at best: each block takes ceil(requests / cap) request-times instead of requests."""
-    rounds = sum(math.ceil(count / max_concurrent) for count in requests_per_block)
-    return sum(requests_per_block) / rounds if rounds else 1.0
+def ideal_speedup(requests_per_round: list[int], max_concurrent: int) -> float:
+    """The best parallel can do when requests cost the same and do not slow each other (a latency-bound
+    backend): each round takes ceil(requests / cap) request-times instead of `requests`."""
+    rounds = sum(math.ceil(count / max_concurrent) for count in requests_per_round)
+    return sum(requests_per_round) / rounds if rounds else 1.0
 
 
-def bench_row(width: int, sequential: SearchResult, parallel: SearchResult, max_concurrent: int) -> BenchRow:
+def bench_row(sequential: SearchResult, parallel: SearchResult, max_concurrent: int) -> BenchRow:
     speedup = sequential.wall_s / parallel.wall_s if parallel.wall_s else 0.0
-    ideal = ideal_speedup([block.requests for block in parallel.blocks], max_concurrent)
-    seq_best, par_best = sequential.best, parallel.best
+    ideal = ideal_speedup([r.requests for r in parallel.rounds], max_concurrent)
+    seq_answer, par_answer = sequential.answer, parallel.answer
     return BenchRow(
-        beam_width=width,
+        strategy=parallel.settings.strategy,
+        width=parallel.settings.width,
         requests=parallel.requests,
+        tokens=parallel.usage["completion_tokens"],
         seq_s=sequential.wall_s,
         par_s=parallel.wall_s,
         speedup=speedup,
         ideal=ideal,
         efficiency=speedup / ideal if ideal else 0.0,
-        same_best=bool(seq_best and par_best and seq_best.token_ids == par_best.token_ids),
+        same_answer=bool(seq_answer and par_answer and seq_answer.token_ids == par_answer.token_ids),
     )
+
+
+async def run_pair(settings: SearchSettings, limits: BackendSettings, sampler: Sampler,
+                   emit: EventSink = discard) -> BenchRow:
+    """The same search, seed included, sequentially and then in parallel."""
+    sequential = await run_search(settings.replace(mode="sequential"), sampler, limits, emit)
+    parallel = await run_search(settings.replace(mode="parallel"), sampler, limits, emit)
+    for result in (sequential, parallel):
+        if result.error:
+            raise RunFailed(f"{settings.strategy} width {settings.width}, {result.settings.mode}: {result.error}")
+    return bench_row(sequential, parallel, limits.max_concurrent)
 
 
 async def run_bench(
@@ -62,16 +78,10 @@ async def run_bench(
     """For each width, run the search sequentially then in parallel with one seed; return a row per width."""
     seed = settings.seed if settings.seed is not None else random.SystemRandom().getrandbits(31)
     # Warm up first (model pages, connections, the prompt's cached prefix) so no row pays for it.
-    await run_search(settings.replace(beam_width=min(widths), seed=seed, mode="sequential"), sampler, limits)
+    await run_search(settings.with_width(min(widths)).replace(seed=seed, mode="sequential"), sampler, limits)
     rows = []
     for width in widths:
-        base = settings.replace(beam_width=width, seed=seed)
-        sequential = await run_search(base.replace(mode="sequential"), sampler, limits, emit)
-        parallel = await run_search(base.replace(mode="parallel"), sampler, limits, emit)
-        for result in (sequential, parallel):
-            if result.error:
-                raise RunFailed(f"beam width {width}, {result.settings.mode}: {result.error}")
-        row = bench_row(width, sequential, parallel, limits.max_concurrent)
+        row = await run_pair(settings.with_width(width).replace(seed=seed), limits, sampler, emit)
         on_row(row)
         rows.append(row)
     return rows

@@ -1,18 +1,29 @@
-"""Typed events a search emits. The CLI, the TUI and the tests all consume this one stream.
+"""Typed events a search emits. The CLI, the TUI and the tests all fold this one stream (`engine.run_state`).
 
-Every event carries the `run_id` of the search that emitted it, so a consumer can drop events of a run it
-has already abandoned.
+Every event carries the `run_id` of the search that emitted it, so a consumer can drop events of a run it has
+already abandoned. A round is a set of requests that could run together: a beam-search block, an MCMC step
+of every chain, an SMC block of every particle. Sequential mode sends a round's requests one at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from engine.search import SearchResult
     from engine.settings import SearchSettings
+
+# What happened to a member of the population in a round, as its view and the search tree show it.
+Status = Literal[
+    "kept",  # alive after the round
+    "finished",  # ended (end of sequence) and kept
+    "pruned",  # beam search dropped it for better-scoring candidates
+    "resampled",  # SMC resampling dropped it
+    "accepted",  # an MCMC proposal that replaced its chain's state
+    "rejected",  # an MCMC proposal that did not
+]
 
 
 @dataclass(frozen=True)
@@ -23,21 +34,23 @@ class SearchStarted:
     seed: int
     prompt_tokens: int
     max_concurrent: int
+    approximate: bool = False  # log p or log q estimated, not exact (see Sampler.logprob_quality)
 
 
 @dataclass(frozen=True)
-class BlockStarted:
+class RoundStarted:
     run_id: str
-    block: int  # 1-based
+    round: int  # 1-based over the whole run
+    block: int  # the block this round extends or revises, 1-based
     max_blocks: int
-    active_beams: int
+    stage: str  # "extend", "propose" (an MCMC step) or "sample"
     requests: int
 
 
 @dataclass(frozen=True)
 class RequestStarted:
     run_id: str
-    block: int
+    round: int
     request_id: int
     in_flight: int
 
@@ -45,7 +58,7 @@ class RequestStarted:
 @dataclass(frozen=True)
 class RequestRetried:
     run_id: str
-    block: int
+    round: int
     request_id: int
     attempt: int  # the attempt that failed, 1-based
     reason: str
@@ -55,7 +68,7 @@ class RequestRetried:
 @dataclass(frozen=True)
 class RequestFinished:
     run_id: str
-    block: int
+    round: int
     request_id: int
     latency_s: float  # the successful (or last) attempt
     prompt_tokens: int
@@ -66,33 +79,69 @@ class RequestFinished:
 
 
 @dataclass(frozen=True)
-class ScoredCandidate:
-    beam: int  # index of the parent beam in this block
-    score: float
+class Member:
+    """One candidate as the population views and the search tree show it."""
+
+    node: int  # its node in the search tree, unique in the run
+    parent: int  # the node it continues; 0 is the prompt
+    slot: int  # its place in the population: beam rank, particle, chain or sample index
+    status: Status
+    score: float  # what its strategy ranks by (beam: length-normalised; SMC: log weight; others: target)
+    target: float  # alpha * sum(log p)
     mean_logprob: float
-    tokens: int  # generated tokens so far, this block included
+    tokens: int
     finished: bool
-    kept: bool
+    text_tail: str
+    weight: float | None = None  # SMC: normalised importance weight
+    position: int | None = None  # MCMC proposal: the token its suffix was regenerated from
+    proposed: int = 0  # MCMC chain: proposals so far
+    accepted: int = 0  # MCMC chain: accepted proposals so far
+
+
+@dataclass(frozen=True)
+class PopulationUpdated:
+    """The population after a round, best first, followed by what the round dropped or rejected."""
+
+    run_id: str
+    round: int
+    block: int
+    members: tuple[Member, ...]
+    duplicates: int = 0  # beam: candidates dropped for repeating another's tokens
+    ess: float | None = None  # SMC: effective sample size after the round's weights
+    resampled: bool = False  # SMC: the round ended in resampling
+
+
+@dataclass(frozen=True)
+class LiveCandidate:
+    """A continuation still being generated: what its parent holds plus the tokens so far."""
+
+    key: str  # stable while it grows: round, request and index
+    parent: int  # the node it continues
+    tokens: int  # generated so far in this round
+    total_tokens: int  # the parent's tokens plus these
+    mean_logprob: float  # over this round's tokens so far
     text_tail: str
 
 
 @dataclass(frozen=True)
-class CandidatesScored:
+class CandidatesGrowing:
+    """Snapshot of the round's in-flight continuations, sent about ten times a second while they grow."""
+
     run_id: str
-    block: int
-    candidates: tuple[ScoredCandidate, ...]  # best first
-    dropped_duplicates: int
+    round: int
+    candidates: tuple[LiveCandidate, ...]
 
 
 @dataclass(frozen=True)
-class BlockFinished:
+class RoundFinished:
     run_id: str
+    round: int
     block: int
     wall_s: float
-    sum_request_s: float  # what a sequential loop would have spent on this block's requests
+    sum_request_s: float  # the latencies of the round's requests added up (overlapping ones overlap)
     requests: int
     failed: int
-    tokens: int  # completion tokens generated in this block
+    tokens: int  # completion tokens generated in this round
     best_text: str
     best_score: float
 
@@ -104,8 +153,8 @@ class SearchFinished:
 
 
 Event = (
-    SearchStarted | BlockStarted | RequestStarted | RequestRetried | RequestFinished | CandidatesScored
-    | BlockFinished | SearchFinished
+    SearchStarted | RoundStarted | RequestStarted | RequestRetried | RequestFinished | PopulationUpdated
+    | CandidatesGrowing | RoundFinished | SearchFinished
 )
 EventSink = Callable[[Event], None]
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
 
-from engine.backends.base import Message, Sampler, SampleRequest
+from engine.sampler import Message, Sampler, SampleRequest
 from engine.errors import BackendError, ConfigError
 from engine.events import RequestFinished
 from engine.request_layer import RequestLayer, RequestTag
 from engine.settings import BackendSettings
 
-GenMode = Literal["concurrent", "sequential"]
+GenMode = Literal["parallel", "sequential"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class GenSettings:
     max_tokens: int = 256
     temperature: float = 0.7
     parse_regex: str | None = None
-    mode: GenMode = "concurrent"
+    mode: GenMode = "parallel"
     limit: int | None = None
     seed: int = 0
 
@@ -53,8 +53,8 @@ class GenSettings:
             raise ConfigError(f"temperature must be >= 0, got {self.temperature!r}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be an integer >= 1, got {self.limit!r}")
-        if self.mode not in ("concurrent", "sequential"):
-            raise ConfigError(f"mode must be concurrent or sequential, got {self.mode!r}")
+        if self.mode not in ("parallel", "sequential"):
+            raise ConfigError(f"mode must be parallel or sequential, got {self.mode!r}")
         if self.parse_regex is not None:
             try:
                 pattern = re.compile(self.parse_regex)

@@ -4,18 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.backends.base import Continuation, Sampler, SampleRequest
 from engine.errors import BackendError
 from engine.events import EventSink, RequestFinished, RequestRetried, RequestStarted, discard
+from engine.sampler import Continuation, Sampler, SampleRequest
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 10.0
+LATENCY_WINDOW = 1024  # requests the latency percentiles look back over: memory stays flat on a million
+
+
+class LatencyWindow:
+    """Percentiles of the most recent request latencies, in bounded memory."""
+
+    def __init__(self, size: int = LATENCY_WINDOW):
+        self.values: deque[float] = deque(maxlen=size)
+
+    def add(self, latency_s: float) -> None:
+        self.values.append(latency_s)
+
+    def percentiles(self) -> tuple[float, float] | None:
+        """(p50, p95) over the window, or None before the first request."""
+        if not self.values:
+            return None
+        ordered = sorted(self.values)
+        pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+        return pick(0.5), pick(0.95)
 
 
 @dataclass
@@ -29,22 +50,24 @@ class RequestStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     sum_latency_s: float = 0.0
-    latencies_s: list[float] = field(default_factory=list)
     peak_in_flight: int = 0
+    recent: LatencyWindow = field(default_factory=LatencyWindow)
 
     def as_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        del data["latencies_s"]
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "recent"}
         data["sum_latency_s"] = round(self.sum_latency_s, 4)
+        percentiles = self.recent.percentiles()
+        if percentiles:
+            data["latency_p50_s"], data["latency_p95_s"] = (round(v, 4) for v in percentiles)
         return data
 
 
 @dataclass(frozen=True)
 class RequestTag:
-    """Where a request belongs, so its events can be placed: the run, and the block within it."""
+    """Where a request belongs, so its events can be placed: the run, and the round within it."""
 
     run_id: str = ""
-    block: int = 0
+    round: int = 0
 
 
 def backoff_delay(attempt: int, retry_after: float | None, rng: random.Random) -> float:
@@ -87,10 +110,18 @@ class RequestLayer:
     async def sample(
         self, request: SampleRequest, tag: RequestTag = RequestTag(), *, sequential: bool = False
     ) -> list[Continuation]:
-        """All `request.n` continuations, split into single requests when the backend ignores `n`.
+        """All `request.n` continuations: split into single requests when the backend ignores `n`, and into
+        requests of at most `max_n` when it caps `n`.
 
         Raises BackendError only when nothing came back; a partial result is returned and its losses counted.
         """
+        cap = getattr(self.sampler, "max_n", None)
+        if cap is not None and request.n > cap:
+            parts = [
+                self.sample(_part(request, start, min(cap, request.n - start)), tag, sequential=sequential)
+                for start in range(0, request.n, cap)
+            ]
+            return await self._gather_parts(parts, sequential)
         done: list[Continuation] = []
         if self.sampler.honours_n or request.n == 1:
             done = await self.send(request, tag)
@@ -98,14 +129,15 @@ class RequestLayer:
                 return done[: request.n]
             if self.sampler.honours_n:
                 raise BackendError(f"backend returned {len(done)} of {request.n} continuations", transient=False)
-        parts = [
-            self.send(dataclasses.replace(request, n=1, seed=_split_seed(request.seed, index)), tag)
-            for index in range(len(done), request.n)
-        ]
+        parts = [self.send(_part(request, index, 1), tag) for index in range(len(done), request.n)]
+        return done + await self._gather_parts(parts, sequential)
+
+    async def _gather_parts(self, parts: list, sequential: bool) -> list[Continuation]:
         if sequential:
             results = [await settle(part) for part in parts]
         else:
             results = await asyncio.gather(*parts, return_exceptions=True)
+        done: list[Continuation] = []
         errors: list[BackendError] = []
         for result in results:
             if isinstance(result, BackendError):
@@ -114,7 +146,7 @@ class RequestLayer:
                 raise result
             else:
                 done.extend(result)
-        if not done:
+        if not done and errors:
             raise errors[0]
         return done
 
@@ -128,7 +160,7 @@ class RequestLayer:
                 self.in_flight += 1
                 self.stats.attempts += 1
                 self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
-                self.emit(RequestStarted(tag.run_id, tag.block, request_id, self.in_flight))
+                self.emit(RequestStarted(tag.run_id, tag.round, request_id, self.in_flight))
                 started = self.clock()
                 error: BackendError | None = None
                 try:
@@ -150,7 +182,7 @@ class RequestLayer:
                 raise error
             delay = backoff_delay(attempt, error.retry_after, self.rng)
             self.stats.retries += 1
-            self.emit(RequestRetried(tag.run_id, tag.block, request_id, attempt, str(error), delay))
+            self.emit(RequestRetried(tag.run_id, tag.round, request_id, attempt, str(error), delay))
             await asyncio.sleep(delay)
 
     def _record(
@@ -166,7 +198,7 @@ class RequestLayer:
         stats = self.stats
         stats.requests += 1
         stats.sum_latency_s += latency
-        stats.latencies_s.append(latency)
+        stats.recent.add(latency)
         completion = sum(len(c.token_ids) for c in continuations or ())
         prompt = len(request.prompt_ids) if continuations else 0
         stats.prompt_tokens += prompt
@@ -175,7 +207,7 @@ class RequestLayer:
             stats.failures += 1
         self.emit(
             RequestFinished(
-                tag.run_id, tag.block, request_id, latency, prompt, completion, attempt - 1, self.in_flight,
+                tag.run_id, tag.round, request_id, latency, prompt, completion, attempt - 1, self.in_flight,
                 None if error is None else str(error),
             )
         )
@@ -190,8 +222,19 @@ def _check_logprobs(continuations: list[Continuation]) -> None:
             )
 
 
-def _split_seed(seed: int | None, index: int) -> int | None:
-    return None if seed is None else (seed * 1_000_003 + index) % 2**31
+def _part(request: SampleRequest, index: int, n: int) -> SampleRequest:
+    """Continuations index.. of a request, as a request of their own with a seed of their own."""
+    if index == 0 and n == request.n:
+        return request
+    seed = None if request.seed is None else (request.seed * 1_000_003 + index) % 2**31
+    watch = request.watch
+    if watch is not None:
+        watch = functools.partial(_shifted_watch, watch, index)
+    return dataclasses.replace(request, n=n, seed=seed, watch=watch)
+
+
+def _shifted_watch(watch, offset: int, index: int, tokens: list[int], logprobs: list[float]) -> None:
+    watch(offset + index, tokens, logprobs)
 
 
 async def settle(awaitable):

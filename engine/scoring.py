@@ -1,85 +1,172 @@
-"""Beams and the pure functions that score and prune them.
+"""Candidates and the pure functions every strategy scores, weighs, accepts and resamples them with.
 
-Power sampling targets p^alpha. Scores are `alpha * sum(log p) / length**length_penalty`; alpha scales every
-score alike, so it never changes the ranking. It acts through the proposal temperature (1/alpha by default).
+Power sampling targets p(x)^alpha over whole answers. The target log-density of an answer is
+`alpha * sum(log p)`. Proposals are drawn from q, the model at the proposal temperature (1/alpha by default),
+so MCMC and SMC correct for q with its own log-probabilities; beam search only ranks.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Beam:
-    """A partial answer: the tokens generated after the prompt, with their log-probabilities."""
+class Candidate:
+    """A partial or complete answer: the tokens after the prompt, with log p and log q of each.
+
+    `node` is its place in the search tree and `parent` the node it continues (-1: the prompt).
+    `score` is what its strategy ranks by; `log_weight` is its SMC importance weight.
+    """
 
     token_ids: tuple[int, ...] = ()
     logprobs: tuple[float, ...] = ()
+    proposal_logprobs: tuple[float, ...] = ()
     text: str = ""
     finished: bool = False
     score: float = 0.0
-    parent: int = -1  # index of the beam this one extends, in the previous block
+    node: int = 0
+    parent: int = -1
+    log_weight: float = 0.0
 
     @property
     def length(self) -> int:
         return len(self.token_ids)
 
     @property
-    def logprob_sum(self) -> float:
-        return float(sum(self.logprobs))
-
-    @property
     def mean_logprob(self) -> float:
         return mean_logprob(self.logprobs)
+
+    def target(self, alpha: float) -> float:
+        return target_logprob(self.logprobs, alpha)
 
 
 def mean_logprob(logprobs: Sequence[float]) -> float:
     return float(sum(logprobs)) / len(logprobs) if logprobs else 0.0
 
 
+def target_logprob(logprobs: Sequence[float], alpha: float) -> float:
+    """Unnormalised log-density of an answer under the power target p^alpha."""
+    return alpha * float(sum(logprobs))
+
+
 def beam_score(logprobs: Sequence[float], alpha: float, length_penalty: float) -> float:
-    """Length-normalised log-likelihood under the power target p^alpha."""
+    """Length-normalised log-likelihood under the power target. As a ranking alpha changes nothing: it scales
+    every score alike; it acts through the proposal temperature."""
     if not logprobs:
         return 0.0
     return alpha * float(sum(logprobs)) / len(logprobs) ** length_penalty
 
 
-def rank(beams: Iterable[Beam]) -> list[Beam]:
+def rank(candidates: Iterable[Candidate]) -> list[Candidate]:
     """Best first; ties break on the tokens so every run orders equal scores the same way."""
-    return sorted(beams, key=lambda beam: (-beam.score, beam.token_ids))
+    return sorted(candidates, key=lambda c: (-c.score, c.token_ids))
 
 
-def unique(beams: Iterable[Beam]) -> tuple[list[Beam], int]:
+def unique(candidates: Iterable[Candidate]) -> tuple[list[Candidate], int]:
     """Drop candidates whose tokens repeat an earlier one; return the rest and how many were dropped."""
     seen: set[tuple[int, ...]] = set()
-    kept: list[Beam] = []
+    kept: list[Candidate] = []
     dropped = 0
-    for beam in beams:
-        if beam.token_ids in seen:
+    for candidate in candidates:
+        if candidate.token_ids in seen:
             dropped += 1
         else:
-            seen.add(beam.token_ids)
-            kept.append(beam)
+            seen.add(candidate.token_ids)
+            kept.append(candidate)
     return kept, dropped
 
 
 @dataclass(frozen=True)
 class Selection:
-    survivors: list[Beam]  # unfinished, to extend in the next block
-    finished: list[Beam]  # finished this block, kept aside
-    pruned: list[Beam]
+    survivors: list[Candidate]  # unfinished, to extend in the next block
+    finished: list[Candidate]  # finished this block, kept aside
+    pruned: list[Candidate]
     duplicates: int
 
 
-def select(candidates: Iterable[Beam], beam_width: int) -> Selection:
+def select(candidates: Iterable[Candidate], beam_width: int) -> Selection:
     """Keep the best `beam_width` distinct candidates; finished ones leave the active set."""
     distinct, duplicates = unique(candidates)
     ranked = rank(distinct)
     top, pruned = ranked[:beam_width], ranked[beam_width:]
     return Selection(
-        survivors=[beam for beam in top if not beam.finished],
-        finished=[beam for beam in top if beam.finished],
+        survivors=[c for c in top if not c.finished],
+        finished=[c for c in top if c.finished],
         pruned=pruned,
         duplicates=duplicates,
     )
+
+
+def mh_log_acceptance(
+    alpha: float,
+    new_logprobs: Sequence[float],
+    old_logprobs: Sequence[float],
+    new_proposal_logprobs: Sequence[float],
+    old_proposal_logprobs: Sequence[float],
+    old_length: int,
+    new_length: int,
+) -> float:
+    """log of the Metropolis-Hastings ratio for replacing a suffix (Karan & Du 2025, arXiv 2510.14901):
+
+    alpha * (log p(new) - log p(old)) + log q(old) - log q(new), over the regenerated suffixes only (the shared
+    prefix cancels), plus log(old_length / new_length): the position is drawn uniformly from the current
+    answer, so when an end-of-sequence token changes the length the reverse move is more or less likely.
+    """
+    return (
+        alpha * (math.fsum(new_logprobs) - math.fsum(old_logprobs))
+        + math.fsum(old_proposal_logprobs) - math.fsum(new_proposal_logprobs)
+        + math.log(old_length) - math.log(new_length)
+    )
+
+
+def accepts(log_ratio: float, uniform: float) -> bool:
+    """Accept with probability min(1, exp(log_ratio)); `uniform` in [0, 1)."""
+    return log_ratio >= 0 or uniform < math.exp(log_ratio)
+
+
+def smc_log_weight_increment(alpha: float, logprobs: Sequence[float], proposal_logprobs: Sequence[float]) -> float:
+    """What a block adds to a particle's log importance weight: alpha * log p(block) - log q(block)."""
+    return alpha * math.fsum(logprobs) - math.fsum(proposal_logprobs)
+
+
+def log_sum_exp(values: Sequence[float]) -> float:
+    top = max(values)
+    if top == -math.inf:
+        return -math.inf
+    return top + math.log(math.fsum(math.exp(v - top) for v in values))
+
+
+def normalized_weights(log_weights: Sequence[float]) -> list[float]:
+    total = log_sum_exp(log_weights)
+    return [math.exp(w - total) for w in log_weights]
+
+
+def effective_sample_size(log_weights: Sequence[float]) -> float:
+    """1 / sum(w_i^2) of the normalised weights: N when all are equal, 1 when one holds all the mass."""
+    return 1.0 / math.fsum(w * w for w in normalized_weights(log_weights))
+
+
+def systematic_resample(weights: Sequence[float], uniform: float) -> list[int]:
+    """Indices of the particles to copy: N points spaced 1/N apart from one uniform offset (low variance)."""
+    count = len(weights)
+    chosen: list[int] = []
+    cumulative, index = weights[0], 0
+    for k in range(count):
+        point = (uniform + k) / count
+        while point > cumulative and index < count - 1:
+            index += 1
+            cumulative += weights[index]
+        chosen.append(index)
+    return chosen
+
+
+def weighted_choice(weights: Sequence[float], uniform: float) -> int:
+    """One index drawn in proportion to `weights`; `uniform` in [0, 1)."""
+    point, cumulative = uniform * math.fsum(weights), 0.0
+    for index, weight in enumerate(weights):
+        cumulative += weight
+        if point < cumulative:
+            return index
+    return len(weights) - 1

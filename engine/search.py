@@ -1,9 +1,4 @@
-"""Block-wise power beam search.
-
-Every block, each active beam asks for `n_per_beam` continuations of `block_tokens` tokens. The candidates are
-scored from their log-probabilities, and the best `beam_width` survive. Beams hold token ids: a continuation is
-always requested from the exact token prefix, never from re-tokenised text.
-"""
+"""Run one search with any strategy: the entry point the CLI, the TUI, bench, eval and the tests share."""
 
 from __future__ import annotations
 
@@ -11,34 +6,25 @@ import asyncio
 import random
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from engine.backends.base import Continuation, Message, Sampler, SampleRequest
-from engine.errors import BackendError
-from engine.events import (
-    BlockFinished,
-    BlockStarted,
-    CandidatesScored,
-    EventSink,
-    ScoredCandidate,
-    SearchFinished,
-    SearchStarted,
-    discard,
-)
-from engine.request_layer import RequestLayer, RequestTag, settle
-from engine.scoring import Beam, beam_score, rank, select
+from engine.errors import ConfigError
+from engine.events import EventSink, SearchFinished, SearchStarted, discard
+from engine.live import LiveBoard, report_growth
+from engine.request_layer import RequestLayer
+from engine.sampler import Message, Sampler
+from engine.scoring import Candidate, mean_logprob, target_logprob
 from engine.settings import BackendSettings, SearchSettings
+from engine.strategies.base import RoundTiming, SearchContext, Strategy
+from engine.strategies.baselines import Greedy, Sample
+from engine.strategies.beam import BeamSearch
+from engine.strategies.best_of_n import BestOfN
+from engine.strategies.mcmc import MetropolisHastings
+from engine.strategies.smc import SequentialMonteCarlo
 
-TEXT_TAIL_CHARS = 80
-
-
-@dataclass(frozen=True)
-class BlockTiming:
-    block: int
-    wall_s: float
-    sum_request_s: float
-    requests: int
-    failed: int
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (BeamSearch, MetropolisHastings, SequentialMonteCarlo, BestOfN, Greedy, Sample)
+}
 
 
 @dataclass(frozen=True)
@@ -46,77 +32,62 @@ class SearchResult:
     run_id: str
     settings: SearchSettings
     seed: int
-    beams: list[Beam]  # best first
-    blocks: list[BlockTiming]
+    answer: Candidate | None
+    candidates: list[Candidate]  # the final population, best first
+    rounds: list[RoundTiming]
     wall_s: float
     usage: dict
+    stats: dict  # the strategy's own: acceptance rate (mcmc), resamples and ESS (smc)
     error: str | None = None
     prefix_tokens_reused: int = 0
     stop_reason: str = "max_tokens"  # max_tokens | finished | error
-
-    @property
-    def best(self) -> Beam | None:
-        return self.beams[0] if self.beams else None
+    approximate: bool = False  # some log p or log q were estimated by the backend, not exact
 
     @property
     def sum_request_s(self) -> float:
-        return sum(block.sum_request_s for block in self.blocks)
+        return sum(r.sum_request_s for r in self.rounds)
 
     @property
     def requests(self) -> int:
-        return sum(block.requests for block in self.blocks)
+        return sum(r.requests for r in self.rounds)
 
     def to_json(self) -> dict:
-        best = self.best
+        alpha = self.settings.alpha
         return {
             "run_id": self.run_id,
+            "strategy": self.settings.strategy,
             "seed": self.seed,
-            "best": None if best is None else _beam_json(best),
-            "beams": [_beam_json(beam) for beam in self.beams],
+            "answer": None if self.answer is None else candidate_json(self.answer, alpha),
+            "candidates": [candidate_json(c, alpha) for c in self.candidates],
+            "stats": self.stats,
             "timing": {
                 "wall_s": round(self.wall_s, 4),
                 "sum_request_s": round(self.sum_request_s, 4),
                 "requests": self.requests,
-                "blocks": [vars(block) for block in self.blocks],
+                "rounds": [vars(r) for r in self.rounds],
             },
             "usage": self.usage | {"prefix_tokens_reused": self.prefix_tokens_reused},
+            "logprobs": "approximate" if self.approximate else "exact",
             "stop_reason": self.stop_reason,
             "error": self.error,
         }
 
 
-def _beam_json(beam: Beam) -> dict:
+def candidate_json(candidate: Candidate, alpha: float) -> dict:
     return {
-        "text": beam.text,
-        "score": round(beam.score, 6),
-        "mean_logprob": round(beam.mean_logprob, 6),
-        "tokens": beam.length,
-        "finished": beam.finished,
+        "text": candidate.text,
+        "target": round(target_logprob(candidate.logprobs, alpha), 6),
+        "score": round(candidate.score, 6),
+        "mean_logprob": round(mean_logprob(candidate.logprobs), 6),
+        "log_weight": round(candidate.log_weight, 6),
+        "tokens": candidate.length,
+        "finished": candidate.finished,
     }
-
-
-def block_seed(seed: int, block: int, beam: int) -> int:
-    """A request seed that depends only on where the request sits in the search, not on timing."""
-    return random.Random(f"{seed}:{block}:{beam}").getrandbits(31)
 
 
 def prompt_messages(settings: SearchSettings) -> tuple[Message, ...]:
     system = (Message("system", settings.system_prompt),) if settings.system_prompt else ()
     return system + (Message("user", settings.prompt),)
-
-
-@dataclass
-class _Run:
-    settings: SearchSettings
-    layer: RequestLayer
-    emit: EventSink
-    run_id: str
-    seed: int
-    messages: tuple[Message, ...]
-    prompt_ids: tuple[int, ...]
-    finished: list[Beam] = field(default_factory=list)
-    active: list[Beam] = field(default_factory=list)
-    blocks: list[BlockTiming] = field(default_factory=list)
 
 
 async def run_search(
@@ -126,138 +97,66 @@ async def run_search(
     emit: EventSink = discard,
     *,
     run_id: str | None = None,
+    layer: RequestLayer | None = None,
+    watch_growth: bool = False,
 ) -> SearchResult:
-    """Run one search to the end and return its result. Emits events all along; never raises for a failed block."""
+    """Run one search to the end and return its result. Emits events all along; a failed round ends the search
+    with an error in the result, not an exception. Raises ConfigError before any request when the backend
+    cannot give what the strategy needs.
+
+    `layer` shares one request layer (one cap) between searches, as eval does. `watch_growth` streams the
+    continuations of each round as they grow (CandidatesGrowing events).
+    """
     settings.validate()
+    strategy = STRATEGIES[settings.strategy]()
+    quality = sampler.logprob_quality(settings.proposal_temperature)
+    if strategy.needs_proposal_logprobs and quality.logq == "unavailable":
+        raise ConfigError(
+            f"{settings.strategy} needs the proposal's log-probabilities, which {sampler.name} cannot give at "
+            f"temperature {settings.proposal_temperature:g}; use --temperature 1 or a strategy that only ranks"
+        )
     seed = settings.seed if settings.seed is not None else random.SystemRandom().getrandbits(31)
-    layer = RequestLayer(
-        sampler,
-        max_concurrent=limits.max_concurrent,
-        timeout=limits.timeout,
-        max_retries=limits.max_retries,
-        emit=emit,
-        rng=random.Random(seed),
-    )
+    run_id = run_id or uuid.uuid4().hex[:8]
+    if layer is None:
+        layer = RequestLayer(sampler, max_concurrent=limits.max_concurrent, timeout=limits.timeout,
+                             max_retries=limits.max_retries, rng=random.Random(seed))
+    before = layer.stats.as_dict()
+    own_emit = layer.emit
+    layer.emit = emit if own_emit is discard else own_emit
     messages = prompt_messages(settings)
     prompt_ids = tuple(sampler.render_chat(messages))
-    run = _Run(settings, layer, emit, run_id or uuid.uuid4().hex[:8], seed, messages, prompt_ids)
-    run.active = [Beam()] * settings.beam_width
+    approximate = quality.approximate if strategy.needs_proposal_logprobs else quality.logp == "estimated"
+    live = LiveBoard(sampler.detokenize) if watch_growth else None
+    search = SearchContext(settings, sampler, layer, emit, run_id, seed, messages, prompt_ids, live)
     reused_before = getattr(sampler, "prefix_tokens_reused", 0)
-    emit(SearchStarted(run.run_id, settings, sampler.name, seed, len(prompt_ids), limits.max_concurrent))
+    emit(SearchStarted(run_id, settings, sampler.name, seed, len(prompt_ids), layer.max_concurrent, approximate))
     started = time.perf_counter()
-    error = None
-    stop_reason = "max_tokens"
-    for block in range(1, settings.max_blocks + 1):
-        if run.active[0].length >= settings.max_tokens:
-            break  # re-tokenised text (text-mode servers) can reach the budget before the last block
-        error = await _run_block(run, block)
-        if error is not None:
-            stop_reason = "error"
-            break
-        if not run.active or len(run.finished) >= settings.beam_width:
-            stop_reason = "finished"
-            break
-    beams = rank(run.finished + run.active)[: settings.beam_width]
-    stats = layer.stats
+    reporter = asyncio.create_task(report_growth(live, emit, run_id)) if live else None
+    try:
+        outcome = await strategy.run(search)
+    finally:
+        if reporter is not None:
+            reporter.cancel()
+        layer.emit = own_emit
+    after = layer.stats.as_dict()
+    usage = {key: after[key] - before.get(key, 0) for key in after if isinstance(after[key], int)
+             and key != "peak_in_flight"}
+    usage |= {"sum_latency_s": round(after["sum_latency_s"] - before["sum_latency_s"], 4),
+              "peak_in_flight": after["peak_in_flight"]}
     result = SearchResult(
-        run_id=run.run_id,
+        run_id=run_id,
         settings=settings,
         seed=seed,
-        beams=beams if any(beam.length for beam in beams) else [],
-        blocks=run.blocks,
+        answer=outcome.answer,
+        candidates=outcome.candidates,
+        rounds=search.rounds,
         wall_s=time.perf_counter() - started,
-        usage=stats.as_dict(),
-        error=error,
+        usage=usage,
+        stats=outcome.stats,
+        error=outcome.error,
         prefix_tokens_reused=getattr(sampler, "prefix_tokens_reused", 0) - reused_before,
-        stop_reason=stop_reason,
+        stop_reason=outcome.stop_reason,
+        approximate=approximate,
     )
-    emit(SearchFinished(run.run_id, result))
+    emit(SearchFinished(run_id, result))
     return result
-
-
-async def _run_block(run: _Run, block: int) -> str | None:
-    """Extend every active beam by one block. Returns an error message when the whole block failed."""
-    settings = run.settings
-    used = run.active[0].length
-    block_len = min(settings.block_tokens, settings.max_tokens - used)
-    requests = [
-        SampleRequest(
-            prompt_ids=run.prompt_ids + beam.token_ids,
-            n=settings.n_per_beam,
-            max_tokens=block_len,
-            temperature=settings.proposal_temperature,
-            seed=block_seed(run.seed, block, index),
-            messages=run.messages,
-            prompt_len=len(run.prompt_ids),
-        )
-        for index, beam in enumerate(run.active)
-    ]
-    run.emit(BlockStarted(run.run_id, block, settings.max_blocks, len(run.active), len(requests)))
-    stats = run.layer.stats
-    before = (stats.requests, stats.failures, stats.sum_latency_s, stats.completion_tokens)
-    tag = RequestTag(run.run_id, block)
-    started = time.perf_counter()
-    sequential = settings.mode == "sequential"
-    if sequential:
-        outcomes = [await settle(run.layer.sample(r, tag, sequential=True)) for r in requests]
-    else:
-        outcomes = await asyncio.gather(*(run.layer.sample(r, tag) for r in requests), return_exceptions=True)
-    wall = time.perf_counter() - started
-    timing = BlockTiming(
-        block,
-        wall,
-        stats.sum_latency_s - before[2],
-        stats.requests - before[0],
-        stats.failures - before[1],
-    )
-    run.blocks.append(timing)
-    candidates: list[Beam] = []
-    errors: list[str] = []
-    for parent_index, (parent, outcome) in enumerate(zip(run.active, outcomes, strict=True)):
-        if isinstance(outcome, BackendError):
-            errors.append(str(outcome))
-        elif isinstance(outcome, BaseException):
-            raise outcome
-        else:
-            candidates.extend(_extend(parent, parent_index, c, settings) for c in outcome)
-    if not candidates:
-        return f"block {block} failed: every request failed ({errors[-1] if errors else 'no continuations'})"
-    selection = select(candidates, settings.beam_width)
-    kept = {id(beam) for beam in selection.survivors + selection.finished}
-    run.finished.extend(selection.finished)
-    run.active = selection.survivors
-    ranked = rank(selection.survivors + selection.finished + selection.pruned)
-    run.emit(
-        CandidatesScored(
-            run.run_id,
-            block,
-            tuple(
-                ScoredCandidate(
-                    beam.parent, beam.score, beam.mean_logprob, beam.length, beam.finished, id(beam) in kept,
-                    beam.text[-TEXT_TAIL_CHARS:],
-                )
-                for beam in ranked
-            ),
-            selection.duplicates,
-        )
-    )
-    best = rank(run.finished + run.active)[0]
-    run.emit(
-        BlockFinished(
-            run.run_id, block, wall, timing.sum_request_s, timing.requests, timing.failed,
-            stats.completion_tokens - before[3], best.text, best.score,
-        )
-    )
-    return None
-
-
-def _extend(parent: Beam, parent_index: int, continuation: Continuation, settings: SearchSettings) -> Beam:
-    logprobs = parent.logprobs + continuation.logprobs
-    return Beam(
-        token_ids=parent.token_ids + continuation.token_ids,
-        logprobs=logprobs,
-        text=parent.text + continuation.text,
-        finished=continuation.finish_reason == "stop",
-        score=beam_score(logprobs, settings.alpha, settings.length_penalty),
-        parent=parent_index,
-    )

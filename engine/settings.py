@@ -14,42 +14,75 @@ from engine.errors import ConfigError
 BACKENDS = ("local", "openai", "tinker")
 MODES = ("parallel", "sequential")
 APIS = ("completions", "chat")
-WEIGHTS = ("auto", "plain")  # local weight layout: probed for speed, or ggml's generic CPU layout
+WEIGHTS = ("auto", "plain", "repacked", "repacked-one-token")  # local weight layout; auto probes the fastest safe
+STRATEGIES = ("beam", "mcmc", "smc", "best-of-n", "greedy", "sample")
+SMC_OUTPUTS = ("best", "sample")
 
 KEYED_HOSTS = ("openai.com", "x.ai")  # hosted APIs that refuse keyless requests; local servers need none
 DEFAULT_PROMPT = "Explain in three sentences why the sky is blue."
 
+# The setting each strategy calls its width: how many answers it keeps alive at once.
+WIDTH_FIELD = {"beam": "beam_width", "mcmc": "chains", "smc": "particles", "best-of-n": "best_of"}
+
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """Knobs of one block-wise power beam search."""
+    """Knobs of one search. The shared ones mean the same in every strategy: the target is p^alpha, proposals
+    are drawn at `proposal_temperature` in blocks of `block_tokens`, up to `max_tokens`."""
 
+    strategy: str = "beam"
     prompt: str = DEFAULT_PROMPT
     system_prompt: str | None = None
-    beam_width: int = 4
-    n_per_beam: int = 4
     block_tokens: int = 32
     max_tokens: int = 128
     alpha: float = 4.0
     temperature: float | None = None  # None: the power-sampling proposal 1/alpha
-    length_penalty: float = 1.0
     seed: int | None = None  # None: a fresh seed, reported in SearchStarted
     mode: Literal["parallel", "sequential"] = "parallel"
+    # beam
+    beam_width: int = 4
+    n_per_beam: int = 4
+    length_penalty: float = 1.0
+    # mcmc
+    chains: int = 2
+    mcmc_steps: int = 5
+    # smc
+    particles: int = 8
+    ess_threshold: float = 0.5  # resample when the effective sample size drops below this fraction of particles
+    smc_output: Literal["best", "sample"] = "best"
+    # best-of-n
+    best_of: int = 8
 
     @property
     def proposal_temperature(self) -> float:
         return 1.0 / self.alpha if self.temperature is None else self.temperature
 
     @property
+    def blockwise(self) -> bool:
+        return self.strategy in ("beam", "mcmc", "smc")  # the others ask for whole answers at once
+
+    @property
     def max_blocks(self) -> int:
-        return -(-self.max_tokens // self.block_tokens)
+        return -(-self.max_tokens // self.block_tokens) if self.blockwise else 1
+
+    @property
+    def width_field(self) -> str | None:
+        return WIDTH_FIELD.get(self.strategy)
+
+    @property
+    def width(self) -> int:
+        return getattr(self, self.width_field) if self.width_field else 1
 
     def validate(self) -> SearchSettings:
-        for name in ("beam_width", "n_per_beam", "block_tokens", "max_tokens"):
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        for name in ("beam_width", "n_per_beam", "block_tokens", "max_tokens", "chains", "particles", "best_of"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
-        if self.block_tokens > self.max_tokens:
+        if not isinstance(self.mcmc_steps, int) or self.mcmc_steps < 0:
+            raise ConfigError(f"mcmc-steps must be an integer >= 0, got {self.mcmc_steps!r}")
+        if self.block_tokens > self.max_tokens and self.blockwise:
             raise ConfigError(
                 f"block-tokens ({self.block_tokens}) cannot be larger than max-tokens ({self.max_tokens})"
             )
@@ -59,14 +92,37 @@ class SearchSettings:
             raise ConfigError(f"temperature must be >= 0, got {self.temperature!r}")
         if not self.length_penalty >= 0:
             raise ConfigError(f"length-penalty must be >= 0, got {self.length_penalty!r}")
+        if not 0 < self.ess_threshold <= 1:
+            raise ConfigError(f"ess-threshold must be in (0, 1], got {self.ess_threshold!r}")
+        if self.smc_output not in SMC_OUTPUTS:
+            raise ConfigError(f"smc-output must be one of {', '.join(SMC_OUTPUTS)}, got {self.smc_output!r}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.strategy in ("mcmc", "smc") and self.proposal_temperature == 0:
+            raise ConfigError(f"{self.strategy} needs a proposal temperature > 0: greedy proposals have no density")
         if not self.prompt.strip():
             raise ConfigError("prompt is empty")
         return self
 
     def replace(self, **changes) -> SearchSettings:
         return dataclasses.replace(self, **changes).validate()
+
+    @property
+    def spec(self) -> str:
+        """The strategy and its sizes in one word, as eval's --strategies takes them: beam:4x4, mcmc:2x5."""
+        if self.strategy == "beam":
+            return f"beam:{self.beam_width}x{self.n_per_beam}"
+        if self.strategy == "mcmc":
+            return f"mcmc:{self.chains}x{self.mcmc_steps}"
+        if self.strategy == "smc":
+            return f"smc:{self.particles}"
+        if self.strategy == "best-of-n":
+            return f"best-of-n:{self.best_of}"
+        return self.strategy
+
+    def with_width(self, width: int) -> SearchSettings:
+        """The same search at another width (beam width, chains, particles or N, by strategy)."""
+        return self.replace(**{self.width_field: width}) if self.width_field else self
 
 
 @dataclass(frozen=True)
@@ -84,7 +140,7 @@ class BackendSettings:
     max_retries: int = 5
     latency: float = 0.0  # simulated network delay per request, local backend only
     threads: int | None = None
-    weights: Literal["auto", "plain"] = "auto"
+    weights: str = "auto"
 
     def validate(self) -> BackendSettings:
         if self.backend not in BACKENDS:
@@ -103,8 +159,15 @@ class BackendSettings:
             raise ConfigError("--latency simulates network delay on the local backend only")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads!r}")
+        if self.threads is not None and self.backend != "local":
+            raise ConfigError(f"--threads sets the local model's CPU threads; it has no effect on {self.backend}")
+        if self.api != "completions" and self.backend != "openai":
+            raise ConfigError(f"--api is for the openai backend, not {self.backend}")
         if self.weights not in WEIGHTS:
             raise ConfigError(f"weights must be one of {', '.join(WEIGHTS)}, got {self.weights!r}")
+        if self.weights != "auto" and self.backend != "local":
+            raise ConfigError("--weights chooses the local model's weight layout; it has no effect on "
+                              f"the {self.backend} backend")
         if self.backend == "openai":
             if not self.base_url:
                 raise ConfigError("the openai backend needs --base-url, for example http://127.0.0.1:8000/v1")
@@ -114,8 +177,12 @@ class BackendSettings:
             host = urlparse(self.base_url).hostname or ""
             if host.endswith(KEYED_HOSTS) and not self.api_key():
                 raise ConfigError(f"{self.base_url} needs {self.api_key_env} in the environment")
+        elif self.base_url:
+            raise ConfigError(f"--base-url is for the openai backend, not {self.backend}")
         if self.backend == "tinker" and not self.model:
             raise ConfigError("the tinker backend needs --model, a base model name such as meta-llama/Llama-3.2-1B")
+        if self.backend == "local" and (self.model or self.tokenizer):
+            raise ConfigError("--model and --tokenizer are for remote backends; use --model-path for a local GGUF")
         if self.model_path and self.backend != "local":
             raise ConfigError("--model-path is for the local backend; use --model for remote backends")
         if self.model_path and not Path(self.model_path).expanduser().is_file():

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from engine.backends.base import Message
+from engine.sampler import Message
 from engine.errors import ConfigError
 
 
@@ -84,7 +84,8 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def load_tokenizer(spec: str) -> Tokenizer:
-    from engine.backends.local import GGUFModel, embedded_model_path
+    from engine.backends.local.gguf import GGUFModel
+    from engine.backends.local.model_file import embedded_model_path
 
     if spec == "embedded":
         return GGUFModel(embedded_model_path(), vocab_only=True)

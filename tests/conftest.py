@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.backends.local import PLAIN, LocalSampler, embedded_model_path, weight_layout
+from engine.backends.local.backend import LocalSampler
+from engine.backends.local.layout import PLAIN, weight_layout
+from engine.backends.local.model_file import embedded_model_path
 from engine.settings import BackendSettings, SearchSettings
 from tests.fault_server import FaultConfig, ThreadedFaultServer
 

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import random
 import socket
 import struct
@@ -26,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 FAULTS = ("400", "429", "500", "503", "hang", "malformed", "reset", "no_logprobs")
 EOS_TOKEN = 2
 SYNTHETIC_VOCAB = (100, 4000)
+SYNTHETIC_CHOICES = 8  # tokens each position's made-up distribution spreads over
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable"}
 
@@ -47,6 +49,8 @@ class FaultConfig:
     slow_s: float = 2.0
     rate_ignore_n: float = 0.0  # answers that return one choice whatever n asked for
     eos_rate: float = 0.0  # chance that a synthetic token ends the answer
+    logprobs_mode: str = "raw"  # or "processed": report log q of the tempered draw, as vLLM can
+    top_logprobs: bool = True  # return the top alternatives when asked
     echo_auth: bool = False  # error bodies quote the request's Authorization header
     seed: int = 0
     script: tuple[str, ...] = ()  # faults for the first requests, in order ("" for none); then the rates apply
@@ -212,35 +216,48 @@ class FaultServer:
             return 200, self._synthetic_chat(payload)
         return 200, self._synthetic_completion(payload)
 
-    def _synthetic_tokens(self, payload: dict, key: str, index: int) -> tuple[list[int], list[float], str]:
-        """Deterministic in (prompt, seed, choice index), like a seeded server."""
+    def _synthetic_tokens(self, payload: dict, key: str, index: int) -> list[tuple[int, float, dict[int, float]]]:
+        """(token, its reported logprob, the top alternatives) per position, drawn from a small distribution made
+        up per position and tempered like a real server's. Deterministic in (prompt, seed, choice index,
+        temperature), like a seeded server."""
         seed = f"{key}|{payload.get('seed')}|{index}|{payload.get('temperature')}"
         rng = random.Random(hashlib.sha256(seed.encode()).digest())
-        tokens, logprobs = [], []
-        for _ in range(int(payload.get("max_tokens") or 16)):
+        temperature = float(payload.get("temperature", 1.0) if payload.get("temperature") is not None else 1.0)
+        processed = self.config.logprobs_mode == "processed" and temperature not in (0.0, 1.0)
+        drawn = []
+        for position in range(int(payload.get("max_tokens") or 16)):
             if self.config.eos_rate and rng.random() < self.config.eos_rate:
-                tokens.append(EOS_TOKEN)
-                logprobs.append(-rng.random())
-                return tokens, logprobs, "stop"
-            tokens.append(rng.randrange(*SYNTHETIC_VOCAB))
-            logprobs.append(-3 * rng.random())
-        return tokens, logprobs, "length"
+                drawn.append((EOS_TOKEN, -rng.random(), {}))
+                break
+            # The position's distribution: the same whatever the temperature, as a model's would be.
+            shape = random.Random(hashlib.sha256(f"{key}|{index}|{position}".encode()).digest())
+            choices = shape.sample(range(*SYNTHETIC_VOCAB), SYNTHETIC_CHOICES)
+            logits = [3 * shape.random() for _ in choices]
+            raw = _log_softmax(logits)
+            sampled = _log_softmax([v / temperature for v in logits]) if temperature > 0 else raw
+            pick = raw.index(max(raw)) if temperature == 0 else _draw(sampled, rng.random())
+            reported = sampled if processed else raw
+            drawn.append((choices[pick], reported[pick], dict(zip(choices, reported, strict=True))))
+        return drawn
 
     def _synthetic_completion(self, payload: dict) -> dict:
         prompt = payload.get("prompt")
         as_ids = bool(payload.get("return_tokens_as_token_ids"))
+        top_k = int(payload.get("logprobs") or 0) if self.config.top_logprobs else 0
         choices = []
         for index in range(int(payload.get("n") or 1)):
-            tokens, logprobs, finish = self._synthetic_tokens(payload, json.dumps(prompt), index)
-            pieces = [_word(t) for t in tokens]
+            drawn = self._synthetic_tokens(payload, json.dumps(prompt), index)
+            name = (lambda t: f"token_id:{t}") if as_ids else _word
+            top = [dict(sorted(((name(t), lp) for t, lp in alts.items()), key=lambda kv: -kv[1])[:top_k])
+                   for _, _, alts in drawn] if top_k > 1 else None
             choices.append({
                 "index": index,
-                "text": "".join(pieces),
-                "finish_reason": finish,
+                "text": "".join(_word(t) for t, _, _ in drawn),
+                "finish_reason": "stop" if drawn and drawn[-1][0] == EOS_TOKEN else "length",
                 "logprobs": {
-                    "tokens": [f"token_id:{t}" for t in tokens] if as_ids else pieces,
-                    "token_logprobs": logprobs,
-                    "top_logprobs": None,
+                    "tokens": [name(t) for t, _, _ in drawn],
+                    "token_logprobs": [lp for _, lp, _ in drawn],
+                    "top_logprobs": top,
                     "text_offset": None,
                 },
             })
@@ -251,20 +268,38 @@ class FaultServer:
 
     def _synthetic_chat(self, payload: dict) -> dict:
         key = json.dumps(payload.get("messages"))
+        top_k = int(payload.get("top_logprobs") or 0) if self.config.top_logprobs else 0
         choices = []
         for index in range(int(payload.get("n") or 1)):
-            tokens, logprobs, finish = self._synthetic_tokens(payload, key, index)
-            pieces = [_word(t) for t in tokens]
-            content = [{"token": p, "logprob": lp, "bytes": list(p.encode()), "top_logprobs": []}
-                       for p, lp in zip(pieces, logprobs, strict=True)]
+            drawn = self._synthetic_tokens(payload, key, index)
+            content = [{"token": _word(t), "logprob": lp, "bytes": list(_word(t).encode()),
+                        "top_logprobs": [{"token": _word(alt), "logprob": alt_lp}
+                                         for alt, alt_lp in sorted(alts.items(), key=lambda kv: -kv[1])[:top_k]]
+                        if top_k > 1 else []}
+                       for t, lp, alts in drawn]
             choices.append({
                 "index": index,
-                "message": {"role": "assistant", "content": "".join(pieces)},
-                "finish_reason": finish,
+                "message": {"role": "assistant", "content": "".join(_word(t) for t, _, _ in drawn)},
+                "finish_reason": "stop" if drawn and drawn[-1][0] == EOS_TOKEN else "length",
                 "logprobs": {"content": content} if payload.get("logprobs") else None,
             })
         return {"id": "chatcmpl-synthetic", "object": "chat.completion", "created": int(time.time()),
                 "model": payload.get("model", "synthetic"), "choices": choices}
+
+
+def _log_softmax(values: list[float]) -> list[float]:
+    top = max(values)
+    total = math.log(sum(math.exp(v - top) for v in values))
+    return [v - top - total for v in values]
+
+
+def _draw(logprobs: list[float], uniform: float) -> int:
+    cumulative = 0.0
+    for index, logprob in enumerate(logprobs):
+        cumulative += math.exp(logprob)
+        if uniform < cumulative:
+            return index
+    return len(logprobs) - 1
 
 
 def _word(token: int) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import llama_cpp
 
-from engine.backends.local import PLAIN, REPACKED, weight_layout
+from engine.backends.local.layout import PLAIN, REPACKED, weight_layout
 
 
 def server_layout(model: Path) -> str:

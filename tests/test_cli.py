@@ -1,4 +1,5 @@
-"""`beamtui run` and `beamtui bench` as a user runs them: real processes, the real model, loopback HTTP."""
+"""`beamtui run` and `beamtui bench` as a user runs them: real processes, the real model, loopback HTTP; and every
+shared flag, before or after the subcommand."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from engine.errors import ConfigError
 from tests.conftest import run_cli
 from tests.fault_server import FaultConfig
+from tui.cli import build_parser
+from tui.options import FLAGS, merged_values, refuse_misplaced, settings_from
 
 SMALL = ["--beam-width", "2", "--n-per-beam", "2", "--block-tokens", "6", "--max-tokens", "12", "--seed", "1"]
 
@@ -21,40 +24,41 @@ def test_run_json_on_the_embedded_model():
     done = run_cli("run", "--prompt", "Name a color.", *SMALL, "--json")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    assert set(out) >= {"best", "beams", "timing", "usage"}
-    assert set(out["best"]) >= {"text", "score", "tokens"} and out["best"]["text"]
-    assert out["best"] == out["beams"][0]
-    assert set(out["timing"]) >= {"wall_s", "sum_request_s", "requests"}
+    assert set(out) >= {"answer", "candidates", "timing", "usage", "stats", "strategy", "logprobs"}
+    assert set(out["answer"]) >= {"text", "target", "score", "tokens"} and out["answer"]["text"]
+    assert out["answer"] == out["candidates"][0]
+    assert set(out["timing"]) >= {"wall_s", "sum_request_s", "requests", "rounds"}
     assert out["timing"]["requests"] == out["usage"]["requests"] > 0
-    assert out["usage"]["completion_tokens"] >= out["best"]["tokens"]
-    assert out["seed"] == 1
+    assert out["usage"]["completion_tokens"] >= out["answer"]["tokens"]
+    assert out["seed"] == 1 and out["strategy"] == "beam" and out["logprobs"] == "exact"
 
 
-def test_run_prints_the_answer_and_a_table_of_beams():
+def test_run_prints_the_answer_and_a_table_of_candidates():
     done = run_cli("run", "--prompt", "Name a color.", *SMALL)
     assert done.returncode == 0, done.stderr
-    assert "best answer" in done.stdout and "final beams" in done.stdout and "seed 1" in done.stdout
+    assert "answer · beam" in done.stdout and "final candidates" in done.stdout and "seed 1" in done.stdout
+    assert "latency overlap" in done.stdout and "one at a time" not in done.stdout
 
 
 @pytest.mark.parametrize("fault_server", [FaultConfig(latency=0.05)], indirect=True)
 def test_bench_json_rows(fault_server):
-    done = run_cli("bench", *synthetic(fault_server), "--beam-widths", "1,4", "--n-per-beam", "2",
+    done = run_cli("bench", *synthetic(fault_server), "--widths", "1,4", "--n-per-beam", "2",
                    "--block-tokens", "4", "--max-tokens", "8", "--max-concurrent", "8", "--json")
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)["rows"]
-    assert [row["beam_width"] for row in rows] == [1, 4]
+    assert [row["width"] for row in rows] == [1, 4]
     for row in rows:
-        assert set(row) >= {"beam_width", "requests", "seq_s", "par_s", "speedup", "ideal", "efficiency"}
+        assert set(row) >= {"width", "requests", "seq_s", "par_s", "speedup", "ideal", "efficiency", "tokens"}
         assert row["speedup"] == pytest.approx(row["seq_s"] / row["par_s"], rel=1e-3)
         assert row["efficiency"] == pytest.approx(row["speedup"] / row["ideal"], rel=1e-3)
-        assert row["same_best"] is True
+        assert row["same_answer"] is True
     assert rows[0]["ideal"] == 1.0 and rows[1]["ideal"] == 4.0
     assert rows[1]["speedup"] > 2.5  # four requests per block, 50 ms each, sent together
     assert fault_server.stats.peak_in_flight <= 8
 
 
 def test_bench_labels_simulated_latency():
-    done = run_cli("bench", "--beam-widths", "2", "--n-per-beam", "1", "--block-tokens", "4", "--max-tokens", "4",
+    done = run_cli("bench", "--widths", "2", "--n-per-beam", "1", "--block-tokens", "4", "--max-tokens", "4",
                    "--latency", "0.2", "--seed", "1")
     assert done.returncode == 0, done.stderr
     assert "0.2s per request (simulated)" in " ".join(done.stdout.split())
@@ -68,6 +72,7 @@ BAD_INPUT = [
     (["run", "--prompt", "x", "--temperature", "-0.5"], "temperature must be >= 0"),
     (["run", "--prompt", "x", "--block-tokens", "64", "--max-tokens", "32"], "cannot be larger than max-tokens"),
     (["run", "--prompt", "x", "--backend", "vllm"], "invalid choice: 'vllm'"),
+    (["run", "--prompt", "x", "--strategy", "annealing"], "invalid choice: 'annealing'"),
     (["run", "--prompt", "x", "--beam-width", "two"], "invalid int value"),
     (["run", "--prompt", "x", "--backend", "openai", "--model", "m"], "needs --base-url"),
     (["run", "--prompt", "x", "--backend", "openai", "--base-url", "localhost:8000", "--model", "m"],
@@ -79,8 +84,21 @@ BAD_INPUT = [
     (["run", "--prompt", "x", "--weights", "fast"], "invalid choice: 'fast'"),
     (["run", "--prompt", "   "], "prompt is empty"),
     (["run"], "the following arguments are required: --prompt"),
-    (["bench", "--beam-widths", "1,x"], "--beam-widths must be comma-separated integers"),
-    (["bench", "--beam-widths", "0"], "--beam-widths must be integers >= 1"),
+    (["run", "--prompt", "x", "--strategy", "mcmc", "--beam-width", "3"],
+     "--beam-width is a setting of --strategy beam, not mcmc"),
+    (["run", "--prompt", "x", "--strategy", "smc", "--particles", "0"], "particles must be an integer >= 1"),
+    (["run", "--prompt", "x", "--strategy", "smc", "--ess-threshold", "1.5"], "ess-threshold must be in (0, 1]"),
+    (["run", "--prompt", "x", "--strategy", "mcmc", "--temperature", "0"], "mcmc needs a proposal temperature > 0"),
+    (["run", "--prompt", "x", "--model", "m"], "--model and --tokenizer are for remote backends"),
+    (["run", "--prompt", "x", "--threads", "2", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
+      "--model", "m"], "--threads sets the local model's CPU threads"),
+    (["--json", "run", "--prompt", "x"], "unrecognized arguments: --json"),
+    (["--prompt", "x", "gen", "--questions", "q.txt", "--out", "o.jsonl"], "--prompt does not apply to `beamtui gen`"),
+    (["--beam-width", "3", "gen", "--questions", "q.txt", "--out", "o.jsonl"],
+     "--beam-width does not apply to `beamtui gen`"),
+    (["bench", "--widths", "1,x"], "--widths must be comma-separated integers"),
+    (["bench", "--widths", "0"], "--widths must be integers >= 1"),
+    (["bench", "--strategy", "greedy", "--widths", "1,2"], "--strategy greedy has no width"),
     (["bench", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--latency", "1"],
      "--latency simulates network delay on the local backend only"),
 ]
@@ -103,13 +121,84 @@ def test_an_endpoint_without_logprobs_exits_2(fault_server):
 
 
 def test_weights_flag_reaches_the_local_backend():
-    from engine.backends import create_sampler
-    from engine.backends.local import PLAIN
-    from tui.options import settings_from
+    from engine.backends.factory import create_sampler
+    from engine.backends.local.layout import PLAIN, REPACKED_ONE_TOKEN
 
     _, plain = settings_from({"weights": "plain"})
+    _, one_token = settings_from({"weights": "repacked-one-token"})
     _, auto = settings_from({})
     assert create_sampler(plain).layout == PLAIN
+    assert create_sampler(one_token).layout == REPACKED_ONE_TOKEN
     assert create_sampler(auto).layout is None  # probed when the model loads
     with pytest.raises(ConfigError, match="weights must be one of auto, plain"):
         settings_from({"weights": "fast"})
+
+
+# Every shared flag with a valid value other than its default, for the two-orders test.
+SAMPLE_VALUES = {
+    "prompt": "hi", "system_prompt": "be brief", "strategy": "mcmc", "block_tokens": "8", "max_tokens": "16",
+    "alpha": "3", "temperature": "0.5", "seed": "7", "mode": "sequential", "beam_width": "3", "n_per_beam": "2",
+    "length_penalty": "0.5", "chains": "3", "mcmc_steps": "2", "particles": "5", "ess_threshold": "0.3",
+    "smc_output": "sample", "best_of": "3", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
+    "model": "m", "model_path": "x.gguf", "tokenizer": "embedded", "api": "chat", "max_concurrent": "7",
+    "timeout": "9", "max_retries": "2", "latency": "0.5", "threads": "1", "weights": "plain",
+}
+
+
+def parse(argv: list[str]) -> tuple[dict, str]:
+    parser, subparsers = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "tui"
+    from tui.options import command_flags
+
+    refuse_misplaced(vars(args), command, command_flags(subparsers.get(command, parser)) | {"command"})
+    return {k: v for k, v in vars(args).items() if k != "command"}, command
+
+
+def test_every_flag_is_listed_with_a_sample_value():
+    assert set(SAMPLE_VALUES) == {flag.dest for flag in FLAGS if flag.dest != "config"}
+
+
+@pytest.mark.parametrize("command", ["run", "bench", "gen"])
+def test_every_shared_flag_means_the_same_before_and_after_the_subcommand(command):
+    """`beamtui --flag v run` and `beamtui run --flag v` parse to the same value, or the first is refused."""
+    required = {"run": ["--prompt", "p"], "bench": [], "gen": ["--questions", "q.txt", "--out", "o.jsonl"]}[command]
+    for flag in FLAGS:
+        if flag.dest == "config" or flag.dest == "prompt" and command == "run":
+            continue
+        given = [flag.name, SAMPLE_VALUES[flag.dest]]
+        if command not in flag.commands:
+            with pytest.raises(ConfigError, match=f"{flag.name} does not apply to `beamtui {command}`"):
+                parse([*given, command, *required])
+            continue
+        after, _ = parse([command, *required, *given])
+        before, _ = parse([*given, command, *required])
+        assert before == after, flag.name
+        assert (flag.type or str)(SAMPLE_VALUES[flag.dest]) == before[flag.dest], flag.name
+
+
+def test_a_flag_before_run_reaches_the_search():
+    values, _ = parse(["--beam-width", "3", "run", "--prompt", "hi"])
+    search, _ = settings_from(values)
+    assert search.beam_width == 3
+    values, _ = parse(["--beam-width", "3", "run", "--prompt", "hi", "--beam-width", "5"])
+    assert settings_from(values)[0].beam_width == 5  # given twice: the later one, as argparse always does
+
+
+def test_config_before_or_after_the_subcommand_is_read(tmp_path):
+    config = tmp_path / "beamtui.toml"
+    config.write_text('beam-width = 3\nstrategy = "beam"\n')
+    parser, _ = build_parser()
+    for argv in (["--config", str(config), "run", "--prompt", "hi"], ["run", "--prompt", "hi", "--config", str(config)]):
+        search, _ = settings_from(merged_values(parser.parse_args(argv)))
+        assert search.beam_width == 3
+    search, _ = settings_from(merged_values(parser.parse_args(["--config", str(config), "run", "--prompt", "hi",
+                                                                 "--beam-width", "6"])))
+    assert search.beam_width == 6  # flags override the file
+
+
+def test_root_flags_reach_run_end_to_end():
+    done = run_cli("--beam-width", "3", "run", "--prompt", "Name a color.", "--n-per-beam", "1",
+                   "--block-tokens", "4", "--max-tokens", "4", "--seed", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["candidates"]) == 3

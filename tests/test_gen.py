@@ -160,6 +160,10 @@ BAD_INPUT = [
     (["--questions", "Q", "--out", "OUT", "--num-samples", "0"], "num-samples must be an integer >= 1"),
     (["--questions", "BADJSONL", "--out", "OUT"], "not JSON"),
     (["--questions", "Q", "--out", "OUT", "--system-prompt-file", "/nonexistent"], "cannot read --system-prompt-file"),
+    (["--questions", "Q", "--out", "OUT", "--system-prompt", "a", "--system-prompt-file", "Q"],
+     "give --system-prompt or --system-prompt-file, not both"),
+    (["--questions", "Q", "--out", "OUT", "--mode", "concurrent"], "invalid choice: 'concurrent'"),
+    (["--questions", "Q", "--out", "OUT", "--strategy", "beam"], "unrecognized arguments: --strategy"),
 ]
 
 

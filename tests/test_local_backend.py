@@ -11,8 +11,10 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from engine.backends.base import Message, SampleRequest
-from engine.backends.local import PLAIN, REPACKED, REPACKED_ONE_TOKEN, draw, embedded_model_path, weight_layout
+from engine.sampler import Message, SampleRequest
+from engine.backends.local.layout import PLAIN, REPACKED, REPACKED_ONE_TOKEN, weight_layout
+from engine.backends.local.model_file import embedded_model_path
+from engine.backends.local.sampling import sample_token
 from engine.errors import BackendError
 
 
@@ -54,15 +56,33 @@ async def test_logprobs_are_the_model_distribution_at_temperature_one(layout_sam
     assert sum(np.exp(lp) for lp in {c.token_ids[0]: c.logprobs[0] for c in hot}.values()) <= 1.0 + 1e-6
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.5])
-def test_draw_follows_the_tempered_distribution(temperature):
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
+def test_sample_token_draws_from_the_tempered_distribution_with_exact_log_p_and_log_q(temperature):
     probs = np.array([0.5, 0.3, 0.15, 0.05])
-    logits = np.log(probs).astype(np.float32)
+    logits = (np.log(probs) + 3.0).astype(np.float32)  # raw logits: any shift
     rng = np.random.default_rng(0)
-    counts = np.bincount([draw(logits, temperature, rng) for _ in range(8000)], minlength=4)
+    draws = [sample_token(logits, temperature, rng.random()) for _ in range(8000)]
+    counts = np.bincount([token for token, _, _ in draws], minlength=4)
     tempered = probs ** (1 / temperature) / (probs ** (1 / temperature)).sum()
     assert counts / counts.sum() == pytest.approx(tempered, abs=0.02)
-    assert draw(logits, 0.0, rng) == 0
+    for token, log_p, log_q in draws[:20]:
+        assert log_p == pytest.approx(np.log(probs[token]), abs=1e-6)
+        assert log_q == pytest.approx(np.log(tempered[token]), abs=1e-6)
+
+
+def test_sample_token_over_a_real_sized_vocabulary_matches_a_float64_log_softmax():
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal(49152) * 4).astype(np.float32)
+    exact = logits.astype(np.float64)
+    for temperature in (1.0, 0.25):
+        token, log_p, log_q = sample_token(logits, temperature, 0.37)
+        log_softmax = exact - exact.max() - np.log(np.exp(exact - exact.max()).sum())
+        scaled = exact / temperature
+        log_tempered = scaled - scaled.max() - np.log(np.exp(scaled - scaled.max()).sum())
+        assert log_p == pytest.approx(log_softmax[token], abs=1e-5)
+        assert log_q == pytest.approx(log_tempered[token], abs=1e-5)
+    token, log_p, log_q = sample_token(logits, 0.0, 0.99)
+    assert token == int(np.argmax(logits)) and log_q == 0.0
 
 
 async def test_seeded_sampling_is_reproducible_and_seeds_differ(layout_sampler):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.backends import open_sampler
-from engine.backends.base import Message, SampleRequest
-from engine.backends.local import LocalSampler, embedded_model_path
+from engine.backends.factory import open_sampler
+from engine.sampler import Message, SampleRequest
+from engine.backends.local.backend import LocalSampler
+from engine.backends.local.model_file import embedded_model_path
 from engine.errors import ConfigError
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
@@ -29,31 +30,50 @@ async def test_llama_server_ignores_n_and_refuses_token_prompts_and_we_adapt(lla
         result = await run_search(settings, sampler, llama_settings(llama_server))
     finally:
         await sampler.aclose()
-    assert result.error is None and result.best is not None
-    assert result.blocks[0].requests == 4  # 2 beams x n=2, sent as separate requests
-    for beam in result.beams:
+    assert result.error is None and result.answer is not None
+    assert result.rounds[0].requests == 4  # 2 beams x n=2, sent as separate requests
+    for beam in result.candidates:
         assert beam.length > 0 and len(beam.logprobs) == beam.length
         assert all(lp <= 0 for lp in beam.logprobs)
 
 
+AGREEMENT_PROMPTS = ("What is the capital of France?", "Name three fruits.", "Why is the sky blue?",
+                     "Write a haiku about rain.", "Count to five.")
+
+
 async def test_llama_server_logprobs_agree_with_the_embedded_model(llama_server):
-    """Same GGUF, same weight layout, same prompt, greedy: the server's text and per-token logprobs match our
-    own computation."""
+    """Same GGUF, same prompts, greedy: the server's per-token logprobs match our own computation, token by token
+    for as long as both took the same path.
+
+    The two take different kernel paths, so they round differently, and by CPU: `python -m
+    benchmarks.logprob_agreement` measured a mean difference of 0.017 and a maximum of 0.25 over 130 tokens on
+    an AMD EPYC (Zen 1, no AVX-512); the issue that asked for this test saw a maximum of 0.067 on another EPYC.
+    The bounds sit well above those and far below what a real error makes: a logprob of the wrong token,
+    position or temperature is off by whole nats."""
     sampler = await open_sampler(llama_settings(llama_server))
     local_sampler = LocalSampler(threads=2, layout=server_layout(embedded_model_path()))
     await local_sampler.start()
+    differences = []
     try:
-        ids = tuple(local_sampler.render_chat([Message("user", "What is the capital of France?")]))
-        request = SampleRequest(ids, n=1, max_tokens=6, temperature=0.0, seed=0,
-                                messages=(Message("user", "What is the capital of France?"),), prompt_len=len(ids))
-        remote = (await sampler.sample(request))[0]
-        local = (await local_sampler.sample(request))[0]
+        for prompt in AGREEMENT_PROMPTS:
+            messages = (Message("user", prompt),)
+            ids = tuple(local_sampler.render_chat(messages))
+            request = SampleRequest(ids, n=1, max_tokens=8, temperature=0.0, seed=0, messages=messages,
+                                    prompt_len=len(ids))
+            remote = (await sampler.sample(request))[0]
+            local = (await local_sampler.sample(request))[0]
+            assert remote.token_ids[0] == local.token_ids[0]
+            for theirs, ours, x, y in zip(remote.token_ids, local.token_ids, remote.logprobs, local.logprobs,
+                                          strict=False):
+                if theirs != ours:
+                    break  # a near-tie broke differently: past here the two answers differ
+                differences.append(abs(x - y))
     finally:
         await sampler.aclose()
         await local_sampler.aclose()
-    assert remote.text == local.text
-    assert remote.token_ids == local.token_ids
-    assert remote.logprobs == pytest.approx(local.logprobs, abs=0.05)
+    assert len(differences) >= 15
+    assert sum(differences) / len(differences) < 0.05
+    assert max(differences) < 0.4
 
 
 async def test_token_id_servers_get_token_ids_back_and_forth(fault_server):
@@ -79,7 +99,7 @@ async def test_chat_mode_scores_from_chat_logprobs(fault_server):
     finally:
         await sampler.aclose()
     assert result.error is None
-    assert all(beam.logprobs and len(beam.logprobs) == beam.length for beam in result.beams)
+    assert all(beam.logprobs and len(beam.logprobs) == beam.length for beam in result.candidates)
 
 
 @pytest.mark.parametrize("fault_server", [FaultConfig(rate_no_logprobs=1.0)], indirect=True)

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from engine.backends import open_sampler
-from engine.backends.base import Message, SampleRequest
+from engine.backends.factory import open_sampler
+from engine.sampler import Message, SampleRequest
 from engine.errors import BackendError
 from engine.events import RequestFinished, RequestRetried, RequestStarted
 from engine.request_layer import BACKOFF_CAP_S, RequestLayer, backoff_delay

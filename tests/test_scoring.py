@@ -1,16 +1,35 @@
-"""Scoring and pruning are pure functions: test them without any model."""
+"""Scores, weights, acceptance ratios and resampling are pure functions: test them without any model."""
 
 from __future__ import annotations
 
 import math
+import random
+from collections import Counter
 
 import pytest
 
-from engine.scoring import Beam, beam_score, mean_logprob, rank, select, unique
+from engine.scoring import (
+    Candidate,
+    accepts,
+    beam_score,
+    effective_sample_size,
+    log_sum_exp,
+    mean_logprob,
+    mh_log_acceptance,
+    normalized_weights,
+    rank,
+    select,
+    smc_log_weight_increment,
+    systematic_resample,
+    target_logprob,
+    unique,
+    weighted_choice,
+)
 
 
-def beam(tokens, logprobs, *, finished=False, alpha=1.0, length_penalty=1.0) -> Beam:
-    return Beam(tuple(tokens), tuple(logprobs), finished=finished, score=beam_score(logprobs, alpha, length_penalty))
+def candidate(tokens, logprobs, *, finished=False, alpha=1.0, length_penalty=1.0) -> Candidate:
+    return Candidate(tuple(tokens), tuple(logprobs), finished=finished,
+                     score=beam_score(logprobs, alpha, length_penalty))
 
 
 def test_score_is_alpha_times_length_normalised_logprob():
@@ -20,12 +39,17 @@ def test_score_is_alpha_times_length_normalised_logprob():
     assert beam_score([], alpha=4.0, length_penalty=1.0) == 0.0
 
 
-def test_alpha_never_changes_the_ranking():
+def test_target_is_alpha_times_the_sum_of_log_p():
+    assert target_logprob([-1.0, -0.5], 4.0) == pytest.approx(-6.0)
+    assert Candidate((1, 2), (-1.0, -0.5)).target(2.0) == pytest.approx(-3.0)
+
+
+def test_alpha_never_changes_the_beam_ranking():
     candidates = [[-0.1, -2.0], [-0.5, -0.6, -0.7], [-1.5], [-0.2, -0.2, -0.2, -3.0]]
     orders = set()
     for alpha in (0.25, 1.0, 4.0, 10.0):
-        scored = [Beam((i,), tuple(lp), score=beam_score(lp, alpha, 0.6)) for i, lp in enumerate(candidates)]
-        orders.add(tuple(b.token_ids for b in rank(scored)))
+        scored = [Candidate((i,), tuple(lp), score=beam_score(lp, alpha, 0.6)) for i, lp in enumerate(candidates)]
+        orders.add(tuple(c.token_ids for c in rank(scored)))
     assert len(orders) == 1
 
 
@@ -41,32 +65,82 @@ def test_mean_logprob():
 
 
 def test_rank_breaks_ties_on_tokens_so_order_is_stable():
-    a, b = beam([5, 1], [-1.0, -1.0]), beam([2, 9], [-1.0, -1.0])
+    a, b = candidate([5, 1], [-1.0, -1.0]), candidate([2, 9], [-1.0, -1.0])
     assert [x.token_ids for x in rank([a, b])] == [(2, 9), (5, 1)]
     assert [x.token_ids for x in rank([b, a])] == [(2, 9), (5, 1)]
 
 
 def test_unique_drops_repeated_token_sequences():
-    kept, dropped = unique([beam([1, 2], [-1, -1]), beam([1, 2], [-1, -1]), beam([1, 3], [-1, -1])])
-    assert [b.token_ids for b in kept] == [(1, 2), (1, 3)]
+    kept, dropped = unique([candidate([1, 2], [-1, -1]), candidate([1, 2], [-1, -1]), candidate([1, 3], [-1, -1])])
+    assert [c.token_ids for c in kept] == [(1, 2), (1, 3)]
     assert dropped == 1
 
 
 def test_select_keeps_the_best_width_and_sets_finished_aside():
     candidates = [
-        beam([1], [-0.1], finished=True),
-        beam([2], [-0.2]),
-        beam([3], [-0.3]),
-        beam([4], [-0.4]),
-        beam([2], [-0.2]),  # duplicate of the second
+        candidate([1], [-0.1], finished=True),
+        candidate([2], [-0.2]),
+        candidate([3], [-0.3]),
+        candidate([4], [-0.4]),
+        candidate([2], [-0.2]),  # duplicate of the second
     ]
     selection = select(candidates, beam_width=3)
-    assert [b.token_ids for b in selection.finished] == [(1,)]
-    assert [b.token_ids for b in selection.survivors] == [(2,), (3,)]
-    assert [b.token_ids for b in selection.pruned] == [(4,)]
+    assert [c.token_ids for c in selection.finished] == [(1,)]
+    assert [c.token_ids for c in selection.survivors] == [(2,), (3,)]
+    assert [c.token_ids for c in selection.pruned] == [(4,)]
     assert selection.duplicates == 1
 
 
 def test_select_with_fewer_candidates_than_width_keeps_them_all():
-    selection = select([beam([7], [-math.log(2)])], beam_width=4)
+    selection = select([candidate([7], [-math.log(2)])], beam_width=4)
     assert len(selection.survivors) == 1 and not selection.pruned
+
+
+def test_mh_acceptance_is_the_power_ratio_corrected_by_the_proposal():
+    # Same length: alpha * (log p' - log p) + log q - log q'.
+    ratio = mh_log_acceptance(4.0, [-0.5, -0.5], [-1.0, -1.0], [-0.2, -0.3], [-0.4, -0.4], 6, 6)
+    assert ratio == pytest.approx(4.0 * (-1.0 + 2.0) + (-0.8) - (-0.5))
+    # A proposal exactly as likely under the target as under the proposal is always accepted.
+    assert mh_log_acceptance(1.0, [-2.0], [-1.0], [-2.0], [-1.0], 5, 5) == pytest.approx(0.0)
+    # A shorter answer makes the reverse move likelier: + log(old length / new length).
+    assert mh_log_acceptance(1.0, [-1.0], [-1.0], [-1.0], [-1.0], 8, 4) == pytest.approx(math.log(2))
+
+
+def test_accepts_with_probability_min_one_exp_ratio():
+    assert accepts(0.3, 0.999) and accepts(0.0, 0.999)
+    rng = random.Random(0)
+    rate = sum(accepts(math.log(0.25), rng.random()) for _ in range(20000)) / 20000
+    assert rate == pytest.approx(0.25, abs=0.01)
+
+
+def test_smc_weight_increment_is_alpha_log_p_minus_log_q():
+    assert smc_log_weight_increment(4.0, [-1.0, -0.5], [-0.2, -0.1]) == pytest.approx(4 * -1.5 + 0.3)
+
+
+def test_normalised_weights_and_ess():
+    assert normalized_weights([0.0, 0.0]) == pytest.approx([0.5, 0.5])
+    assert normalized_weights([math.log(3), 0.0]) == pytest.approx([0.75, 0.25])
+    assert effective_sample_size([0.0] * 8) == pytest.approx(8.0)
+    assert effective_sample_size([0.0, -1000.0, -1000.0]) == pytest.approx(1.0)
+    assert log_sum_exp([math.log(1), math.log(3)]) == pytest.approx(math.log(4))
+    assert normalized_weights([-math.inf, 0.0]) == pytest.approx([0.0, 1.0])
+
+
+def test_systematic_resampling_copies_in_proportion_to_weight():
+    weights = [0.5, 0.25, 0.125, 0.125]
+    assert systematic_resample(weights, 0.1) == [0, 0, 1, 2]  # points 0.025, 0.275, 0.525, 0.775
+    counts = Counter()
+    rng = random.Random(1)
+    for _ in range(4000):
+        counts.update(systematic_resample(weights, rng.random()))
+    for index, weight in enumerate(weights):
+        assert counts[index] / (4 * 4000) == pytest.approx(weight, abs=0.01)
+    # Systematic resampling keeps every particle whose weight is at least 1/N.
+    assert {0, 1} <= set(systematic_resample(weights, 0.999))
+
+
+def test_weighted_choice_follows_the_weights():
+    rng = random.Random(2)
+    counts = Counter(weighted_choice([1.0, 3.0], rng.random()) for _ in range(8000))
+    assert counts[1] / 8000 == pytest.approx(0.75, abs=0.02)
+    assert weighted_choice([0.0, 0.0, 1.0], 0.0) == 2

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from engine.backends import open_sampler
+from engine.backends.factory import open_sampler
 from engine.events import (
-    BlockFinished,
-    BlockStarted,
-    CandidatesScored,
+    PopulationUpdated,
     RequestFinished,
     RequestStarted,
+    RoundFinished,
+    RoundStarted,
     SearchFinished,
     SearchStarted,
 )
@@ -28,8 +28,9 @@ async def test_seeded_parallel_search_equals_sequential(layout_sampler, small_se
     parallel = await run_search(settings.replace(mode="parallel"), layout_sampler, LOCAL)
     sequential = await run_search(settings.replace(mode="sequential"), layout_sampler, LOCAL)
     assert parallel.error is None and sequential.error is None
-    assert [b.token_ids for b in parallel.beams] == [b.token_ids for b in sequential.beams]
-    assert [b.score for b in parallel.beams] == pytest.approx([b.score for b in sequential.beams], abs=1e-6)
+    assert [b.token_ids for b in parallel.candidates] == [b.token_ids for b in sequential.candidates]
+    assert [b.score for b in parallel.candidates] == pytest.approx([b.score for b in sequential.candidates],
+                                                                   abs=1e-6)
     assert parallel.requests == sequential.requests
 
 
@@ -43,34 +44,35 @@ async def test_events_tell_the_whole_story_of_a_search(local_sampler, small_sear
     finished = [e for e in events if isinstance(e, RequestFinished)]
     assert len(started) == len(finished) == result.requests
     assert all(e.latency_s > 0 and e.completion_tokens > 0 for e in finished)
-    blocks = [e for e in events if isinstance(e, BlockFinished)]
-    assert [b.block for b in blocks] == list(range(1, len(blocks) + 1))
-    assert sum(b.requests for b in blocks) == result.requests
-    for block in blocks:
-        assert block.sum_request_s == pytest.approx(
-            sum(e.latency_s for e in finished if e.block == block.block), rel=1e-6)
-    first_block = next(e for e in events if isinstance(e, BlockStarted))
-    assert first_block.requests == small_search.beam_width  # every beam asks once, with n continuations
+    rounds = [e for e in events if isinstance(e, RoundFinished)]
+    assert [r.round for r in rounds] == list(range(1, len(rounds) + 1))
+    assert [r.block for r in rounds] == list(range(1, len(rounds) + 1))  # beam search: one round per block
+    assert sum(r.requests for r in rounds) == result.requests
+    for round_ in rounds:
+        assert round_.sum_request_s == pytest.approx(
+            sum(e.latency_s for e in finished if e.round == round_.round), rel=1e-6)
+    first_round = next(e for e in events if isinstance(e, RoundStarted))
+    assert first_round.requests == small_search.beam_width  # every beam asks once, with n continuations
 
 
 async def test_candidates_are_scored_from_their_logprobs_and_the_best_width_survive(local_sampler, small_search):
     events = []
     result = await run_search(small_search, local_sampler, LOCAL, events.append)
-    scored = [e for e in events if isinstance(e, CandidatesScored)]
+    scored = [e for e in events if isinstance(e, PopulationUpdated)]
     assert scored
     for event in scored:
-        scores = [c.score for c in event.candidates]
+        scores = [m.score for m in event.members]
         assert scores == sorted(scores, reverse=True)
-        kept = [c for c in event.candidates if c.kept]
+        kept = [m for m in event.members if m.status != "pruned"]
         assert 1 <= len(kept) <= small_search.beam_width
-        assert all(c.kept for c in event.candidates[: len(kept)])  # the best ones, in order
-        expected = len(event.candidates) + event.dropped_duplicates
+        assert all(m.status != "pruned" for m in event.members[: len(kept)])  # the best ones, in order
+        expected = len(event.members) + event.duplicates
         assert expected <= small_search.beam_width * small_search.n_per_beam
-    for beam in result.beams:
+    for beam in result.candidates:
         assert beam.score == pytest.approx(beam_score(beam.logprobs, small_search.alpha, small_search.length_penalty))
         assert beam.length <= small_search.max_tokens
         assert local_sampler.detokenize(beam.token_ids) == beam.text
-    assert len(result.beams) <= small_search.beam_width
+    assert len(result.candidates) <= small_search.beam_width
 
 
 async def test_temperature_defaults_to_one_over_alpha():
@@ -113,10 +115,10 @@ async def test_failed_candidates_are_dropped_and_counted_and_the_search_goes_on(
     settings = SearchSettings(prompt="q", beam_width=4, n_per_beam=2, block_tokens=4, max_tokens=12, seed=1)
     result = await run_search(settings, sampler, limits)
     await sampler.aclose()
-    assert result.error is None and result.best is not None
+    assert result.error is None and result.answer is not None
     assert result.usage["failures"] == 2
-    assert result.blocks[0].failed == 2
-    assert result.best.length == 12 or result.best.finished
+    assert result.rounds[0].failed == 2
+    assert result.answer.length == 12 or result.answer.finished
 
 
 async def test_a_whole_block_failing_ends_the_search_with_a_clear_error_and_keeps_the_best(fault_server):
@@ -130,14 +132,19 @@ async def test_a_whole_block_failing_ends_the_search_with_a_clear_error_and_keep
     await sampler.aclose()
     assert result.error and "block 2 failed" in result.error and "HTTP 500" in result.error
     assert result.stop_reason == "error"
-    assert result.best is not None and result.best.length == 4  # the best beam of block one
+    assert result.answer is not None and result.answer.length == 4  # the best beam of block one
     assert isinstance(events[-1], SearchFinished) and events[-1].result.error == result.error
 
 
-async def test_search_stops_when_enough_beams_have_finished(local_sampler):
-    settings = SearchSettings(prompt="Reply with the single word: yes", beam_width=2, n_per_beam=3,
-                              block_tokens=8, max_tokens=64, seed=2)
-    result = await run_search(settings, local_sampler, LOCAL)
+@pytest.mark.parametrize("fault_server", [FaultConfig(eos_rate=0.3)], indirect=True)
+async def test_search_stops_when_enough_beams_have_finished(fault_server):
+    """Answers end at an end-of-sequence token (a synthetic one, so the test does not hang on what a real model
+    happens to say on this CPU); the search stops once beam_width of them have."""
+    limits = openai_settings(fault_server.base_url)
+    sampler = await open_sampler(limits)
+    settings = SearchSettings(prompt="q", beam_width=2, n_per_beam=3, block_tokens=8, max_tokens=64, seed=2)
+    result = await run_search(settings, sampler, limits)
+    await sampler.aclose()
     assert result.stop_reason == "finished"
-    assert all(beam.finished for beam in result.beams)
-    assert len(result.blocks) < settings.max_blocks
+    assert all(beam.finished for beam in result.candidates)
+    assert len(result.rounds) < settings.max_blocks

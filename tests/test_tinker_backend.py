@@ -8,9 +8,10 @@ import time
 import numpy as np
 import pytest
 from tinker import types
+from tinker.types.topk_logprobs import TopkLogprobs
 
-from engine.backends import open_sampler
-from engine.backends.base import Message, SampleRequest
+from engine.backends.factory import open_sampler
+from engine.sampler import Message, SampleRequest
 from engine.backends.tinker_sdk import TinkerSampler
 from engine.errors import ConfigError
 from engine.search import run_search
@@ -21,29 +22,49 @@ TINKER = BackendSettings(backend="tinker", model="HuggingFaceTB/SmolLM2-135M-Ins
 
 
 class LocalTinkerClient:
-    """Duck-types `tinker.SamplingClient.sample` with the embedded model behind it."""
+    """Duck-types `tinker.SamplingClient` (`sample`, `compute_logprobs`) with the embedded model behind it.
 
-    def __init__(self, local_sampler):
+    `scaled` chooses which of the two disputed behaviours it plays: sample logprobs at the sampling
+    temperature (what a maintainer said the backend does), or raw. compute_logprobs answers for sequences it
+    sampled, from the log p the model computed while sampling them."""
+
+    def __init__(self, local_sampler, *, scaled: bool = True):
         self.local = local_sampler
+        self.scaled = scaled
         self.calls: list[tuple[types.ModelInput, int, types.SamplingParams]] = []
+        self.scored: dict[tuple[int, ...], list[float]] = {}
 
-    async def sample(self, prompt: types.ModelInput, num_samples: int, sampling_params: types.SamplingParams):
+    async def sample(self, prompt: types.ModelInput, num_samples: int, sampling_params: types.SamplingParams,
+                     topk_sample_logprobs: int = 0):
         assert isinstance(prompt, types.ModelInput) and isinstance(sampling_params, types.SamplingParams)
         self.calls.append((prompt, num_samples, sampling_params))
         request = SampleRequest(
             tuple(prompt.to_ints()), n=num_samples, max_tokens=sampling_params.max_tokens,
-            temperature=sampling_params.temperature, seed=sampling_params.seed,
+            temperature=sampling_params.temperature, seed=sampling_params.seed, top_logprobs=topk_sample_logprobs,
         )
         continuations = await self.local.sample(request)
-        return types.SampleResponse(sequences=[
-            types.SampledSequence(
-                stop_reason=c.finish_reason,
-                sequence_id=f"seq-{index}",
-                tokens_np=np.array(c.token_ids, dtype=np.int32),
-                logprobs_np=np.array(c.logprobs, dtype=np.float32),
-            )
-            for index, c in enumerate(continuations)
-        ])
+        sequences = []
+        for index, c in enumerate(continuations):
+            self.scored[request.prompt_ids + c.token_ids] = list(c.logprobs)
+            reported = c.proposal_logprobs if self.scaled else c.logprobs
+            topk = None
+            if c.top_logprobs:
+                topk = TopkLogprobs(np.array([[t for t, _ in alts] for alts in c.top_logprobs], dtype=np.int32),
+                                    np.array([[lp for _, lp in alts] for alts in c.top_logprobs], dtype=np.float32))
+            sequences.append(types.SampledSequence(
+                stop_reason=c.finish_reason, sequence_id=f"seq-{index}",
+                tokens_np=np.array(c.token_ids, dtype=np.int32), logprobs_np=np.array(reported, dtype=np.float32),
+                topk_logprobs_np=topk,
+            ))
+        return types.SampleResponse(sequences=sequences)
+
+    async def compute_logprobs(self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None):
+        ids = tuple(prompt.to_ints())
+        for end in range(len(ids), 0, -1):
+            if ids[:end] in self.scored:
+                values = self.scored[ids[:end]]
+                return [None] * (len(ids) - len(values)) + values
+        raise AssertionError("the stand-in scores only what it sampled")
 
 
 async def test_search_over_tinker_types(local_sampler):
@@ -51,16 +72,18 @@ async def test_search_over_tinker_types(local_sampler):
     sampler = TinkerSampler(model=TINKER.model, api_key=None, max_concurrent=8, timeout=30,
                             tokenizer="embedded", sampling_client=client)
     await open_sampler(TINKER, sampler)
+    assert sampler.scaled is True  # found out by the start-up probe
+    client.calls.clear()
     settings = SearchSettings(prompt="Name a planet.", beam_width=2, n_per_beam=3, block_tokens=5,
                               max_tokens=10, seed=8)
     result = await run_search(settings, sampler, TINKER)
     await sampler.aclose()
-    assert result.error is None and result.best is not None
+    assert result.error is None and result.answer is not None
     prompt, num_samples, params = client.calls[0]
     assert num_samples == 3 and params.max_tokens == 5 and params.temperature == pytest.approx(0.25)
     assert prompt.to_ints() == local_sampler.render_chat([Message("user", "Name a planet.")])
     local = await run_search(settings, local_sampler, BackendSettings())
-    assert [b.token_ids for b in result.beams] == [b.token_ids for b in local.beams]
+    assert [b.token_ids for b in result.candidates] == [b.token_ids for b in local.candidates]
 
 
 async def test_tinker_sdk_retries_are_not_stacked_with_ours(local_sampler):

@@ -1,4 +1,5 @@
-"""The dashboard driven with Pilot, on the real embedded model (small token counts) or the loopback endpoint."""
+"""The dashboard driven with Pilot, on the real embedded model (small token counts) or the loopback endpoint, and
+snapshots of recorded runs replayed (tests/fixtures), which hold no model output."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ import time
 
 import pytest
 
-from engine.backends.local import PLAIN, LocalSampler
-from engine.search import run_search
-from engine.settings import BackendSettings, SearchSettings
+from engine.settings import STRATEGIES, BackendSettings, SearchSettings
 from tests.conftest import openai_settings, run_cli
-from tests.replay import ReplayHost, pin_timings
+from tests.fault_server import FaultConfig
+from tests.replay import ManualClock, replay, replay_app
 from tui.app import BeamtuiApp
-from tui.panels.beams import BeamsPanel
 from tui.panels.log import LogPanel
+from tui.panels.population import PopulationPanel
 from tui.panels.settings_bar import SettingsBar
+from tui.panels.tree import TreePanel
 
 SIZE = (160, 48)
 SMALL = SearchSettings(prompt="Name a color.", beam_width=2, n_per_beam=2, block_tokens=4, max_tokens=8, seed=5,
@@ -35,22 +36,23 @@ async def wait_for(pilot, condition, timeout=60.0):
 
 
 def kept_rows(app) -> int:
-    return sum(not row.pruned for row in app.state.visible_beams())
+    return sum(m.status in ("kept", "finished") for m in app.state.visible_members())
 
 
 def log_text(app) -> str:
     return "\n".join(line.text for line in app.query_one(LogPanel).lines)
 
 
-async def test_the_app_starts_searching_and_beam_rows_appear():
+async def test_the_app_starts_searching_and_candidate_rows_appear():
     app = BeamtuiApp(SMALL, LOCAL)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state.status == "finished")
         await pilot.pause(0.2)
-        table = app.query_one(BeamsPanel).query_one("DataTable")
+        table = app.query_one(PopulationPanel).query_one("DataTable")
         assert table.row_count == kept_rows(app) == 2
         assert app.state.best_text
         assert "search finished" in log_text(app)
+        assert "★" in str(app.query_one(TreePanel).render())
 
 
 async def test_plus_widens_the_beam_and_the_new_search_shows_three_beams():
@@ -59,24 +61,31 @@ async def test_plus_widens_the_beam_and_the_new_search_shows_three_beams():
         await wait_for(pilot, lambda: app.state.status == "finished")
         first_run = app.state.run_id
         await pilot.press("plus")
-        assert "beam_width 3" in app.query_one(SettingsBar).text
+        assert "beam:3x2" in app.query_one(SettingsBar).text
         await wait_for(pilot, lambda: app.state.run_id != first_run and app.state.status == "finished")
         await pilot.pause(0.2)
         assert app.state.search.beam_width == 3
         assert kept_rows(app) == 3
-        assert app.query_one(BeamsPanel).query_one("DataTable").row_count == 3
+        assert app.query_one(PopulationPanel).query_one("DataTable").row_count == 3
 
 
-async def test_m_flips_the_mode_and_both_modes_fill_the_comparison():
-    app = BeamtuiApp(SMALL, LOCAL)
+async def test_m_runs_the_other_mode_with_the_same_seed_and_the_headline_is_the_measured_pair():
+    app = BeamtuiApp(SMALL.replace(seed=None), LOCAL)  # no seed given: the app draws one per pair
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state.status == "finished")
+        first_seed = app.state.seed
+        assert "not run yet" in app._timings.speedup.text
         await pilot.press("m")
         assert app.search.mode == "sequential"
         assert "sequential" in app.query_one(SettingsBar).text
         await wait_for(pilot, lambda: app.state.search.mode == "sequential" and app.state.status == "finished")
+        assert app.state.seed == first_seed
         (times,) = app.comparisons.values()
         assert times.sequential > 0 and times.parallel > 0
+        await pilot.pause(0.2)
+        assert f"measured speedup x{times.sequential / times.parallel:.2f}" in app._timings.speedup.text
+        await pilot.press("r")  # a rerun draws a new seed: a new pair
+        await wait_for(pilot, lambda: app.state.status == "finished" and app.state.seed != first_seed)
 
 
 async def test_p_edits_the_prompt_and_enter_starts_a_new_search():
@@ -103,6 +112,27 @@ async def test_events_of_a_replaced_run_are_dropped():
         await wait_for(pilot, lambda: app.state.status == "finished")
         assert old.status == "cancelled"
         assert app.state.requests_done == app.state.result.requests  # no request of the old run counted
+
+
+@pytest.mark.parametrize("fault_server", [FaultConfig(latency=1.0)], indirect=True)
+async def test_a_cycles_the_strategy_mid_run_and_the_old_runs_events_are_dropped(fault_server):
+    """Every request takes a second on this endpoint, so each strategy is caught mid-run."""
+    app = BeamtuiApp(SMALL.replace(max_tokens=16, block_tokens=4), openai_settings(fault_server.base_url))
+    async with app.run_test(size=SIZE) as pilot:
+        seen = []
+        for expected in STRATEGIES[1:]:
+            await wait_for(pilot, lambda: app.state.status == "running")
+            old = app.state
+            await pilot.press("a")
+            assert app.search.strategy == expected
+            await wait_for(pilot, lambda old=old: app.state is not old and app.state.status != "starting")
+            assert old.status == "cancelled"
+            seen.append(app.state.search.strategy)
+        await wait_for(pilot, lambda: app.state.status == "finished")
+        result = app.state.result
+        assert result.settings.strategy == "sample" and app.state.requests_done == result.requests
+        assert all(m.status in ("kept", "finished") for m in app.state.population)
+        assert seen == list(STRATEGIES[1:])
 
 
 def decoder_threads() -> set[threading.Thread]:
@@ -183,15 +213,15 @@ async def test_s_saves_the_run_as_json(tmp_path):
         (path,) = tmp_path.glob(f"beamtui-*-{app.state.run_id}.json")
         saved = json.loads(path.read_text())
     assert saved["settings"]["search"]["beam_width"] == 2
-    assert saved["result"]["best"]["text"] == app.state.best_text
-    assert saved["block_timings"] and saved["events"]["requests"] == saved["result"]["timing"]["requests"]
+    assert saved["result"]["answer"]["text"] == app.state.best_text
+    assert saved["rounds"] and saved["events"]["requests"] == saved["result"]["timing"]["requests"]
 
 
 async def test_knobs_are_in_the_command_palette():
     app = BeamtuiApp(SMALL, LOCAL)
     async with app.run_test(size=SIZE):
         titles = [command.title for command in app.get_system_commands(app.screen)]
-    for needle in ("width+ (+)", "mode (m)", "prompt (p)", "save (s)", "backend (c)"):
+    for needle in ("width+ (+)", "mode (m)", "prompt (p)", "save (s)", "backend (c)", "strategy (a)"):
         assert any(needle in title for title in titles), needle
 
 
@@ -220,53 +250,54 @@ def test_a_toml_config_sets_the_launch_settings(tmp_path):
     assert done.returncode == 2 and "invalid TOML" in done.stderr
 
 
-class FixedClock:
-    def __init__(self, now: float = 100.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def recorded_events():
-    """A real search in the plain weight layout, which every machine runs the same way, so snapshots match."""
-
-    async def record():
-        sampler = LocalSampler(threads=2, layout=PLAIN)
-        await sampler.start()
-        try:
-            await run_search(SMALL.replace(max_tokens=12), sampler, LOCAL, events.append, run_id="rec")
-        finally:
-            await sampler.aclose()
-
-    events = []
-    asyncio.run(record())
-    return pin_timings(events)
-
-
-def test_main_screen_snapshot(snap_compare, recorded_events):
-    clock = FixedClock()
-
-    async def replayed(pilot):
-        await wait_for(pilot, lambda: pilot.app.state.status == "finished")
-        clock.now += 10  # ten seconds later: rates settle, pruned rows fade
-        await pilot.pause(0.5)
-
-    app = BeamtuiApp(SMALL.replace(max_tokens=12), LOCAL, clock=clock,
-                     host_factory=lambda post: ReplayHost(post, recorded_events))
-    assert snap_compare(app, terminal_size=SIZE, run_before=replayed)
-
-
-def test_settings_screen_snapshot(snap_compare, recorded_events):
-    app = BeamtuiApp(SMALL, LOCAL, clock=FixedClock(), host_factory=lambda post: ReplayHost(post, recorded_events))
-    assert snap_compare(app, terminal_size=SIZE, press=["c"])
-
-
-
 def test_the_shipped_example_config_loads():
     from tests.conftest import ROOT
     from tui.options import read_config, settings_from
 
     search, backend = settings_from(read_config(str(ROOT / "assets" / "beamtui.example.toml")))
     assert (search.beam_width, search.seed, backend.backend) == (4, 1, "local")
+
+
+# Snapshots of recorded runs (tests/fixtures/*.jsonl, written by `python -m tests.fixtures.record`).
+
+@pytest.mark.parametrize("strategy", ["beam", "mcmc", "smc", "best-of-n", "greedy"])
+def test_each_strategy_view_when_finished(snap_compare, strategy):
+    clock = ManualClock()
+
+    async def replayed(pilot):
+        await replay(pilot, clock, strategy, then=1.0)
+
+    assert snap_compare(replay_app(strategy, clock), terminal_size=SIZE, run_before=replayed)
+
+
+@pytest.mark.parametrize(("strategy", "moment"), [("beam", 0.62), ("smc", 0.62), ("mcmc", 2.33)])
+def test_each_strategy_view_mid_run(snap_compare, strategy, moment):
+    """Mid-run: candidates growing, and what the last round pruned, resampled away or rejected still marked."""
+    clock = ManualClock()
+
+    async def replayed(pilot):
+        await replay(pilot, clock, strategy, until=moment)
+
+    assert snap_compare(replay_app(strategy, clock), terminal_size=SIZE, run_before=replayed)
+
+
+@pytest.mark.parametrize("strategy", ["beam", "mcmc"])
+def test_the_tree_collapses_to_the_best_path_at_80x24(snap_compare, strategy):
+    clock = ManualClock()
+
+    async def replayed(pilot):
+        await replay(pilot, clock, strategy, then=1.0)
+        pilot.app.query_one("#tree").scroll_visible(animate=False)
+        await pilot.pause(0.05)
+
+    assert snap_compare(replay_app(strategy, clock), terminal_size=(80, 24), run_before=replayed)
+
+
+def test_settings_screen_snapshot(snap_compare):
+    clock = ManualClock()
+
+    async def replayed(pilot):
+        await replay(pilot, clock, "beam", then=1.0)
+        await pilot.press("c")
+
+    assert snap_compare(replay_app("beam", clock), terminal_size=SIZE, run_before=replayed)

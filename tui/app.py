@@ -1,9 +1,10 @@
-"""The beamtui dashboard: a live beam search on the engine's own thread, and knobs to turn while it runs."""
+"""The beamtui dashboard: a live search on the engine's own thread, and knobs to turn while it runs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -15,21 +16,22 @@ from textual.containers import Grid
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from engine.backends import open_sampler
+from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
 from engine.events import SearchFinished
-from engine.settings import BackendSettings, SearchSettings
+from engine.run_state import ModeTimes, RunState
+from engine.settings import STRATEGIES, BackendSettings, SearchSettings
 from tui.engine_host import EngineBatch, EngineFailed, EngineHost, SearchOrder
 from tui.panels.answer import AnswerPanel
-from tui.panels.beams import BeamsPanel
 from tui.panels.log import LogPanel
+from tui.panels.population import PopulationPanel
 from tui.panels.progress import ProgressPanel
 from tui.panels.settings_bar import SettingsBar, describe
 from tui.panels.throughput import ThroughputPanel
-from tui.panels.timings import ModeTimes, TimingsPanel
+from tui.panels.timings import TimingsPanel
+from tui.panels.tree import TreePanel
 from tui.screens.prompt import PromptScreen
 from tui.screens.settings import SettingsScreen
-from tui.state import RunState
 
 REFRESH_HZ = 10
 RESTART_DEBOUNCE_S = 0.3  # a burst of key presses starts one search, not one per press
@@ -37,21 +39,23 @@ NARROW_WIDTH = 120
 TEMPERATURE_STEP = 0.05
 MAX_COMPARISONS = 6
 GIL_SWITCH_INTERVAL_S = 0.001
+DEPTH_FIELD = {"beam": "n_per_beam", "mcmc": "mcmc_steps"}  # what ] and [ turn, by strategy
 
 
 class BeamtuiApp(App):
     CSS_PATH = "beamtui.tcss"
     TITLE = "beamtui"
-    SUB_TITLE = "block-wise power beam search"
+    SUB_TITLE = "inference-time search, live"
     BINDINGS = [
-        Binding("plus", "beam_width(1)", "width+", id="beam_width_up"),
-        Binding("minus", "beam_width(-1)", "width-", id="beam_width_down"),
-        Binding("right_square_bracket", "n_per_beam(1)", "n+", key_display="]", id="n_per_beam_up"),
-        Binding("left_square_bracket", "n_per_beam(-1)", "n-", key_display="[", id="n_per_beam_down"),
+        Binding("plus", "width(1)", "width+", id="width_up"),
+        Binding("minus", "width(-1)", "width-", id="width_down"),
+        Binding("right_square_bracket", "depth(1)", "n+", key_display="]", id="depth_up"),
+        Binding("left_square_bracket", "depth(-1)", "n-", key_display="[", id="depth_down"),
         Binding("t", "temperature(1)", "T+", id="temperature_up"),
         Binding("T", "temperature(-1)", "T-", id="temperature_down"),
         Binding("b", "block_tokens(2)", "block+", id="block_tokens_up"),
         Binding("B", "block_tokens(0.5)", "block-", id="block_tokens_down"),
+        Binding("a", "cycle_strategy", "strategy", id="cycle_strategy"),
         Binding("m", "toggle_mode", "mode", id="toggle_mode"),
         Binding("r", "rerun", "rerun", id="rerun"),
         Binding("p", "edit_prompt", "prompt", id="edit_prompt"),
@@ -68,12 +72,17 @@ class BeamtuiApp(App):
         host_factory: Callable[[Callable], EngineHost] = EngineHost,
         clock: Callable[[], float] = time.monotonic,
         save_dir: Path = Path("."),
+        seeds: random.Random | None = None,
     ):
         super().__init__()
         self.search = search
         self.backend = backend
         self.clock = clock
         self.save_dir = save_dir
+        self.seeds = seeds or random.Random()
+        # Without a seed from the user, one is drawn per rerun and kept while knobs turn, so the two runs of a
+        # sequential/parallel pair compare like with like.
+        self.pair_seed = self._new_seed()
         self.host = host_factory(self.post_message)
         self.state = RunState("-", search, backend, clock=clock, status="idle")
         self.comparisons: dict[tuple, ModeTimes] = {}
@@ -84,28 +93,41 @@ class BeamtuiApp(App):
         yield Header()
         yield SettingsBar(id="settings-bar")
         with Grid(id="dashboard"):
-            yield BeamsPanel(id="beams")
+            yield PopulationPanel(id="population")
+            yield TreePanel(id="tree")
+            yield AnswerPanel(id="answer")
             yield ProgressPanel(id="progress")
             yield ThroughputPanel(id="throughput")
-            yield AnswerPanel(id="answer")
             yield TimingsPanel(id="timings")
             yield LogPanel(self.clock, id="log")
         yield Footer()
 
     def on_mount(self) -> None:
         self.install_screen(PromptScreen(), "prompt")
-        self._panels = [self.query_one(kind) for kind in (BeamsPanel, ProgressPanel, ThroughputPanel, AnswerPanel,
-                                                          LogPanel)]
+        self._panels = [self.query_one(kind) for kind in (PopulationPanel, TreePanel, ProgressPanel,
+                                                          ThroughputPanel, AnswerPanel, LogPanel)]
         self._timings = self.query_one(TimingsPanel)
         self.run_worker(self.host.serve, thread=True, group="engine", name="engine loop", exclusive=True)
         self._show_settings()
         self.start_search()
-        self.call_after_refresh(self.set_interval, 1 / REFRESH_HZ, self.refresh_panels)
+        self.refresh_timer = None
+        self.call_after_refresh(self._start_refreshing)
+
+    def _start_refreshing(self) -> None:
+        self.refresh_timer = self.set_interval(1 / REFRESH_HZ, self.refresh_panels)
 
     def on_resize(self) -> None:
         self.screen.set_class(self.size.width < NARROW_WIDTH, "narrow")
 
     # Runs ----------------------------------------------------------------------------------------------------
+
+    def _new_seed(self) -> int | None:
+        return None if self.search.seed is not None else self.seeds.getrandbits(31)
+
+    @property
+    def effective_search(self) -> SearchSettings:
+        """The settings a run is started with: the user's, with the pair's seed when they gave none."""
+        return self.search if self.search.seed is not None else self.search.replace(seed=self.pair_seed)
 
     def start_search(self) -> None:
         """Cancel whatever runs and start a search with the current settings."""
@@ -115,10 +137,11 @@ class BeamtuiApp(App):
         self.state.cancel()
         log = self.state.log
         self._runs += 1
-        self.state = RunState(f"run-{self._runs}", self.search, self.backend, clock=self.clock)
+        search = self.effective_search
+        self.state = RunState(f"run-{self._runs}", search, self.backend, clock=self.clock)
         self.state.log[:0] = log  # lines of the abandoned run not shown yet
-        self.state.say(f"starting: {describe(self.search, self.backend)}")
-        self.host.submit(SearchOrder(self.state.run_id, self.search, self.backend))
+        self.state.say(f"starting: {describe(search, self.backend)}")
+        self.host.submit(SearchOrder(self.state.run_id, search, self.backend))
 
     def restart_soon(self) -> None:
         if self._restart_timer is not None:
@@ -138,9 +161,12 @@ class BeamtuiApp(App):
             self.state.fail(message.error)
             self.notify(message.error, title="search failed", severity="error", timeout=8)
 
+    def _comparison_key(self, settings: SearchSettings) -> tuple:
+        return settings.replace(mode="parallel"), self.backend
+
     def _record_timing(self, settings: SearchSettings, wall_s: float) -> None:
-        key = (settings.replace(mode="parallel", seed=None), self.backend)
-        label = (f"w{settings.beam_width} n{settings.n_per_beam} b{settings.block_tokens}/{settings.max_tokens}")
+        key = self._comparison_key(settings)
+        label = f"{settings.spec} {settings.block_tokens}/{settings.max_tokens} s{settings.seed}"
         times = self.comparisons.pop(key, None) or ModeTimes(label)
         setattr(times, settings.mode, wall_s)
         self.comparisons[key] = times  # most recent last
@@ -152,10 +178,11 @@ class BeamtuiApp(App):
         state = self.state
         for panel in self._panels:
             panel.show(state)
-        self._timings.show(state, list(self.comparisons.values()))
+        current = self.comparisons.get(self._comparison_key(state.search))
+        self._timings.show(state, list(self.comparisons.values()), current)
 
     def _show_settings(self) -> None:
-        self.query_one(SettingsBar).show_settings(self.search, self.backend)
+        self.query_one(SettingsBar).show_settings(self.effective_search, self.backend)
 
     def _change(self, **changes) -> None:
         try:
@@ -168,11 +195,20 @@ class BeamtuiApp(App):
 
     # Knobs ---------------------------------------------------------------------------------------------------
 
-    def action_beam_width(self, delta: int) -> None:
-        self._change(beam_width=max(1, self.search.beam_width + delta))
+    def action_width(self, delta: int) -> None:
+        field = self.search.width_field
+        if field is None:
+            self.notify(f"{self.search.strategy} has no width", severity="warning")
+            return
+        self._change(**{field: max(1, getattr(self.search, field) + delta)})
 
-    def action_n_per_beam(self, delta: int) -> None:
-        self._change(n_per_beam=max(1, self.search.n_per_beam + delta))
+    def action_depth(self, delta: int) -> None:
+        field = DEPTH_FIELD.get(self.search.strategy)
+        if field is None:
+            self.notify(f"] and [ turn n_per_beam (beam) and mcmc_steps (mcmc), not {self.search.strategy}",
+                        severity="warning")
+            return
+        self._change(**{field: max(1 if field == "n_per_beam" else 0, getattr(self.search, field) + delta)})
 
     def action_temperature(self, direction: int) -> None:
         current = self.search.proposal_temperature
@@ -182,10 +218,16 @@ class BeamtuiApp(App):
         block = int(min(self.search.max_tokens, max(1, round(self.search.block_tokens * factor))))
         self._change(block_tokens=block)
 
+    def action_cycle_strategy(self) -> None:
+        index = STRATEGIES.index(self.search.strategy)
+        self._change(strategy=STRATEGIES[(index + 1) % len(STRATEGIES)])
+
     def action_toggle_mode(self) -> None:
         self._change(mode="sequential" if self.search.mode == "parallel" else "parallel")
 
     def action_rerun(self) -> None:
+        self.pair_seed = self._new_seed()
+        self._show_settings()
         self.start_search()
 
     def action_edit_prompt(self) -> None:
@@ -227,11 +269,11 @@ class BeamtuiApp(App):
             "settings": {"search": vars(state.search), "backend": vars(state.backend)},
             "seed": state.seed,
             "events": {"requests": state.requests_done, "retries": state.retries, "failures": state.failures,
-                       "tokens": state.tokens, "blocks": len(state.blocks)},
+                       "tokens": state.tokens, "rounds": len(state.rounds)},
             "result": result.to_json() if result else None,
             "error": state.error,
-            "block_timings": [vars(row) for row in state.blocks],
-            "comparisons": [vars(times) for times in self.comparisons.values()],
+            "rounds": [vars(row) for row in state.rounds],
+            "measured": [vars(times) for times in self.comparisons.values()],
         }
 
     async def action_quit(self) -> None:
@@ -254,12 +296,10 @@ class BeamtuiApp(App):
 
 def launch(args) -> int:
     """Validate the flags (and config file), check the backend, then open the dashboard."""
-    from tui.options import fail, read_config, settings_from
+    from tui.options import fail, merged_values, settings_from
 
     try:
-        values = read_config(args.config) if args.config else {}
-        values |= {k: v for k, v in vars(args).items() if v is not None}
-        search, backend = settings_from(values)
+        search, backend = settings_from(merged_values(args))
         if backend.backend != "local":
             asyncio.run(_probe(backend))  # a missing key or dead endpoint fails here, before the screen opens
     except ConfigError as exc:

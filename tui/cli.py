@@ -9,37 +9,36 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from engine.errors import BeamtuiError, ConfigError, RunFailed
-from tui.options import OneLineParser, add_backend_flags, add_search_flags, fail
+from tui.options import OneLineParser, add_flags, command_flags, fail, refuse_misplaced
 
 EXIT_INTERRUPTED = 130
+COMMANDS = ("run", "bench", "gen")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = OneLineParser(
         prog="beamtui",
-        description="Watch and steer block-wise power beam search over a language model.",
+        description="Run, watch and steer inference-time search over a language model.",
         epilog="With no command, beamtui opens the live dashboard on the embedded model.",
     )
-    add_search_flags(parser, prompt_required=False)
-    add_backend_flags(parser)
-    parser.add_argument("--config", help="a TOML file with the same settings as the flags")
-    commands = parser.add_subparsers(dest="command", parser_class=OneLineParser, metavar="{run,bench,gen}")
+    add_flags(parser, "tui")
+    commands = parser.add_subparsers(dest="command", parser_class=OneLineParser, metavar="{" + ",".join(COMMANDS) + "}")
 
-    run = commands.add_parser("run", help="run one search and print the best answer")
-    add_search_flags(run, prompt_required=True)
-    add_backend_flags(run)
+    run = commands.add_parser("run", help="run one search and print the answer")
+    add_flags(run, "run", required=("prompt",))
     run.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
     bench = commands.add_parser("bench", help="time the same search sequentially and in parallel")
-    add_search_flags(bench, prompt_required=False)
-    add_backend_flags(bench)
-    bench.add_argument("--beam-widths", default="1,2,4,8", help="comma-separated widths (default 1,2,4,8)")
+    add_flags(bench, "bench")
+    bench.add_argument("--widths", default="1,2,4,8",
+                       help="comma-separated widths of the strategy: beam width, chains, particles or N "
+                            "(default 1,2,4,8)")
     bench.add_argument("--json", action="store_true", help='print {"rows": [...]} instead of a table')
 
     from tui.commands.gen import add_gen_parser
 
     add_gen_parser(commands)
-    return parser
+    return parser, dict(commands.choices)
 
 
 def run_async(main: Callable[[], Awaitable[int]]) -> int:
@@ -59,16 +58,22 @@ def run_async(main: Callable[[], Awaitable[int]]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "run":
+    parser, subparsers = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "tui"
+    try:
+        refuse_misplaced(vars(args), command, command_flags(subparsers.get(command, parser)) | {"command"})
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    if command == "run":
         from tui.commands.run import run_command
 
         return run_async(lambda: run_command(args))
-    if args.command == "bench":
+    if command == "bench":
         from tui.commands.bench import bench_command
 
         return run_async(lambda: bench_command(args))
-    if args.command == "gen":
+    if command == "gen":
         from tui.commands.gen import gen_command
 
         return run_async(lambda: gen_command(args))

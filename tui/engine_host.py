@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from engine.backends import open_sampler
-from engine.backends.base import Sampler
+from engine.backends.factory import open_sampler
 from engine.errors import BeamtuiError
 from engine.events import Event
+from engine.sampler import Sampler
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 
@@ -51,7 +51,7 @@ class SearchOrder:
 def same_backend(old: BackendSettings, new: BackendSettings) -> bool:
     """Whether an open backend can serve new settings; the local model is not reloaded for a new cap."""
     if old.backend == new.backend == "local":
-        return (old.model_path, old.threads) == (new.model_path, new.threads)
+        return (old.model_path, old.threads, old.weights) == (new.model_path, new.threads, new.weights)
     return old == new
 
 
@@ -117,7 +117,8 @@ class EngineHost:
     async def _run(self, order: SearchOrder) -> None:
         try:
             sampler = await self._sampler_for(order.backend)
-            await run_search(order.search, sampler, order.backend, self._buffer.append, run_id=order.run_id)
+            await run_search(order.search, sampler, order.backend, self._buffer.append, run_id=order.run_id,
+                             watch_growth=True)
         except BeamtuiError as exc:
             self.post(EngineFailed(order.run_id, str(exc)))
         except Exception as exc:  # keep the dashboard alive and say what broke

@@ -1,78 +1,167 @@
-"""Command-line flags shared by the TUI and the headless commands, and their translation into settings."""
+"""Every command-line flag, declared once, and its translation into settings.
+
+Flags may stand before or after the subcommand and mean the same there: every parser leaves a flag it was not
+given unset (argparse.SUPPRESS), so a subcommand never overwrites what was given before it, and a flag given
+before a subcommand that does not take it is refused with one line.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 from engine.errors import ConfigError
-from engine.settings import APIS, BACKENDS, MODES, WEIGHTS, BackendSettings, SearchSettings
+from engine.settings import (
+    APIS,
+    BACKENDS,
+    MODES,
+    SMC_OUTPUTS,
+    STRATEGIES,
+    WEIGHTS,
+    WIDTH_FIELD,
+    BackendSettings,
+    SearchSettings,
+)
 
-SEARCH_FIELDS = {
-    "prompt": str, "system_prompt": str, "beam_width": int, "n_per_beam": int, "block_tokens": int,
-    "max_tokens": int, "alpha": float, "temperature": float, "length_penalty": float, "seed": int, "mode": str,
-}
-BACKEND_FIELDS = {
-    "backend": str, "base_url": str, "model": str, "model_path": str, "tokenizer": str, "api": str,
-    "max_concurrent": int, "timeout": float, "max_retries": int, "latency": float, "threads": int, "weights": str,
-}
+SEARCHING = frozenset({"tui", "run", "bench", "serve"})
+EVERYWHERE = frozenset({"tui", "run", "bench", "gen", "eval", "serve"})
+
+
+@dataclass(frozen=True)
+class Flag:
+    dest: str
+    help: str
+    type: type | None = str  # None: a switch
+    choices: tuple[str, ...] | None = None
+    commands: frozenset[str] = SEARCHING
+    strategy: str | None = None  # set on flags that only one strategy reads
+    in_config: bool = True  # may be set in the TOML config
+
+    @property
+    def name(self) -> str:
+        return "--" + self.dest.replace("_", "-")
+
+
+FLAGS = (
+    # What to search
+    Flag("prompt", "the user prompt to answer"),
+    Flag("system_prompt", "a system message placed before the prompt (gen: the teacher's instructions)",
+         commands=SEARCHING | {"gen", "eval"}),
+    Flag("strategy", "beam (default), mcmc, smc, best-of-n, greedy or sample", choices=STRATEGIES),
+    Flag("block_tokens", "tokens per block (default 32)", int, commands=SEARCHING | {"eval"}),
+    Flag("max_tokens", "tokens per answer at most (default 128; gen 256)", int, commands=EVERYWHERE),
+    Flag("alpha", "power-sampling exponent: target p^alpha (default 4)", float, commands=SEARCHING | {"eval"}),
+    Flag("temperature", "proposal temperature (default 1/alpha; gen 0.7)", float, commands=EVERYWHERE),
+    Flag("seed", "seed for a reproducible run (default: random, reported; gen 0)", int, commands=EVERYWHERE),
+    Flag("mode", "send each round's requests in parallel (default) or one at a time", choices=MODES,
+         commands=EVERYWHERE),
+    # Strategy settings
+    Flag("beam_width", "beam: beams kept after each block (default 4)", int, strategy="beam"),
+    Flag("n_per_beam", "beam: continuations sampled per beam per block (default 4)", int, strategy="beam"),
+    Flag("length_penalty", "beam: score = alpha*sum(logp)/len^penalty (default 1)", float, strategy="beam"),
+    Flag("chains", "mcmc: chains run together (default 2)", int, strategy="mcmc"),
+    Flag("mcmc_steps", "mcmc: Metropolis-Hastings steps after each block (default 5)", int, strategy="mcmc"),
+    Flag("particles", "smc: particles (default 8)", int, strategy="smc"),
+    Flag("ess_threshold", "smc: resample below this fraction of particles as ESS (default 0.5)", float,
+         strategy="smc"),
+    Flag("smc_output", "smc: the heaviest particle (best, default) or one drawn by weight (sample)",
+         choices=SMC_OUTPUTS, strategy="smc"),
+    Flag("best_of", "best-of-n: answers to choose from (default 8)", int, strategy="best-of-n"),
+    # Where requests go
+    Flag("backend", "local (default), openai or tinker", choices=BACKENDS, commands=EVERYWHERE),
+    Flag("base_url", "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1", commands=EVERYWHERE),
+    Flag("model", "model name on the endpoint, or Tinker base model", commands=EVERYWHERE),
+    Flag("model_path", "a GGUF file for the local backend (default: embedded SmolLM2-135M)", commands=EVERYWHERE),
+    Flag("tokenizer", "tokenizer for remote backends: .gguf file, 'embedded', or HF name", commands=EVERYWHERE),
+    Flag("api", "completions (default) or chat, for chat-only endpoints", choices=APIS, commands=EVERYWHERE),
+    Flag("max_concurrent", "requests in flight at most (default 32)", int, commands=EVERYWHERE),
+    Flag("timeout", "seconds per request attempt (default 60)", float, commands=EVERYWHERE),
+    Flag("max_retries", "retries per request on 429/5xx/timeouts (default 5)", int, commands=EVERYWHERE),
+    Flag("latency", "simulated network delay per local request, in seconds", float, commands=EVERYWHERE),
+    Flag("threads", "CPU threads for the local model (default: all cores)", int, commands=EVERYWHERE),
+    Flag("weights", "local weight layout: auto (probed, fastest safe) or one of plain, repacked, "
+         "repacked-one-token", choices=WEIGHTS, commands=EVERYWHERE),
+    Flag("config", "a TOML file with the same settings as the flags", commands=EVERYWHERE, in_config=False),
+)
+BY_DEST = {flag.dest: flag for flag in FLAGS}
+SEARCH_FIELDS = {f.dest for f in FLAGS} & set(SearchSettings.__dataclass_fields__)
+BACKEND_FIELDS = {f.dest for f in FLAGS} & set(BackendSettings.__dataclass_fields__)
+STRATEGY_FLAGS = {f.dest: f.strategy for f in FLAGS if f.strategy}
 
 
 class OneLineParser(argparse.ArgumentParser):
     """Bad flags end in one line on stderr and exit code 2, without the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"beamtui: error: {message}\n")
 
 
-def add_search_flags(parser: argparse.ArgumentParser, *, prompt_required: bool) -> None:
-    group = parser.add_argument_group("search")
-    group.add_argument("--prompt", required=prompt_required, help="the user prompt to answer")
-    group.add_argument("--system-prompt", help="a system message placed before the prompt")
-    group.add_argument("--beam-width", type=int, help="beams kept after each block (default 4)")
-    group.add_argument("--n-per-beam", type=int, help="continuations sampled per beam per block (default 4)")
-    group.add_argument("--block-tokens", type=int, help="tokens per block (default 32)")
-    group.add_argument("--max-tokens", type=int, help="tokens per answer at most (default 128)")
-    group.add_argument("--alpha", type=float, help="power-sampling exponent: target p^alpha (default 4)")
-    group.add_argument("--temperature", type=float, help="proposal temperature (default 1/alpha)")
-    group.add_argument("--length-penalty", type=float, help="score = alpha*sum(logp)/len^penalty (default 1)")
-    group.add_argument("--seed", type=int, help="seed for a reproducible search (default: random, reported)")
-    group.add_argument("--mode", choices=MODES, help="send each block's requests in parallel or one by one")
+def add_flags(parser: argparse.ArgumentParser, command: str, *, required: Iterable[str] = ()) -> None:
+    """Every shared flag that `command` takes, unset unless given."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for flag in FLAGS:
+        if command not in flag.commands:
+            continue
+        title = "strategy" if flag.strategy else "backend" if flag.dest in BACKEND_FIELDS else "settings"
+        group = groups.get(title) or groups.setdefault(title, parser.add_argument_group(title))
+        options: dict = {"dest": flag.dest, "help": flag.help, "default": argparse.SUPPRESS}
+        if flag.type is None:
+            options["action"] = "store_true"
+        else:
+            options["type"] = flag.type
+        if flag.choices:
+            options["choices"] = flag.choices
+        if flag.dest in required:
+            options["required"] = True
+        group.add_argument(flag.name, **options)
 
 
-def add_backend_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("backend")
-    group.add_argument("--backend", choices=BACKENDS, help="local (default), openai or tinker")
-    group.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    group.add_argument("--model", help="model name on the endpoint, or Tinker base model")
-    group.add_argument("--model-path", help="a GGUF file for the local backend (default: embedded SmolLM2-135M)")
-    group.add_argument("--tokenizer", help="tokenizer for remote backends: .gguf file, 'embedded', or HF name")
-    group.add_argument("--api", choices=APIS, help="completions (default) or chat, for chat-only endpoints")
-    group.add_argument("--max-concurrent", type=int, help="requests in flight at most (default 32)")
-    group.add_argument("--timeout", type=float, help="seconds per request attempt (default 60)")
-    group.add_argument("--max-retries", type=int, help="retries per request on 429/5xx/timeouts (default 5)")
-    group.add_argument("--latency", type=float, help="simulated network delay per local request, in seconds")
-    group.add_argument("--threads", type=int, help="CPU threads for the local model (default: all cores)")
-    group.add_argument("--weights", choices=WEIGHTS,
-                       help="local weight layout: auto (probed, fastest safe) or plain (batches long prompts)")
+def command_flags(parser: argparse.ArgumentParser) -> set[str]:
+    return {action.dest for action in parser._actions if action.dest not in ("help", "command")}
 
 
-def _pick(values: dict, fields: dict) -> dict:
-    return {name: values[name] for name in fields if values.get(name) is not None}
+def refuse_misplaced(given: Iterable[str], command: str, accepted: set[str]) -> None:
+    """A flag given before a subcommand that does not take it is an error, never silently dropped."""
+    for dest in given:
+        if dest not in accepted:
+            raise ConfigError(f"{BY_DEST[dest].name if dest in BY_DEST else dest} does not apply to "
+                              f"`beamtui {command}`")
+
+
+def refuse_other_strategies(given: Iterable[str], strategy: str) -> None:
+    """A flag read only by another strategy would be ignored by this run: say so instead."""
+    for dest in given:
+        owner = STRATEGY_FLAGS.get(dest)
+        if owner and owner != strategy:
+            raise ConfigError(f"{BY_DEST[dest].name} is a setting of --strategy {owner}, not {strategy}")
+
+
+def merged_values(args: argparse.Namespace) -> dict:
+    """The config file's settings, overridden by the flags given."""
+    values = vars(args)
+    merged = read_config(values["config"]) if values.get("config") else {}
+    return merged | {k: v for k, v in values.items() if k not in ("config", "command")}
 
 
 def settings_from(values: dict) -> tuple[SearchSettings, BackendSettings]:
-    """Validated settings from flag values (None means: keep the default)."""
-    search = SearchSettings(**_pick(values, SEARCH_FIELDS)).validate()
-    backend = BackendSettings(**_pick(values, BACKEND_FIELDS)).validate()
+    """Validated settings from flag and config values; missing ones keep their defaults. A default block longer
+    than a given --max-tokens shrinks to it; a --block-tokens given longer is an error."""
+    default_block = SearchSettings.block_tokens
+    if "block_tokens" not in values and 1 <= values.get("max_tokens", default_block) < default_block:
+        values = values | {"block_tokens": values["max_tokens"]}
+    search = SearchSettings(**{k: v for k, v in values.items() if k in SEARCH_FIELDS}).validate()
+    backend = BackendSettings(**{k: v for k, v in values.items() if k in BACKEND_FIELDS}).validate()
     return search, backend
 
 
 def read_config(path: str) -> dict:
-    """Settings from a TOML file: the same names as the flags, with dashes or underscores."""
+    """Settings from a TOML file: the same names as the flags, with dashes or underscores. A file may hold
+    settings of every command and strategy; each command reads its own."""
     try:
         data = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -81,19 +170,25 @@ def read_config(path: str) -> dict:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"invalid TOML in {path}: {exc}") from None
-    known = SEARCH_FIELDS | BACKEND_FIELDS
     values = {}
     for key, value in data.items():
-        name = key.replace("-", "_")
-        if name not in known:
+        flag = BY_DEST.get(key.replace("-", "_"))
+        if flag is None or not flag.in_config:
             raise ConfigError(f"unknown setting {key!r} in {path}")
-        expected = known[name]
+        expected = flag.type or bool
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if not isinstance(value, expected) or isinstance(value, bool):
+        if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
             raise ConfigError(f"setting {key!r} in {path} must be a {expected.__name__}, got {value!r}")
-        values[name] = value
+        if flag.choices and value not in flag.choices:
+            raise ConfigError(f"setting {key!r} in {path} must be one of {', '.join(flag.choices)}, got {value!r}")
+        values[flag.dest] = value
     return values
+
+
+def width_flag(strategy: str) -> str:
+    field = WIDTH_FIELD.get(strategy)
+    return BY_DEST[field].name if field else "(none)"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -10,6 +10,7 @@ Chat-only endpoints use `/v1/chat/completions` with `logprobs=true` (`api="chat"
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import json
 import time
@@ -18,12 +19,17 @@ from typing import Any
 import httpx2
 import openai
 
-from engine.backends.base import Continuation, Message, SampleRequest, Send
+from engine.backends.tempering import estimated_log_p, estimated_log_q
 from engine.errors import BackendError, ConfigError, redact
+from engine.request_layer import settle
+from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest, Send
 from engine.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
 
 TOKEN_ID_PREFIX = "token_id:"
 PROBE_MESSAGES = (Message("user", "Say hi."),)
+PROBE_ALTERNATIVES = 5
+PROBE_TEMPERATURE = 0.5
+LOGPROB_ALTERNATIVES = 20  # asked for when one log-probability must be estimated from the other
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -72,6 +78,7 @@ def _short(text: str, limit: int = 160) -> str:
 
 class OpenAISampler(TokenizerBacked):
     name = "openai"
+    max_n = None
 
     def __init__(
         self,
@@ -91,7 +98,9 @@ class OpenAISampler(TokenizerBacked):
         self.tokenizer_spec = tokenizer or model
         self.tokenizer: Tokenizer | None = None
         self.honours_n = True
-        self.token_prompts = True  # send prompts as token ids, until the server refuses them
+        self.token_prompts = True  # send prompts as token ids, unless the server refuses them
+        self.alternatives = False  # the server returns the top alternatives at each position
+        self.processed = False  # its logprobs are of the distribution it sampled from, not the raw model
         limits = httpx2.Limits(max_connections=max_concurrent, max_keepalive_connections=max_concurrent)
         # aiohttp under the SDK's httpx interface: at 100 requests a second httpcore's pool alone costs ~2 ms
         # of CPU per request, enough to hold a 50-wide window at 85% of ideal instead of 92%.
@@ -107,40 +116,53 @@ class OpenAISampler(TokenizerBacked):
     def model_name(self) -> str:
         return self.model
 
+    def logprob_quality(self, temperature: float) -> LogprobQuality:
+        if temperature in (0.0, 1.0):
+            return EXACT  # at 1 the two are one; at 0 the draw is certain, log q = 0
+        known = "estimated" if self.alternatives else "unavailable"
+        return LogprobQuality(known, "exact") if self.processed else LogprobQuality("exact", known)
+
     async def start(self, send: Send) -> None:
+        """Probe, in one round trip, what the server does: token-id prompts, `n`, top alternatives, and whether
+        its logprobs are raw or of the tempered distribution it sampled from (the same prompt at two
+        temperatures: raw alternatives do not move)."""
         if self.tokenizer is None:
             self.tokenizer = load_tokenizer(self.tokenizer_spec)
         prompt = tuple(self.render_chat(PROBE_MESSAGES))
-        probe = SampleRequest(prompt, n=2, max_tokens=2, temperature=1.0, seed=0, messages=PROBE_MESSAGES,
-                              prompt_len=len(prompt))
-        if self.api == "completions" and await self._refuses_token_prompts(probe):
-            self.token_prompts = False
-        try:
-            continuations = await send(probe)
-        except BackendError as exc:
-            raise ConfigError(self._probe_failure(exc)) from None
-        self.honours_n = len(continuations) >= 2
+        probe = SampleRequest(prompt, n=2, max_tokens=1, temperature=1.0, seed=0, messages=PROBE_MESSAGES,
+                              prompt_len=len(prompt), top_logprobs=PROBE_ALTERNATIVES)
+        tempered = dataclasses.replace(probe, n=1, temperature=PROBE_TEMPERATURE)
+        self.token_prompts = False  # the probes through `send` go as text; the first asks for token ids itself
+        ids_probe = self._takes_token_prompts(dataclasses.replace(probe, n=1)) if self.api == "completions" \
+            else _constant(False)
+        token_prompts, plain, hot = await asyncio.gather(ids_probe, send(probe), send(tempered),
+                                                         return_exceptions=True)
+        if isinstance(hot, BackendError) and hot.transient and not isinstance(plain, BaseException):
+            hot = await settle(send(tempered))  # one more go before calling a flaky server unusable
+        for outcome in (plain, hot):
+            if isinstance(outcome, BackendError):
+                raise ConfigError(self._probe_failure(outcome)) from None
+            if isinstance(outcome, BaseException):
+                raise outcome
+        if isinstance(token_prompts, BaseException):
+            raise token_prompts
+        self.token_prompts = token_prompts
+        self.honours_n = len(plain) >= 2
+        plain_top, hot_top = _first_alternatives(plain[0]), _first_alternatives(hot[0])
+        self.alternatives = bool(plain_top and hot_top)
+        self.processed = self.alternatives and any(abs(a - b) > 1e-3 for a, b in zip(plain_top, hot_top, strict=False))
 
-    async def _refuses_token_prompts(self, probe: SampleRequest) -> bool:
-        """True when the server twice rejects a token-id prompt as invalid, yet takes the same prompt as text.
-
-        Asking twice keeps one injected 500 from flipping a server that does take token ids.
-        """
+    async def _takes_token_prompts(self, probe: SampleRequest) -> bool:
+        """Whether the server takes a token-id prompt. A refusal (400, 422, or llama.cpp's 500) is asked about
+        twice, so that one injected 500 does not flip a server that does take token ids."""
         for _ in range(2):
             try:
-                await self.sample(probe)
-                return False
+                await self._sample(probe, token_prompt=True)
+                return True
             except BackendError as exc:
                 if exc.status not in (400, 422, 500):
-                    return False
-        self.token_prompts = False
-        try:
-            await self.sample(probe)
-            return True
-        except BackendError:
-            return False
-        finally:
-            self.token_prompts = True
+                    return True  # not a refusal of the prompt's form: the text probes will tell what is wrong
+        return False
 
     def _probe_failure(self, exc: BackendError) -> str:
         if exc.status in (401, 403):
@@ -151,40 +173,52 @@ class OpenAISampler(TokenizerBacked):
             return f"cannot reach {self.base_url}: {exc}"
         if "logprobs" in str(exc):
             return (
-                f"{self.base_url} returned no logprobs for model {self.model!r}; beam search needs per-token "
+                f"{self.base_url} returned no logprobs for model {self.model!r}; search needs per-token "
                 "logprobs (llama.cpp's server needs --logits_all true)"
             )
         return f"{self.base_url} failed a probe request: {exc}"
 
     async def sample(self, request: SampleRequest) -> list[Continuation]:
+        return await self._sample(request, token_prompt=self.token_prompts)
+
+    async def _sample(self, request: SampleRequest, *, token_prompt: bool) -> list[Continuation]:
+        alternatives = self._alternatives_wanted(request)
         try:
             if self.api == "chat":
-                response = await self._chat(request)
-                return [self._from_chat_choice(choice) for choice in _choices(response)]
-            response = await self._complete(request)
-            return [self._from_completion_choice(choice) for choice in _choices(response)]
+                response = await self._chat(request, alternatives)
+                return [self._continuation(request, *_from_chat_choice(c)) for c in _choices(response)]
+            response = await self._complete(request, alternatives, token_prompt)
+            return [self._continuation(request, *_from_completion_choice(c)) for c in _choices(response)]
         except BackendError:
             raise
         except (openai.OpenAIError, ValueError, TypeError, AttributeError, KeyError) as exc:
             raise backend_error(exc, self.api_key) from None
 
-    async def _complete(self, request: SampleRequest) -> httpx2.Response:
+    def _alternatives_wanted(self, request: SampleRequest) -> int:
+        """How many alternatives to ask for: enough to estimate the log-probability the server does not give."""
+        if request.top_logprobs:
+            return request.top_logprobs
+        estimating = request.temperature not in (0.0, 1.0) and (request.proposal_logprobs or self.processed)
+        return LOGPROB_ALTERNATIVES if estimating and self.alternatives else 0
+
+    async def _complete(self, request: SampleRequest, alternatives: int, token_prompt: bool) -> httpx2.Response:
         body = self._common(request)
-        if self.token_prompts:
+        if token_prompt:
             body |= {"prompt": list(request.prompt_ids), "return_tokens_as_token_ids": True}
         else:
             body["prompt"] = self._prompt_text(request)
-        body["logprobs"] = 1
+        body["logprobs"] = max(1, alternatives)
         return await self._post("/completions", body)
 
-    async def _chat(self, request: SampleRequest) -> httpx2.Response:
+    async def _chat(self, request: SampleRequest, alternatives: int) -> httpx2.Response:
         body = self._common(request)
         body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
         partial = self.detokenize(request.prompt_ids[request.prompt_len:])
         if partial:  # servers that can (vLLM) continue the answer so far instead of starting a new turn
             body["messages"].append({"role": "assistant", "content": partial})
             body |= {"continue_final_message": True, "add_generation_prompt": False}
-        body |= {"logprobs": True, "top_logprobs": 1}  # llama.cpp's server returns no logprobs without top_logprobs
+        # llama.cpp's server returns no logprobs without top_logprobs
+        body |= {"logprobs": True, "top_logprobs": max(1, alternatives)}
         return await self._post("/chat/completions", body)
 
     def _common(self, request: SampleRequest) -> dict[str, Any]:
@@ -207,25 +241,35 @@ class OpenAISampler(TokenizerBacked):
         prompt = tokenizer.chat_prompt(request.messages) if request.messages else ""
         return prompt + tokenizer.decode(request.prompt_ids[request.prompt_len:])
 
-    def _from_completion_choice(self, choice: dict) -> Continuation:
-        logprobs = choice.get("logprobs") or {}
-        text = choice.get("text") or ""
-        values = [float(v) for v in logprobs.get("token_logprobs") or []]
-        tokens = logprobs.get("tokens") or []
-        if tokens and all(t.startswith(TOKEN_ID_PREFIX) for t in tokens):
-            ids = [int(t[len(TOKEN_ID_PREFIX):]) for t in tokens]
-        else:
-            ids = self.tokenize(text)
-            values = _fit(values, len(ids)) if values else []
-        return Continuation(tuple(ids), text, tuple(values), _finish(choice.get("finish_reason")))
+    def _continuation(self, request: SampleRequest, ids: list[int] | None, text: str, values: list[float],
+                      top: list[list[tuple[int, float]]], finish: str) -> Continuation:
+        """Log p and log q of each token from what the server said, estimated where it said only one of them.
 
-    def _from_chat_choice(self, choice: dict) -> Continuation:
-        text = (choice.get("message") or {}).get("content") or ""
-        content = (choice.get("logprobs") or {}).get("content") or []
-        values = [float(item["logprob"]) for item in content]
-        ids = self.tokenize(text)
-        return Continuation(tuple(ids), text, tuple(_fit(values, len(ids)) if values else []),
-                            _finish(choice.get("finish_reason")))
+        Servers that answer with token strings are re-tokenised here: the total log-probability of the text is
+        exact, spread evenly over our tokens when the counts differ."""
+        temperature = request.temperature
+        alternatives = [[lp for _, lp in position] for position in top]
+        logp: list[float] | None = values
+        logq: list[float] | None = None
+        if temperature == 0:
+            logq = [0.0] * len(values)
+        elif temperature == 1:
+            logq = values
+        elif self.processed:
+            logq = values
+            logp = [estimated_log_p(v, a, temperature) for v, a in zip(values, alternatives, strict=True)] \
+                if alternatives else None
+        elif alternatives:
+            logq = [estimated_log_q(v, a, temperature) for v, a in zip(values, alternatives, strict=True)]
+        if ids is None:
+            ids = self.tokenize(text)
+            logp = _fit(logp, len(ids)) if logp else logp
+            logq = _fit(logq, len(ids)) if logq else logq
+        if logp is None:
+            raise BackendError(f"{self.base_url} gave no raw log-probabilities at temperature {temperature:g}",
+                               transient=False)
+        return Continuation(tuple(ids), text, tuple(logp), _finish(finish), tuple(logq) if logq else None,
+                            tuple(tuple(position) for position in top) if request.top_logprobs and top else None)
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -240,6 +284,44 @@ def _choices(raw) -> list[dict]:
     return choices
 
 
+def _from_completion_choice(choice: dict):
+    """(ids or None, text, log-probabilities, top alternatives, finish reason) of a /v1/completions choice."""
+    logprobs = choice.get("logprobs") or {}
+    values = [float(v) for v in logprobs.get("token_logprobs") or []]
+    tokens = logprobs.get("tokens") or []
+    ids = None
+    if tokens and all(t.startswith(TOKEN_ID_PREFIX) for t in tokens):
+        ids = [int(t[len(TOKEN_ID_PREFIX):]) for t in tokens]
+    top = [[(_token_id(key), float(value)) for key, value in (entry or {}).items()]
+           for entry in logprobs.get("top_logprobs") or []]
+    return ids, choice.get("text") or "", values, top if len(top) == len(values) and all(top) else [], \
+        choice.get("finish_reason")
+
+
+def _from_chat_choice(choice: dict):
+    """The same, from a /v1/chat/completions choice; chat answers carry text, so ids are ours to make."""
+    content = (choice.get("logprobs") or {}).get("content") or []
+    values = [float(item["logprob"]) for item in content]
+    top = [[(-1, float(alt["logprob"])) for alt in item.get("top_logprobs") or []] for item in content]
+    return None, (choice.get("message") or {}).get("content") or "", values, top if all(top) else [], \
+        choice.get("finish_reason")
+
+
+def _token_id(key: str) -> int:
+    return int(key[len(TOKEN_ID_PREFIX):]) if key.startswith(TOKEN_ID_PREFIX) else -1
+
+
+def _first_alternatives(continuation: Continuation) -> list[float]:
+    """The top log-probabilities at the first position, best first; empty when the server gave none."""
+    if not continuation.top_logprobs:
+        return []
+    return sorted((lp for _, lp in continuation.top_logprobs[0]), reverse=True)
+
+
+async def _constant(value):
+    return value
+
+
 def _finish(reason: str | None) -> str:
     return "length" if reason == "length" else "stop"
 
@@ -248,9 +330,10 @@ def _fit(values: list[float], count: int) -> list[float]:
     """Spread a server's per-token logprobs over our re-tokenisation of its text, keeping their sum.
 
     Only needed when a server answers with token strings instead of ids: the total log-probability of the
-    text is exact, while the split between tokens is an even share.
+    text is exact, while the split between tokens is an even share. Text with no tokens of ours (an
+    end-of-sequence token alone) keeps none.
     """
     if count == len(values) or count == 0:
-        return values
+        return values if count else []
     total = sum(values)
     return [total / count] * count

@@ -2,6 +2,13 @@
 
 The SDK retries 429s, 5xx, timeouts and dropped connections itself (jittered backoff), so this backend asks
 the request layer not to retry on top of it; the layer still applies the cap, the timeout and the metrics.
+
+Whether `sample` reports raw or temperature-scaled logprobs is disputed upstream (tinker-cookbook PR #86: a
+maintainer read the backend and said the logprobs used for sampling, i.e. scaled; tinker-feedback #148: raw).
+So `start` asks the service: one draw at temperature 0.5, compared with `compute_logprobs` of the same tokens,
+which are at temperature 1 by definition. Raw: log p is exact and log q is estimated from the top alternatives
+(`topk_sample_logprobs`). Scaled: log q is exact and log p comes from `compute_logprobs`, exactly, at the cost
+of one more call per request.
 """
 
 from __future__ import annotations
@@ -11,9 +18,15 @@ import concurrent.futures
 import threading
 from typing import Any
 
-from engine.backends.base import Continuation, SampleRequest, Send
+from engine.backends.tempering import estimated_log_q
 from engine.errors import BackendError, ConfigError, redact
+from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest, Send
 from engine.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
+
+PROBE_TEMPERATURE = 0.5
+PROBE_TOKENS = 4
+LOGPROB_ALTERNATIVES = 20  # topk_sample_logprobs asked for when log q must be estimated
+SCALED_BY = 1e-3  # how far sampled logprobs must stand from compute_logprobs' to count as temperature-scaled
 
 
 def backend_error(exc: Exception, secret: str | None) -> BackendError:
@@ -30,6 +43,7 @@ def backend_error(exc: Exception, secret: str | None) -> BackendError:
 class TinkerSampler(TokenizerBacked):
     name = "tinker"
     honours_n = True
+    max_n = None
     retries_inside = True  # the SDK's own retry loop is the one in charge
 
     def __init__(
@@ -51,10 +65,16 @@ class TinkerSampler(TokenizerBacked):
         self.tokenizer_spec = tokenizer or model
         self.tokenizer: Tokenizer | None = None
         self.client = sampling_client  # tests hand in a stand-in for the remote service
+        self.scaled: bool | None = None  # whether sample() reports temperature-scaled logprobs; probed at start
 
     @property
     def model_name(self) -> str:
         return self.model
+
+    def logprob_quality(self, temperature: float) -> LogprobQuality:
+        if temperature in (0.0, 1.0):
+            return EXACT
+        return EXACT if self.scaled else LogprobQuality("exact", "estimated")
 
     async def start(self, send: Send) -> None:
         if self.client is None and not self.api_key:
@@ -63,6 +83,32 @@ class TinkerSampler(TokenizerBacked):
             self.tokenizer = load_tokenizer(self.tokenizer_spec)
         if self.client is None:
             self.client = await self._connect()
+        self.scaled = await self._reports_scaled_logprobs()
+
+    async def _reports_scaled_logprobs(self) -> bool:
+        """Draw at temperature 0.5 and score the same tokens at temperature 1: scaled logprobs differ."""
+        from tinker import types
+
+        prompt = self.render_chat([Message("user", "Say hi.")])
+        params = types.SamplingParams(max_tokens=PROBE_TOKENS, temperature=PROBE_TEMPERATURE, seed=0)
+        try:
+            response = await self.client.sample(prompt=types.ModelInput.from_ints(prompt), num_samples=1,
+                                                sampling_params=params)
+            sequence = response.sequences[0]
+            raw = await self._raw_logprobs(prompt, sequence.tokens)
+        except Exception as exc:  # the SDK's errors, after its own retries
+            raise ConfigError(f"Tinker failed a probe request: {backend_error(exc, self.api_key)}") from None
+        return any(abs(a - b) > SCALED_BY for a, b in zip(sequence.logprobs or (), raw, strict=False))
+
+    async def _raw_logprobs(self, prompt: list[int], tokens: list[int]) -> list[float]:
+        """log p of `tokens` after `prompt` at temperature 1, from compute_logprobs."""
+        from tinker import types
+
+        if not tokens:
+            return []
+        scored = await self.client.compute_logprobs(types.ModelInput.from_ints(list(prompt) + list(tokens)),
+                                                    prompt_logprobs_last_n=len(tokens))
+        return [float(v) for v in scored[-len(tokens):]]
 
     async def _connect(self) -> Any:
         """The sampling client, or a ConfigError within `timeout` seconds.
@@ -108,21 +154,45 @@ class TinkerSampler(TokenizerBacked):
             seed=request.seed,
             stop=list(request.stop) or None,
         )
+        tempered = request.temperature not in (0.0, 1.0)
+        alternatives = LOGPROB_ALTERNATIVES if tempered and request.proposal_logprobs and not self.scaled else 0
         try:
             response = await self.client.sample(
                 prompt=types.ModelInput.from_ints(list(request.prompt_ids)),
                 num_samples=request.n,
                 sampling_params=params,
+                topk_sample_logprobs=max(alternatives, request.top_logprobs),
             )
+            continuations = []
+            for sequence in response.sequences:
+                raw = await self._raw_logprobs(request.prompt_ids, sequence.tokens) if tempered and self.scaled \
+                    else None
+                continuations.append(self._continuation(request, sequence, raw))
         except Exception as exc:  # the SDK's errors, after its own retries
             raise backend_error(exc, self.api_key) from None
-        return [self._continuation(sequence) for sequence in response.sequences]
+        return continuations
 
-    def _continuation(self, sequence) -> Continuation:
+    def _continuation(self, request: SampleRequest, sequence, raw: list[float] | None) -> Continuation:
         tokens = tuple(int(t) for t in sequence.tokens)
-        logprobs = tuple(float(v) for v in (sequence.logprobs or ()))
+        reported = [float(v) for v in (sequence.logprobs or ())]
+        temperature = request.temperature
+        top = sequence.topk_logprobs
+        if temperature == 0:
+            logp, logq = reported, [0.0] * len(reported)
+        elif temperature == 1:
+            logp = logq = reported
+        elif raw is not None:  # the service reported log q; compute_logprobs gave log p
+            logp, logq = raw, reported
+        elif top:
+            logp = reported
+            logq = [estimated_log_q(v, [lp for _, lp in alts or ()], temperature)
+                    for v, alts in zip(reported, top, strict=True)]
+        else:
+            logp, logq = reported, None
         finish = "length" if sequence.stop_reason == "length" else "stop"
-        return Continuation(tokens, self.detokenize(tokens), logprobs, finish)
+        alternatives = tuple(tuple(alts or ()) for alts in top) if request.top_logprobs and top else None
+        return Continuation(tokens, self.detokenize(tokens), tuple(logp), finish,
+                            tuple(logq) if logq is not None else None, alternatives)
 
     async def aclose(self) -> None:
         self.client = None

@@ -1,4 +1,4 @@
-"""`beamtui bench`: the same seeded search sequentially and in parallel, for each beam width."""
+"""`beamtui bench`: the same seeded search sequentially and in parallel, for each width of the strategy."""
 
 from __future__ import annotations
 
@@ -7,56 +7,59 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from engine.backends import open_sampler
+from engine.backends.factory import open_sampler
 from engine.bench import BenchRow, run_bench
 from engine.errors import ConfigError
-from tui.options import settings_from
+from tui.options import merged_values, refuse_other_strategies, settings_from
 
 
 def parse_widths(text: str) -> list[int]:
     try:
         widths = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"--beam-widths must be comma-separated integers, got {text!r}") from None
+        raise ConfigError(f"--widths must be comma-separated integers, got {text!r}") from None
     if not widths or min(widths) < 1:
-        raise ConfigError(f"--beam-widths must be integers >= 1, got {text!r}")
+        raise ConfigError(f"--widths must be integers >= 1, got {text!r}")
     return widths
 
 
 def bench_table(rows: list[BenchRow], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for name in ("width", "requests", "seq_s", "par_s", "speedup", "ideal", "efficiency", "same best"):
+    for name in ("width", "requests", "tokens", "seq_s", "par_s", "speedup", "ideal", "efficiency", "same answer"):
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     for row in rows:
         table.add_row(
-            str(row.beam_width), str(row.requests), f"{row.seq_s:.2f}", f"{row.par_s:.2f}",
-            f"{row.speedup:.2f}x", f"{row.ideal:.2f}x", f"{row.efficiency:.2f}", "yes" if row.same_best else "NO",
+            str(row.width), str(row.requests), str(row.tokens), f"{row.seq_s:.2f}", f"{row.par_s:.2f}",
+            f"{row.speedup:.2f}x", f"{row.ideal:.2f}x", f"{row.efficiency:.2f}", "yes" if row.same_answer else "NO",
         )
     return table
 
 
 async def bench_command(args) -> int:
-    search, backend = settings_from(vars(args))
-    widths = parse_widths(args.beam_widths)
-    err = Console(stderr=True)
+    search, backend = settings_from(merged_values(args))
+    refuse_other_strategies(vars(args), search.strategy)
+    widths = parse_widths(args.widths)
+    if search.width_field is None and widths != [1]:
+        raise ConfigError(f"--strategy {search.strategy} has no width; use --widths 1")
     latency = f"{backend.latency:g}s per request (simulated)" if backend.latency else "none added"
     title = (
-        f"sequential vs parallel · {backend.backend} · n_per_beam {search.n_per_beam} · "
-        f"block {search.block_tokens}/{search.max_tokens} tokens · max_concurrent {backend.max_concurrent} · "
-        f"latency {latency}"
+        f"sequential vs parallel · {search.strategy} · {backend.backend} · block {search.block_tokens}/"
+        f"{search.max_tokens} tokens · max_concurrent {backend.max_concurrent} · latency {latency}"
     )
+    err = Console(stderr=True)
     sampler = await open_sampler(backend)
     try:
         with err.status("benchmarking…") as status:
             rows = await run_bench(
                 search, backend, sampler, widths,
-                on_row=lambda row: status.update(f"beam width {row.beam_width} done: {row.speedup:.2f}x"),
+                on_row=lambda row: status.update(f"width {row.width} done: {row.speedup:.2f}x"),
             )
     finally:
         await sampler.aclose()
     if args.json:
-        payload = {"rows": [row.as_dict() for row in rows], "simulated_latency_s": backend.latency,
-                   "backend": backend.backend, "max_concurrent": backend.max_concurrent}
+        payload = {"rows": [row.as_dict() for row in rows], "strategy": search.strategy,
+                   "simulated_latency_s": backend.latency, "backend": backend.backend,
+                   "max_concurrent": backend.max_concurrent}
         print(json.dumps(payload))
     else:
         Console().print(bench_table(rows, title))

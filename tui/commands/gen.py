@@ -11,36 +11,35 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from engine.backends import open_sampler
+from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
 from engine.gen import Generator, GenProgress, GenSettings, check_questions, check_writable
 from engine.request_layer import RequestLayer
 from engine.settings import BackendSettings
-from tui.options import BACKEND_FIELDS, add_backend_flags
+from tui.options import BACKEND_FIELDS, add_flags, merged_values
+
+GEN_DEFAULTS = {"max_tokens": 256, "temperature": 0.7, "seed": 0, "mode": "parallel"}
 
 
 def add_gen_parser(commands) -> None:
     gen = commands.add_parser("gen", help="generate teacher data (prompt distillation) to resumable JSONL")
     gen.add_argument("--questions", required=True, help=".txt (one per line) or .jsonl ({question|prompt, id?})")
     gen.add_argument("--out", help="output JSONL; a rerun resumes it (not needed with --compare)")
-    system = gen.add_mutually_exclusive_group()
-    system.add_argument("--system-prompt", help="the teacher's instructions, placed before each question")
-    system.add_argument("--system-prompt-file", help="read the teacher's instructions from a file")
-    add_backend_flags(gen)
+    gen.add_argument("--system-prompt-file", help="read the teacher's instructions from a file")
+    add_flags(gen, "gen")
     gen.add_argument("--num-samples", type=int, default=1, help="answers per question (default 1)")
-    gen.add_argument("--max-tokens", type=int, default=256, help="tokens per answer at most (default 256)")
-    gen.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
     gen.add_argument("--parse-regex", help="keep group 1 as the answer, e.g. 'Final Answer: (\\w+)'")
-    gen.add_argument("--mode", choices=("concurrent", "sequential"), default="concurrent")
     gen.add_argument("--limit", type=int, help="only the first N questions")
-    gen.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar, just the summary")
     gen.add_argument("--compare", type=int, metavar="N",
-                     help="time the first N questions sequentially and then concurrently; write nothing")
+                     help="time the first N questions sequentially and then in parallel; write nothing")
 
 
-def gen_settings(args: argparse.Namespace, out: Path) -> GenSettings:
-    system = args.system_prompt
+def gen_settings(args: argparse.Namespace, values: dict, out: Path) -> GenSettings:
+    values = GEN_DEFAULTS | values
+    system = values.get("system_prompt")
+    if args.system_prompt_file and system is not None:
+        raise ConfigError("give --system-prompt or --system-prompt-file, not both")
     if args.system_prompt_file:
         try:
             system = Path(args.system_prompt_file).read_text(encoding="utf-8")
@@ -48,8 +47,8 @@ def gen_settings(args: argparse.Namespace, out: Path) -> GenSettings:
             raise ConfigError(f"cannot read --system-prompt-file {args.system_prompt_file}: {exc.strerror}") from None
     return GenSettings(
         questions=Path(args.questions), out=out, system_prompt=system, num_samples=args.num_samples,
-        max_tokens=args.max_tokens, temperature=args.temperature, parse_regex=args.parse_regex, mode=args.mode,
-        limit=args.limit, seed=args.seed,
+        max_tokens=values["max_tokens"], temperature=values["temperature"], parse_regex=args.parse_regex,
+        mode=values["mode"], limit=args.limit, seed=values["seed"],
     ).validate()
 
 
@@ -58,9 +57,9 @@ async def gen_command(args: argparse.Namespace) -> int:
         raise ConfigError("gen needs --out (or --compare N to time sequential against concurrent)")
     if args.compare is not None and args.compare < 1:
         raise ConfigError(f"--compare must be >= 1, got {args.compare}")
-    backend = BackendSettings(**{k: v for k, v in vars(args).items() if k in BACKEND_FIELDS and v is not None})
-    backend.validate()
-    settings = gen_settings(args, Path(args.out or "unused.jsonl"))
+    values = merged_values(args)
+    backend = BackendSettings(**{k: v for k, v in values.items() if k in BACKEND_FIELDS}).validate()
+    settings = gen_settings(args, values, Path(args.out or "unused.jsonl"))
     total = check_questions(settings.questions)
     if args.compare is None:
         check_writable(settings.out)
@@ -126,7 +125,7 @@ async def compare(settings: GenSettings, backend: BackendSettings, sampler, coun
     """The seed's before and after: the same questions one at a time, then with the sliding window."""
     times = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for mode in ("sequential", "concurrent"):
+        for mode in ("sequential", "parallel"):
             run = replace(settings, mode=mode, limit=count, out=Path(scratch) / f"{mode}.jsonl")
             layer = new_layer(sampler, backend)
             console.print(f"{mode}: {count} questions…", soft_wrap=True)
@@ -135,7 +134,7 @@ async def compare(settings: GenSettings, backend: BackendSettings, sampler, coun
             console.print(f"  {progress.done} examples in {progress.elapsed_s:.2f}s "
                           f"({progress.elapsed_s / max(progress.done, 1):.3f} s/example, failures {progress.failed})",
                           soft_wrap=True)
-    speedup = times["sequential"] / times["concurrent"] if times["concurrent"] else 0.0
-    print(f"sequential {times['sequential']:.2f}s · concurrent {times['concurrent']:.2f}s "
+    speedup = times["sequential"] / times["parallel"] if times["parallel"] else 0.0
+    print(f"sequential {times['sequential']:.2f}s · parallel {times['parallel']:.2f}s "
           f"(max_concurrent {backend.max_concurrent}) · speedup {speedup:.1f}x")
     return 0

@@ -1,4 +1,4 @@
-"""`beamtui run`: one search, live progress on stderr, then the best answer and the final beams."""
+"""`beamtui run`: one search, live progress on stderr, then the answer and the final candidates."""
 
 from __future__ import annotations
 
@@ -12,42 +12,28 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
-from engine.backends import open_sampler
-from engine.events import (
-    BlockFinished,
-    BlockStarted,
-    Event,
-    RequestFinished,
-    RequestRetried,
-    RequestStarted,
-    SearchStarted,
-    discard,
-)
+from engine.backends.factory import open_sampler
+from engine.events import Event, discard
+from engine.run_state import RunState
 from engine.search import SearchResult, run_search
-from tui.options import settings_from
+from engine.settings import BackendSettings, SearchSettings
+from tui.options import merged_values, refuse_other_strategies, settings_from
 
 TEXT_PREVIEW_CHARS = 70
+REFRESH_S = 0.125
 
 
 class LiveProgress:
-    """Turns the engine's events into a progress bar and a status line."""
+    """A progress bar and a status line, drawn from the run's folded state."""
 
-    def __init__(self, console: Console):
-        self.console = console
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("block"),
-            MofNCompleteColumn(),
-            BarColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=console,
-            transient=True,
-        )
-        self.task = self.progress.add_task("search", total=1, status="starting")
+    def __init__(self, console: Console, search: SearchSettings, backend: BackendSettings):
+        self.state = RunState("", search, backend)
+        self.progress = Progress(SpinnerColumn(), TextColumn("block"), MofNCompleteColumn(), BarColumn(),
+                                 TextColumn("{task.fields[status]}"), console=console, transient=True)
+        self.task = self.progress.add_task("search", total=search.max_blocks, status="starting")
         self.best = Text("")
         self.live = Live(Group(self.progress, self.best), console=console, refresh_per_second=8, transient=True)
-        self.in_flight = self.cap = self.tokens = self.retries = self.failures = 0
-        self.started = time.perf_counter()
+        self._drawn = 0.0
 
     def __enter__(self) -> LiveProgress:
         self.live.__enter__()
@@ -57,30 +43,19 @@ class LiveProgress:
         self.live.__exit__(*exc)
 
     def on_event(self, event: Event) -> None:
-        if isinstance(event, SearchStarted):
-            self.cap = event.max_concurrent
-            self.progress.update(self.task, total=event.settings.max_blocks)
-        elif isinstance(event, BlockStarted):
-            self.progress.update(self.task, completed=event.block - 1)
-        elif isinstance(event, RequestStarted):
-            self.in_flight = event.in_flight
-        elif isinstance(event, RequestRetried):
-            self.retries += 1
-        elif isinstance(event, RequestFinished):
-            self.in_flight = event.in_flight
-            self.tokens += event.completion_tokens
-            self.failures += event.error is not None
-        elif isinstance(event, BlockFinished):
-            self.progress.update(self.task, completed=event.block)
-            self.best.plain = f"best {event.best_score:.3f}: {_preview(event.best_text)}"
-        else:
+        state = self.state
+        state.apply(event)
+        state.log.clear()
+        now = time.monotonic()
+        if now - self._drawn < REFRESH_S and not state.finished:
             return
-        rate = self.tokens / max(time.perf_counter() - self.started, 1e-9)
-        status = (
-            f"{self.tokens} tokens · {rate:.0f} tok/s · {self.in_flight}/{self.cap} in flight"
-            f" · retries {self.retries} · failures {self.failures}"
-        )
-        self.progress.update(self.task, status=status)
+        self._drawn = now
+        tokens_s, _ = state.rates()
+        self.progress.update(self.task, total=state.max_blocks, completed=state.blocks_done, status=(
+            f"{state.stage or 'starting'} · {state.tokens} tokens · {tokens_s:.0f} tok/s · "
+            f"{state.in_flight}/{state.cap} in flight · retries {state.retries} · failures {state.failures}"))
+        if state.best_score is not None:
+            self.best.plain = f"best {state.best_score:.3f}: {_preview(state.best_text)}"
 
 
 def _preview(text: str, limit: int = TEXT_PREVIEW_CHARS) -> str:
@@ -88,34 +63,53 @@ def _preview(text: str, limit: int = TEXT_PREVIEW_CHARS) -> str:
     return flat if len(flat) <= limit else "…" + flat[-(limit - 1):]
 
 
-def beams_table(result: SearchResult) -> Table:
-    table = Table(title="final beams", title_justify="left", expand=True)
-    for name, width in (("#", 2), ("score", 8), ("mean logp", 9), ("tokens", 6)):
+def candidates_table(result: SearchResult) -> Table:
+    table = Table(title=f"final candidates · {result.settings.strategy}", title_justify="left", expand=True)
+    for name, width in (("#", 2), ("target", 9), ("score", 9), ("mean logp", 9), ("tokens", 6)):
         table.add_column(name, justify="right", no_wrap=True, min_width=width)
     table.add_column("done", justify="center", no_wrap=True, min_width=4)
     table.add_column("text (tail)", no_wrap=True, overflow="ellipsis", ratio=1)
-    for rank, beam in enumerate(result.beams, 1):
+    alpha = result.settings.alpha
+    for rank, candidate in enumerate(result.candidates, 1):
         table.add_row(
-            str(rank), f"{beam.score:.4f}", f"{beam.mean_logprob:.4f}", str(beam.length),
-            "✓" if beam.finished else "", _preview(beam.text),
+            str(rank), f"{candidate.target(alpha):.3f}", f"{candidate.score:.4f}",
+            f"{candidate.mean_logprob:.4f}", str(candidate.length), "✓" if candidate.finished else "",
+            _preview(candidate.text),
         )
     return table
 
 
+def strategy_line(result: SearchResult) -> str:
+    stats = result.stats
+    parts = []
+    if "acceptance_rate" in stats:
+        rate = stats["acceptance_rate"]
+        parts.append(f"acceptance {'–' if rate is None else f'{rate:.0%}'} ({stats['accepted']} of "
+                     f"{stats['proposals']} proposals)")
+    if "resamples" in stats:
+        parts.append(f"{stats['resamples']} resamples · final ESS {stats['final_ess']:.2f} of {stats['particles']}")
+    if result.approximate:
+        parts.append("log-probabilities estimated by the backend (approximate)")
+    return " · ".join(parts)
+
+
 def summary_line(result: SearchResult) -> str:
+    """What was measured, and the latency overlap named for what it is: not a speedup."""
     usage = result.usage
     tokens = usage["completion_tokens"]
-    gain = result.sum_request_s / result.wall_s if result.wall_s else 0.0
+    overlap = result.sum_request_s / result.wall_s if result.wall_s else 0.0
     return (
-        f"seed {result.seed} · {result.settings.mode} · wall {result.wall_s:.2f}s · "
+        f"{result.settings.strategy} · seed {result.seed} · {result.settings.mode} · wall {result.wall_s:.2f}s · "
         f"requests {result.requests} (retries {usage['retries']}, failures {usage['failures']}) · "
-        f"sum of request latencies {result.sum_request_s:.2f}s (x{gain:.1f} vs one at a time) · "
-        f"{tokens} tokens, {tokens / max(result.wall_s, 1e-9):.0f} tok/s"
+        f"latency overlap x{overlap:.1f} (sum of request latencies {result.sum_request_s:.2f}s; "
+        f"`beamtui bench` measures the speedup) · {tokens} tokens, {tokens / max(result.wall_s, 1e-9):.0f} tok/s"
     )
 
 
 async def run_command(args) -> int:
-    search, backend = settings_from(vars(args))
+    values = merged_values(args)
+    search, backend = settings_from(values)
+    refuse_other_strategies(vars(args), search.strategy)
     out = Console()
     err = Console(stderr=True)
     sampler = await open_sampler(backend)
@@ -123,21 +117,25 @@ async def run_command(args) -> int:
         if args.json:
             result = await run_search(search, sampler, backend, discard)
         else:
-            with LiveProgress(err) as live:
+            with LiveProgress(err, search, backend) as live:
                 result = await run_search(search, sampler, backend, live.on_event)
     finally:
         await sampler.aclose()
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
     else:
-        best = result.best
-        if best is not None:
-            title = f"best answer · score {best.score:.4f} · {best.length} tokens"
-            out.print(Panel(best.text.strip() or "(empty)", title=title, title_align="left"))
-            out.print(beams_table(result))
-        out.print(summary_line(result), style="dim", soft_wrap=True)
+        answer = result.answer
+        if answer is not None:
+            title = (f"answer · {search.strategy} · target {answer.target(search.alpha):.3f} · "
+                     f"{answer.length} tokens")
+            out.print(Panel(answer.text.strip() or "(empty)", title=title, title_align="left"))
+            out.print(candidates_table(result))
+        line = strategy_line(result)
+        if line:
+            out.print(line, style="dim", soft_wrap=True, markup=False, highlight=False)
+        out.print(summary_line(result), style="dim", soft_wrap=True, markup=False, highlight=False)
     if result.error:
-        err.print(f"beamtui: error: {result.error}" + (" (best beam so far shown above)" if result.best else ""),
+        err.print(f"beamtui: error: {result.error}" + (" (best answer so far shown above)" if result.answer else ""),
                   soft_wrap=True, markup=False, highlight=False)
         return 1
     return 0

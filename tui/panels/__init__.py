@@ -1,1 +1,1 @@
-"""One module per dashboard panel. Each panel renders itself from a `tui.state.RunState` in `show()`."""
+"""One module per dashboard panel. Each panel renders itself from a `engine.run_state.RunState` in `show()`."""

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tui.state import RunState
+from engine.run_state import RunState
 
 
 class AnswerPanel(VerticalScroll):

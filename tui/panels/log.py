@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from textual.widgets import RichLog
 
-from tui.state import RunState
+from engine.run_state import RunState
 
 MAX_LINES = 1000
 
@@ -21,9 +21,9 @@ class LogPanel(RichLog):
 
     def show(self, state: RunState) -> None:
         lines, state.log[:] = list(state.log), []
-        for line in lines:
-            self.note(line)
+        for at, line in lines:
+            self.note(at, line)
 
-    def note(self, line: str) -> None:
+    def note(self, at: float, line: str) -> None:
         """Stamped with seconds since launch, which reads easier than wall time when comparing runs."""
-        self.write(f"{self.clock() - self.started:7.1f}s  {line}")
+        self.write(f"{at - self.started:7.1f}s  {line}")

@@ -7,7 +7,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar
 
 from tui.panels.line import Line
-from tui.state import RunState
+from engine.run_state import RunState
 
 
 class ProgressPanel(Vertical):
@@ -28,14 +28,13 @@ class ProgressPanel(Vertical):
 
     def show(self, state: RunState) -> None:
         search = state.search
-        done_blocks = len(state.blocks)
-        generated = min(search.max_tokens, done_blocks * search.block_tokens)
         if self.border_subtitle != state.status:  # a new subtitle costs a screen-wide repaint
             self.border_subtitle = state.status
-        self.lines["block"].text = f"block {state.block} of {state.max_blocks}"
-        self._bar("block", state.max_blocks, done_blocks)
-        self.lines["tokens"].text = f"tokens {generated} of {search.max_tokens}"
-        self._bar("tokens", search.max_tokens, generated)
+        stage = f" · {state.stage}" if state.stage and not state.finished else ""
+        self.lines["block"].text = f"block {state.block} of {state.max_blocks}{stage}"
+        self._bar("block", state.max_blocks, state.blocks_done)
+        self.lines["tokens"].text = f"tokens {state.answer_tokens} of {search.max_tokens}"
+        self._bar("tokens", search.max_tokens, state.answer_tokens)
         self.lines["flight"].text = f"in flight {state.in_flight} of {state.cap}"
         self._bar("flight", state.cap, state.in_flight)
 

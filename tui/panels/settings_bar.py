@@ -10,10 +10,10 @@ def describe(search: SearchSettings, backend: BackendSettings) -> str:
     where = backend.backend if backend.backend == "local" else f"{backend.backend} {backend.model}"
     temperature = f"{search.proposal_temperature:g}" + (" (1/alpha)" if search.temperature is None else "")
     latency = f" · latency {backend.latency:g}s (simulated)" if backend.latency else ""
+    seed = f" · seed {search.seed}" if search.seed is not None else ""
     return (
-        f"{where} · {search.mode} · beam_width {search.beam_width} · n_per_beam {search.n_per_beam} · "
-        f"block {search.block_tokens}/{search.max_tokens} · alpha {search.alpha:g} · T {temperature} · "
-        f"cap {backend.max_concurrent}{latency}"
+        f"{where} · {search.mode} · {search.spec} · block {search.block_tokens}/{search.max_tokens} · "
+        f"alpha {search.alpha:g} · T {temperature} · cap {backend.max_concurrent}{seed}{latency}"
     )
 
 

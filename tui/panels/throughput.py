@@ -7,7 +7,7 @@ from textual.containers import Vertical
 from textual.widgets import Sparkline
 
 from tui.panels.line import Line
-from tui.state import RunState
+from engine.run_state import RunState
 
 SPARKLINE_EVERY_S = 1.0  # its buckets are one second wide; redrawing faster only costs CPU
 
@@ -31,7 +31,7 @@ class ThroughputPanel(Vertical):
     def show(self, state: RunState) -> None:
         tokens_s, requests_s = state.rates()
         self.rates.text = f"{tokens_s:,.0f} tok/s · {requests_s:.1f} req/s"
-        percentiles = state.latency_percentiles()
+        percentiles = state.latencies.percentiles()
         latency = f"p50 {percentiles[0]:.2f}s · p95 {percentiles[1]:.2f}s" if percentiles else "p50 – · p95 –"
         self.latency.text = latency
         self.counts.text = f"retries {state.retries} · failures {state.failures}"

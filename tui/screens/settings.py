@@ -52,6 +52,9 @@ class SettingsScreen(ModalScreen[BackendSettings | None]):
                 tokenizer=text("tokenizer") if backend != "local" else None,
                 max_concurrent=int(text("max_concurrent") or 0),
                 latency=self.settings.latency if backend == "local" else 0.0,
+                threads=self.settings.threads if backend == "local" else None,
+                weights=self.settings.weights if backend == "local" else "auto",
+                api=self.settings.api if backend == "openai" else "completions",
             )
         except ConfigError as exc:
             self.query_one("#settings-error", Label).update(str(exc))

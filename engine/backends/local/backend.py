@@ -1,0 +1,84 @@
+"""The `local` backend: the embedded SmolLM2, or any GGUF given with --model-path, decoded in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from engine.backends.local.decoder import BatchDecoder
+from engine.backends.local.gguf import GGUFModel
+from engine.backends.local.model_file import embedded_model_path
+from engine.errors import BackendError
+from engine.sampler import EXACT, Continuation, LogprobQuality, SampleRequest, Send
+from engine.tokenizers import TokenizerBacked
+
+
+class LocalSampler(TokenizerBacked):
+    """The `local` backend: the embedded SmolLM2 or any GGUF given with --model-path."""
+
+    name = "local"
+    honours_n = True
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        *,
+        latency: float = 0.0,
+        threads: int | None = None,
+        context: int = 2048,
+        n_seq_max: int = 16,
+        n_batch: int = 512,
+        layout: str | None = None,
+    ):
+        self.path = Path(model_path).expanduser() if model_path else None
+        self.layout = layout
+        self.latency = latency
+        self.threads = threads or max(1, os.cpu_count() or 1)
+        self.context, self.n_seq_max, self.n_batch = context, n_seq_max, n_batch
+        self.model: GGUFModel | None = None
+        self.decoder: BatchDecoder | None = None
+
+    @property
+    def max_n(self) -> int:
+        return self.n_seq_max
+
+    def logprob_quality(self, temperature: float) -> LogprobQuality:
+        return EXACT  # both come from the same logits row the token is drawn from
+
+    @property
+    def model_name(self) -> str:
+        return (self.path or embedded_model_path()).name
+
+    async def start(self, send: Send | None = None) -> None:
+        if self.decoder is None:
+            decoder = BatchDecoder(
+                self.path or embedded_model_path(), layout=self.layout, context=self.context,
+                n_seq_max=self.n_seq_max, n_batch=self.n_batch, threads=self.threads,
+            )
+            self.model = await asyncio.wrap_future(decoder.ready)
+            self.decoder = decoder
+
+    async def sample(self, request: SampleRequest) -> list[Continuation]:
+        if self.decoder is None:
+            raise BackendError("the local model is not loaded", transient=False)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if not request.prompt_ids:
+            raise BackendError("empty prompt", transient=False)
+        return await asyncio.wrap_future(self.decoder.submit(request))
+
+    @property
+    def tokenizer(self) -> GGUFModel | None:
+        """The loaded model is its own tokenizer and chat template."""
+        return self.model
+
+    @property
+    def prefix_tokens_reused(self) -> int:
+        return self.decoder.prefix_tokens_reused if self.decoder else 0
+
+    async def aclose(self) -> None:
+        decoder = self.decoder
+        self.decoder = self.model = None
+        if decoder is not None:
+            await asyncio.to_thread(decoder.close)

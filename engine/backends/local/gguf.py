@@ -1,0 +1,123 @@
+"""A GGUF model as llama.cpp loads it: weights, vocabulary, tokenizer and chat template."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from engine.backends.local.layout import PLAIN, REPACKED, weight_layout
+from engine.backends.local.model_file import load_llama_cpp
+from engine.errors import ConfigError
+from engine.sampler import Message
+
+
+class GGUFModel:
+    """A loaded model. `vocab_only` loads the tokenizer alone (for remote backends that need our token ids)."""
+
+    def __init__(self, path: Path, *, vocab_only: bool = False, layout: str | None = None):
+        """`layout` forces a weight layout (see `layout.LAYOUTS`); by default it is probed."""
+        if not path.is_file():
+            raise ConfigError(f"model file not found: {path}")
+        self.llama = llama_cpp = load_llama_cpp()
+        llama_cpp.llama_backend_init()
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = 0
+        params.vocab_only = vocab_only
+        self.layout = REPACKED if vocab_only else layout or weight_layout(llama_cpp, path)
+        params.use_extra_bufts = self.layout != PLAIN
+        self.path = path
+        self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not self.model:
+            raise ConfigError(f"cannot load {path.name}: not a GGUF model llama.cpp understands")
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.eog = np.array([llama_cpp.llama_vocab_is_eog(self.vocab, t) for t in range(self.n_vocab)])
+        template = llama_cpp.llama_model_chat_template(self.model, None)
+        self.chat_template = template.decode() if template else None
+        self.bos_text = self.piece(llama_cpp.llama_vocab_bos(self.vocab), special=True)
+        self.eos_text = self.piece(llama_cpp.llama_vocab_eos(self.vocab), special=True)
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+
+    def _tokenize(self, text: str, *, special: bool) -> list[int]:
+        data = text.encode()
+        size = len(data) + 8
+        while True:
+            buffer = (self.llama.llama_token * size)()
+            count = self.llama.llama_tokenize(self.vocab, data, len(data), buffer, size, False, special)
+            if count >= 0:
+                return list(buffer[:count])
+            size = -count
+
+    def encode(self, text: str) -> list[int]:
+        return self._tokenize(text, special=False)
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        tokens = self._tokenize(prompt, special=True)
+        if self.add_bos and not prompt.startswith(self.bos_text):
+            tokens.insert(0, self.llama.llama_vocab_bos(self.vocab))
+        return tokens
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """The text of a whole token sequence. A sequence cut inside a multi-byte character ends in U+FFFD."""
+        if not token_ids:
+            return ""
+        tokens = (self.llama.llama_token * len(token_ids))(*token_ids)
+        size = len(token_ids) * 8 + 16
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            count = self.llama.llama_detokenize(self.vocab, tokens, len(token_ids), buffer, size, False, False)
+            if count >= 0:
+                return buffer.raw[:count].decode(errors="replace")
+            size = -count
+
+    def piece(self, token: int, *, special: bool = False) -> str:
+        buffer = ctypes.create_string_buffer(64)
+        count = self.llama.llama_token_to_piece(self.vocab, token, buffer, 64, 0, special)
+        return buffer.raw[: max(count, 0)].decode(errors="replace")
+
+    def chat_prompt(self, messages: Sequence[Message]) -> str:
+        if self.chat_template is None:
+            return "\n\n".join(m.content for m in messages) + "\n"
+        return render_template(self.chat_template, messages, bos_token=self.bos_text, eos_token=self.eos_text)
+
+    @property
+    def template(self) -> str:
+        return "gguf:" + self.path.name if self.chat_template else "none (raw prompt)"
+
+    def close(self) -> None:
+        if self.model:
+            self.llama.llama_model_free(self.model)
+            self.model = None
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_template(template: str):
+    """Compiling a chat template costs milliseconds; gen renders one per question."""
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(template)
+
+
+def render_template(template: str, messages: Sequence[Message], *, bos_token: str, eos_token: str) -> str:
+    """Render a GGUF's Jinja chat template the way Hugging Face does, ending with the assistant's turn."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        return _compiled_template(template).render(
+            messages=[{"role": m.role, "content": m.content} for m in messages],
+            add_generation_prompt=True,
+            bos_token=bos_token,
+            eos_token=eos_token,
+        )
+    except TemplateError as exc:
+        raise ConfigError(f"the model's chat template failed: {exc}") from None

@@ -1,0 +1,266 @@
+"""What is known about one run, folded from its events: the one place events become state.
+
+The TUI's panels, `beamtui run`'s progress line and the tests all read a RunState; none folds events itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.events import (
+    CandidatesGrowing,
+    Event,
+    LiveCandidate,
+    Member,
+    PopulationUpdated,
+    RequestFinished,
+    RequestRetried,
+    RequestStarted,
+    RoundFinished,
+    RoundStarted,
+    SearchFinished,
+    SearchStarted,
+)
+from engine.request_layer import LatencyWindow
+from engine.search import SearchResult
+from engine.settings import BackendSettings, SearchSettings
+
+RATE_WINDOW_S = 60
+DROPPED_VISIBLE_S = 1.5  # pruned, resampled-away and rejected members stay on screen this long
+MAX_TREE_NODES = 4000  # a long wide search keeps its most recent nodes; the tree shows far fewer
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    round: int
+    block: int
+    stage: str
+    wall_s: float
+    sum_request_s: float
+    requests: int
+    failed: int
+
+    @property
+    def overlap(self) -> float:
+        """Requests in flight at once on average: the sum of their latencies over the wall time. Not a speedup:
+        on a compute-bound backend concurrent requests slow each other down."""
+        return self.sum_request_s / self.wall_s if self.wall_s else 0.0
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    node: int
+    parent: int
+    block: int
+    status: str
+    score: float
+    tokens: int
+    text_tail: str
+
+
+@dataclass
+class RunState:
+    run_id: str
+    search: SearchSettings
+    backend: BackendSettings
+    clock: Callable[[], float] = time.monotonic
+    status: str = "starting"  # idle | starting | running | finished | failed | cancelled
+    seed: int | None = None
+    approximate: bool = False
+    round: int = 0
+    block: int = 0
+    max_blocks: int = 0
+    stage: str = ""
+    in_flight: int = 0
+    requests_done: int = 0
+    retries: int = 0
+    failures: int = 0
+    tokens: int = 0
+    population: list[Member] = field(default_factory=list)  # best first, then what the last round dropped
+    dropped_until: float = 0.0
+    growing: tuple[LiveCandidate, ...] = ()  # the round's continuations as they are generated
+    ess: float | None = None
+    resamples: int = 0
+    proposed: int = 0
+    accepted: int = 0
+    tree: dict[int, TreeNode] = field(default_factory=dict)
+    rounds: list[RoundRow] = field(default_factory=list)
+    best_text: str = ""
+    best_score: float | None = None
+    result: SearchResult | None = None
+    error: str | None = None
+    started_at: float = 0.0
+    latencies: LatencyWindow = field(default_factory=LatencyWindow)
+    completions: deque = field(default_factory=deque)  # (time, tokens) of finished requests, last minute
+    log: list[tuple[float, str]] = field(default_factory=list)  # (clock, line) not yet shown; drained by the reader
+
+    def __post_init__(self) -> None:
+        self.started_at = self.clock()
+        self.max_blocks = self.search.max_blocks
+
+    @property
+    def cap(self) -> int:
+        return self.backend.max_concurrent
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("finished", "failed", "cancelled")
+
+    @property
+    def blocks_done(self) -> int:
+        return max((row.block for row in self.rounds), default=0)
+
+    @property
+    def answer_tokens(self) -> int:
+        """Tokens of the longest answer alive, growing ones included."""
+        kept = (m.tokens for m in self.population if m.status in ("kept", "finished"))
+        return max(max(kept, default=0), max((c.total_tokens for c in self.growing), default=0))
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.accepted / self.proposed if self.proposed else None
+
+    def apply(self, event: Event) -> None:
+        now = self.clock()
+        if isinstance(event, SearchStarted):
+            self.status = "running"
+            self.seed = event.seed
+            self.approximate = event.approximate
+            self.say(f"search {event.run_id} started on {event.backend}: {event.settings.strategy}, seed "
+                     f"{event.seed}, {event.prompt_tokens} prompt tokens, cap {event.max_concurrent}"
+                     + (" (log-probabilities estimated by the backend)" if event.approximate else ""))
+        elif isinstance(event, RoundStarted):
+            self.round, self.block, self.max_blocks, self.stage = event.round, event.block, event.max_blocks, \
+                event.stage
+            self.growing = ()
+        elif isinstance(event, RequestStarted):
+            self.in_flight = event.in_flight
+        elif isinstance(event, RequestRetried):
+            self.retries += 1
+            self.say(f"request {event.request_id} retried after attempt {event.attempt} ({event.reason}); "
+                     f"waiting {event.delay_s:.1f}s")
+        elif isinstance(event, RequestFinished):
+            self._request_finished(event, now)
+        elif isinstance(event, CandidatesGrowing):
+            if event.round == self.round:
+                self.growing = event.candidates
+        elif isinstance(event, PopulationUpdated):
+            self._population(event, now)
+        elif isinstance(event, RoundFinished):
+            row = RoundRow(event.round, event.block, self.stage, event.wall_s, event.sum_request_s, event.requests,
+                           event.failed)
+            self.rounds.append(row)
+            self.best_text, self.best_score = event.best_text, event.best_score
+            self.say(f"round {event.round} (block {event.block}/{self.max_blocks}, {self.stage}): "
+                     f"{_plural(event.requests, 'request')} in {event.wall_s:.2f}s, latency overlap "
+                     f"x{row.overlap:.1f}" + (f", {event.failed} failed" if event.failed else ""))
+        elif isinstance(event, SearchFinished):
+            self._search_finished(event.result)
+
+    def _request_finished(self, event: RequestFinished, now: float) -> None:
+        self.in_flight = event.in_flight
+        self.requests_done += 1
+        self.latencies.add(event.latency_s)
+        self.tokens += event.completion_tokens
+        self.completions.append((now, event.completion_tokens))
+        if event.error:
+            self.failures += 1
+            self.say(f"request {event.request_id} failed after {event.retries} retries: {event.error}")
+
+    def _population(self, event: PopulationUpdated, now: float) -> None:
+        self.population = list(event.members)
+        self.growing = ()
+        self.dropped_until = now + DROPPED_VISIBLE_S
+        if event.ess is not None:
+            self.ess = event.ess
+        self.resamples += event.resampled
+        for member in event.members:
+            if member.status in ("accepted", "rejected"):
+                self.proposed += 1
+                self.accepted += member.status == "accepted"
+            old = self.tree.get(member.node)
+            if old is None or old.status != member.status:
+                self.tree[member.node] = TreeNode(member.node, member.parent, event.block, member.status,
+                                                  member.score, member.tokens, member.text_tail)
+        while len(self.tree) > MAX_TREE_NODES:
+            del self.tree[next(iter(self.tree))]
+
+    def _search_finished(self, result: SearchResult) -> None:
+        self.result = result
+        self.in_flight = 0
+        self.growing = ()
+        self.dropped_until = 0.0  # the final view is the final population
+        answer = result.answer
+        if answer is not None:
+            self.best_text, self.best_score = answer.text, answer.score
+        if result.error:
+            self.fail(result.error)
+            return
+        self.status = "finished"
+        why = {"finished": "every answer ended", "max_tokens": "max tokens reached"}.get(result.stop_reason, "done")
+        score = f"{self.best_score:.4f}" if self.best_score is not None else "–"
+        self.say(f"search finished, {why}, in {result.wall_s:.2f}s: best score {score}, "
+                 f"{_plural(result.requests, 'request')}, {result.usage.get('retries', 0)} retries")
+
+    def fail(self, message: str) -> None:
+        self.status = "failed"
+        self.error = message
+        self.in_flight = 0
+        self.say(f"error: {message}")
+
+    def cancel(self) -> None:
+        if self.status in ("starting", "running"):
+            self.status = "cancelled"
+            self.say(f"search {self.run_id} cancelled")
+
+    def say(self, line: str) -> None:
+        self.log.append((self.clock(), line))
+
+    def visible_members(self) -> list[Member]:
+        """The live population, plus what the last round dropped, for a moment after it happened."""
+        if self.clock() < self.dropped_until:
+            return self.population
+        return [m for m in self.population if m.status in ("kept", "finished")]
+
+    def rates(self, window_s: float = 10.0) -> tuple[float, float]:
+        """Tokens per second and requests per second over the last `window_s` seconds."""
+        now = self.clock()
+        self._forget(now)
+        span = min(window_s, max(now - self.started_at, 1e-9))
+        recent = [(t, n) for t, n in self.completions if now - t <= window_s]
+        return sum(n for _, n in recent) / span, len(recent) / span
+
+    def token_rate_history(self, buckets: int = RATE_WINDOW_S) -> list[float]:
+        """Tokens per second in each of the last `buckets` seconds, oldest first."""
+        now = self.clock()
+        self._forget(now)
+        history = [0.0] * buckets
+        for t, n in self.completions:
+            age = int(now - t)
+            if age < buckets:
+                history[buckets - 1 - age] += n
+        return history
+
+    def _forget(self, now: float) -> None:
+        while self.completions and now - self.completions[0][0] > RATE_WINDOW_S:
+            self.completions.popleft()
+
+
+@dataclass
+class ModeTimes:
+    """Measured wall seconds of one set of settings and one seed, in each mode: the only speedup worth quoting."""
+
+    label: str
+    sequential: float | None = None
+    parallel: float | None = None
+
+    @property
+    def speedup(self) -> float | None:
+        return self.sequential / self.parallel if self.sequential and self.parallel else None
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")

@@ -1,0 +1,1 @@
+"""Search strategies, peers behind one interface (`base.Strategy`), one module each."""

@@ -1,0 +1,195 @@
+"""What every strategy shares: one interface, and a context that sends rounds, builds candidates and reports.
+
+A strategy decides which continuations to ask for and what to keep; the context does everything else the same
+way for all of them: requests through the shared request layer (parallel, or one at a time in sequential
+mode), per-round timings, node ids for the search tree, seeds that depend only on where a request sits in the
+search (so sequential and parallel runs agree), candidate text decoded from the whole token sequence, events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.errors import BackendError
+from engine.events import EventSink, Member, PopulationUpdated, RoundFinished, RoundStarted, Status
+from engine.live import TEXT_TAIL_CHARS, LiveBoard
+from engine.request_layer import RequestLayer, RequestTag, settle
+from engine.sampler import Continuation, Message, Sampler, SampleRequest
+from engine.scoring import Candidate, mean_logprob, target_logprob
+from engine.settings import SearchSettings
+
+
+@dataclass(frozen=True)
+class RoundTiming:
+    round: int
+    block: int
+    stage: str
+    wall_s: float
+    sum_request_s: float
+    requests: int
+    failed: int
+    tokens: int
+
+
+@dataclass
+class Outcome:
+    """What a strategy hands back: its answer, the final population (best first), and its own statistics."""
+
+    answer: Candidate | None
+    candidates: list[Candidate]
+    stop_reason: str = "max_tokens"  # max_tokens | finished | error
+    error: str | None = None
+    stats: dict = field(default_factory=dict)
+
+
+class Strategy(Protocol):
+    name: str
+    needs_proposal_logprobs: bool  # MCMC and SMC correct for the proposal with log q; the others only rank
+
+    async def run(self, search: SearchContext) -> Outcome: ...
+
+
+Outcomes = list[list[Continuation] | BackendError]
+
+
+class SearchContext:
+    def __init__(self, settings: SearchSettings, sampler: Sampler, layer: RequestLayer, emit: EventSink,
+                 run_id: str, seed: int, messages: tuple[Message, ...], prompt_ids: tuple[int, ...],
+                 live: LiveBoard | None = None):
+        self.settings = settings
+        self.sampler = sampler
+        self.layer = layer
+        self.emit = emit
+        self.run_id = run_id
+        self.seed = seed
+        self.messages = messages
+        self.prompt_ids = prompt_ids
+        self.live = live
+        self.rounds: list[RoundTiming] = []
+        self.round_number = 0
+        self._block = 0
+        self._nodes = itertools.count(1)
+        self._usage_before = (0, 0, 0.0, 0)
+
+    @property
+    def alpha(self) -> float:
+        return self.settings.alpha
+
+    def rng(self, *key: object) -> random.Random:
+        """Randomness for one decision of the search, fixed by the seed and where the decision sits."""
+        return random.Random(derive_seed(self.seed, *key))
+
+    def request(self, parent: Candidate, *, n: int, max_tokens: int, key: Sequence[object],
+                temperature: float | None = None) -> SampleRequest:
+        """Ask for `n` continuations of `parent`'s exact token prefix."""
+        return SampleRequest(
+            prompt_ids=self.prompt_ids + parent.token_ids,
+            n=n,
+            max_tokens=max_tokens,
+            temperature=self.settings.proposal_temperature if temperature is None else temperature,
+            seed=derive_seed(self.seed, "request", *key) >> 33,
+            messages=self.messages,
+            prompt_len=len(self.prompt_ids),
+        )
+
+    def block_budget(self, used: int, block: int) -> int:
+        """Tokens a continuation of `used` tokens may add in `block`: up to the block's end, within max_tokens."""
+        end = min(block * self.settings.block_tokens, self.settings.max_tokens)
+        return max(0, end - used)
+
+    async def round(self, block: int, stage: str, requests: list[tuple[SampleRequest, Candidate]]) -> Outcomes:
+        """Send one round: the requests that could run together, each continuing the candidate paired with it.
+
+        Returns, per request, its continuations or the BackendError it failed with after retries.
+        """
+        settings = self.settings
+        self.round_number += 1
+        self._block = block
+        self.emit(RoundStarted(self.run_id, self.round_number, block, settings.max_blocks, stage, len(requests)))
+        stats = self.layer.stats
+        self._usage_before = (stats.requests, stats.failures, stats.sum_latency_s, stats.completion_tokens)
+        tag = RequestTag(self.run_id, self.round_number)
+        if self.live is not None:
+            requests = [(self.live.watched(request, self.round_number, index, parent), parent)
+                        for index, (request, parent) in enumerate(requests)]
+        started = time.perf_counter()
+        if settings.mode == "sequential":
+            outcomes = [await settle(self.layer.sample(r, tag, sequential=True)) for r, _ in requests]
+        else:
+            outcomes = await asyncio.gather(*(self.layer.sample(r, tag) for r, _ in requests),
+                                            return_exceptions=True)
+        wall = time.perf_counter() - started
+        if self.live is not None:
+            self.live.clear()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, BackendError):
+                raise outcome
+        before = self._usage_before
+        self.rounds.append(RoundTiming(
+            self.round_number, block, stage, wall, stats.sum_latency_s - before[2], stats.requests - before[0],
+            stats.failures - before[1], stats.completion_tokens - before[3],
+        ))
+        return outcomes
+
+    def extend(self, parent: Candidate, continuation: Continuation, score: float | None = None,
+               log_weight: float | None = None) -> Candidate:
+        """`parent` continued by `continuation`: a new node whose text is decoded from all of its tokens, so a
+        character split across blocks is never garbled. `score` defaults to the target log-density."""
+        token_ids = parent.token_ids + continuation.token_ids
+        logprobs = parent.logprobs + continuation.logprobs
+        return Candidate(
+            token_ids=token_ids,
+            logprobs=logprobs,
+            proposal_logprobs=parent.proposal_logprobs + (continuation.proposal_logprobs or ()),
+            text=self.sampler.detokenize(token_ids),
+            finished=continuation.finish_reason == "stop",
+            score=target_logprob(logprobs, self.alpha) if score is None else score,
+            node=next(self._nodes),
+            parent=parent.node,
+            log_weight=parent.log_weight if log_weight is None else log_weight,
+        )
+
+    @staticmethod
+    def prefix(state: Candidate, position: int) -> Candidate:
+        """The first `position` tokens of `state`; what continues it becomes a child of `state`'s node."""
+        return Candidate(state.token_ids[:position], state.logprobs[:position], state.proposal_logprobs[:position],
+                         node=state.node)
+
+    def member(self, candidate: Candidate, slot: int, status: Status, **extra) -> Member:
+        return Member(
+            node=candidate.node, parent=candidate.parent, slot=slot, status=status, score=candidate.score,
+            target=target_logprob(candidate.logprobs, self.alpha), mean_logprob=mean_logprob(candidate.logprobs),
+            tokens=candidate.length, finished=candidate.finished, text_tail=candidate.text[-TEXT_TAIL_CHARS:],
+            **extra,
+        )
+
+    def report(self, members: Sequence[Member], best: Candidate | None, **population) -> None:
+        """Close the round: the population it left, and its timing with the best answer so far."""
+        timing = self.rounds[-1]
+        self.emit(PopulationUpdated(self.run_id, self.round_number, self._block, tuple(members), **population))
+        self.emit(RoundFinished(
+            self.run_id, self.round_number, self._block, timing.wall_s, timing.sum_request_s, timing.requests,
+            timing.failed, timing.tokens, best.text if best else "", best.score if best else 0.0,
+        ))
+
+
+def failure(outcomes: Outcomes) -> str:
+    """The reason a round produced nothing, from its last error."""
+    errors = [str(o) for o in outcomes if isinstance(o, BackendError)]
+    return errors[-1] if errors else "no continuations"
+
+
+ROOT = Candidate(node=0, parent=-1)  # the prompt: every search starts here
+
+
+def derive_seed(seed: int, *key: object) -> int:
+    """A 64-bit seed fixed by `seed` and `key`, the same in every process (str hashes are salted per process)."""
+    text = ":".join(map(str, (seed, *key))).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")

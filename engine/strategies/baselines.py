@@ -1,0 +1,26 @@
+"""Baselines for eval: one answer, greedy (temperature 0) or sampled at the proposal temperature."""
+
+from __future__ import annotations
+
+from engine.strategies.base import SearchContext
+from engine.strategies.best_of_n import BestOfN
+
+
+class Greedy(BestOfN):
+    name = "greedy"
+
+    def count(self, search: SearchContext) -> int:
+        return 1
+
+    def temperature(self, search: SearchContext) -> float:
+        return 0.0
+
+
+class Sample(BestOfN):
+    """One draw from the proposal: with the default temperature 1/alpha, token-level tempering, which is not
+    p^alpha over answers (the exactness test shows the gap)."""
+
+    name = "sample"
+
+    def count(self, search: SearchContext) -> int:
+        return 1

@@ -1,0 +1,32 @@
+"""Best-of-N: N independent whole answers from the proposal, the best by target score (alpha * log p)."""
+
+from __future__ import annotations
+
+from engine.errors import BackendError
+from engine.scoring import rank
+from engine.strategies.base import ROOT, Outcome, SearchContext, failure
+
+
+class BestOfN:
+    name = "best-of-n"
+    needs_proposal_logprobs = False
+
+    def count(self, search: SearchContext) -> int:
+        return search.settings.best_of
+
+    def temperature(self, search: SearchContext) -> float:
+        return search.settings.proposal_temperature
+
+    async def run(self, search: SearchContext) -> Outcome:
+        settings = search.settings
+        requests = [(search.request(ROOT, n=1, max_tokens=settings.max_tokens, key=("answer", index),
+                                    temperature=self.temperature(search)), ROOT)
+                    for index in range(self.count(search))]
+        outcomes = await search.round(1, "sample", requests)
+        answers = [search.extend(ROOT, c) for o in outcomes if not isinstance(o, BackendError) for c in o]
+        if not answers:
+            return Outcome(None, [], "error", f"every request failed ({failure(outcomes)})")
+        ranked = rank(answers)
+        search.report([search.member(a, slot, "finished" if a.finished else "kept") for slot, a in enumerate(ranked)],
+                      ranked[0])
+        return Outcome(ranked[0], ranked, "finished" if all(a.finished for a in answers) else "max_tokens")

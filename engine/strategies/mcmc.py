@@ -1,0 +1,118 @@
+"""The Metropolis-Hastings power sampler of "Reasoning with Sampling" (Karan & Du 2025, arXiv 2510.14901).
+
+Each chain builds its answer block by block from the proposal q (the model at the proposal temperature).
+After each block it takes `mcmc_steps` Metropolis-Hastings steps against p^alpha over the answer so far: pick
+a token position uniformly, regenerate the suffix from there up to the block's end, and accept with
+probability min(1, p(new)^alpha q(old) / (p(old)^alpha q(new))) (`scoring.mh_log_acceptance`). With enough
+steps the last block's chain state is a draw from p^alpha over whole answers. `chains` run concurrently (the
+reference implementation's ParallelMCMC): every round asks one request per chain. The answer is the chain
+with the best target score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine.errors import BackendError
+from engine.scoring import Candidate, accepts, mh_log_acceptance, rank
+from engine.strategies.base import ROOT, Outcome, SearchContext, failure
+
+
+@dataclass
+class Chain:
+    slot: int
+    state: Candidate = ROOT
+    proposed: int = 0
+    accepted: int = 0
+    failed: bool = False
+    pending: list = field(default_factory=list)  # this round's proposals, for the report
+
+
+class MetropolisHastings:
+    name = "mcmc"
+    needs_proposal_logprobs = True
+
+    async def run(self, search: SearchContext) -> Outcome:
+        settings = search.settings
+        chains = [Chain(slot) for slot in range(settings.chains)]
+        for block in range(1, settings.max_blocks + 1):
+            growing = [c for c in chains if not c.failed and not c.state.finished
+                       and search.block_budget(c.state.length, block) > 0]
+            if growing:
+                error = await self._extend(search, block, growing)
+                if error:
+                    return self._outcome(search, chains, "error", error)
+            for step in range(1, settings.mcmc_steps + 1):
+                error = await self._step(search, block, step, [c for c in chains if not c.failed and c.state.length])
+                if error:
+                    return self._outcome(search, chains, "error", error)
+        return self._outcome(search, chains, "max_tokens")
+
+    async def _extend(self, search: SearchContext, block: int, chains: list[Chain]) -> str | None:
+        requests = [(search.request(c.state, n=1, max_tokens=search.block_budget(c.state.length, block),
+                                    key=(block, "extend", c.slot)), c.state) for c in chains]
+        outcomes = await search.round(block, "extend", requests)
+        for chain, outcome in zip(chains, outcomes, strict=True):
+            if isinstance(outcome, BackendError) or not outcome:
+                chain.failed = True  # its answer would lag a block behind the target: it stops here
+            else:
+                chain.state = search.extend(chain.state, outcome[0])
+        if all(c.failed for c in chains):
+            return f"block {block} failed: every chain's request failed ({failure(outcomes)})"
+        self._report(search, chains)
+        return None
+
+    async def _step(self, search: SearchContext, block: int, step: int, chains: list[Chain]) -> str | None:
+        """One Metropolis-Hastings step of every chain, the proposals sent together."""
+        if not chains:
+            return None
+        positions = {c.slot: search.rng("position", block, step, c.slot).randrange(c.state.length) for c in chains}
+        chains = [c for c in chains if search.block_budget(positions[c.slot], block) > 0]
+        if not chains:
+            return None  # re-tokenised text (text-mode servers) can run past the block's end
+        requests = []
+        for chain in chains:
+            prefix = search.prefix(chain.state, positions[chain.slot])
+            budget = search.block_budget(prefix.length, block)
+            requests.append((search.request(prefix, n=1, max_tokens=budget, key=(block, step, chain.slot)), prefix))
+        outcomes = await search.round(block, "propose", requests)
+        for chain, (_, prefix), outcome in zip(chains, requests, outcomes, strict=True):
+            if isinstance(outcome, BackendError) or not outcome:
+                continue  # no proposal this step; the chain stays where it is
+            position = prefix.length
+            old = chain.state
+            new = search.extend(prefix, outcome[0])
+            log_ratio = mh_log_acceptance(
+                search.alpha, new.logprobs[position:], old.logprobs[position:],
+                new.proposal_logprobs[position:], old.proposal_logprobs[position:], old.length, new.length,
+            )
+            chain.proposed += 1
+            accepted = accepts(log_ratio, search.rng("accept", block, step, chain.slot).random())
+            chain.pending.append((new, position, accepted))
+            if accepted:
+                chain.accepted += 1
+                chain.state = new
+        if all(isinstance(o, BackendError) for o in outcomes):
+            return f"block {block}, step {step} failed: every proposal failed ({failure(outcomes)})"
+        self._report(search, chains)
+        return None
+
+    def _report(self, search: SearchContext, chains: list[Chain]) -> None:
+        members = [search.member(c.state, c.slot, "finished" if c.state.finished else "kept",
+                                 proposed=c.proposed, accepted=c.accepted)
+                   for c in sorted(chains, key=lambda c: -c.state.score)]
+        for chain in chains:
+            members += [search.member(new, chain.slot, "accepted" if ok else "rejected", position=position)
+                        for new, position, ok in chain.pending]
+            chain.pending = []
+        search.report(members, rank(c.state for c in chains)[0])
+
+    @staticmethod
+    def _outcome(search: SearchContext, chains: list[Chain], stop_reason: str, error: str | None = None) -> Outcome:
+        states = rank(c.state for c in chains if c.state.length)
+        proposed = sum(c.proposed for c in chains)
+        accepted = sum(c.accepted for c in chains)
+        stats = {"proposals": proposed, "accepted": accepted,
+                 "acceptance_rate": round(accepted / proposed, 4) if proposed else None,
+                 "chains_failed": sum(c.failed for c in chains)}
+        return Outcome(states[0] if states else None, states, stop_reason, error, stats)

@@ -1,0 +1,121 @@
+"""Sequential Monte Carlo power sampling, after Power-SMC (Azizi et al. 2026, arXiv 2602.10273).
+
+`particles` answers grow block by block from the proposal q (the model at the proposal temperature, 1/alpha by
+default: the paper proves it the prefix-only proposal of least incremental weight variance). Each particle's
+log importance weight grows by alpha * log p(block) - log q(block), so the weighted particles target p^alpha.
+When the effective sample size falls below `ess_threshold` of the particle count they are resampled
+systematically and their weights equalised, as the paper does with threshold 0.5. We correct weights per block
+rather than per token (the same product), and record which particle each copy came from. The answer is the
+heaviest particle, or with `smc_output = "sample"` one drawn by weight: a draw from p^alpha as particles grow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+
+from engine.errors import BackendError
+from engine.scoring import (
+    Candidate,
+    effective_sample_size,
+    log_sum_exp,
+    normalized_weights,
+    smc_log_weight_increment,
+    systematic_resample,
+    weighted_choice,
+)
+from engine.strategies.base import ROOT, Outcome, SearchContext, failure
+
+
+class SequentialMonteCarlo:
+    name = "smc"
+    needs_proposal_logprobs = True
+
+    async def run(self, search: SearchContext) -> Outcome:
+        settings = search.settings
+        particles: list[Candidate] = [ROOT] * settings.particles
+        resamples = 0
+        ess = float(settings.particles)
+        stop_reason = "max_tokens"
+        for block in range(1, settings.max_blocks + 1):
+            growing = [slot for slot, p in enumerate(particles)
+                       if not p.finished and p.log_weight > -math.inf and search.block_budget(p.length, block) > 0]
+            if not growing:
+                stop_reason = "finished"
+                break
+            # Copies made by resampling share a prefix: one request per distinct particle, n = its copies.
+            groups: dict[int, list[int]] = defaultdict(list)
+            for slot in growing:
+                groups[particles[slot].node].append(slot)
+            requests = []
+            for slots in groups.values():
+                parent = particles[slots[0]]
+                budget = search.block_budget(parent.length, block)
+                requests.append((search.request(parent, n=len(slots), max_tokens=budget, key=(block, slots[0])),
+                                 parent))
+            outcomes = await search.round(block, "extend", requests)
+            grown = list(particles)
+            for slots, (_, parent), outcome in zip(groups.values(), requests, outcomes, strict=True):
+                continuations = [] if isinstance(outcome, BackendError) else outcome
+                for index, slot in enumerate(slots):
+                    if index < len(continuations):
+                        grown[slot] = self._extend(search, parent, continuations[index])
+                    else:  # a lost request: the particle cannot keep up, so it leaves the population
+                        grown[slot] = dataclasses.replace(parent, score=-math.inf, log_weight=-math.inf)
+            if all(p.log_weight == -math.inf for p in grown):
+                return self._outcome(search, particles, resamples, ess, "error",
+                                     f"block {block} failed: every particle's request failed ({failure(outcomes)})")
+            particles = grown
+            log_weights = [p.log_weight for p in particles]
+            ess = effective_sample_size(log_weights)
+            weights = normalized_weights(log_weights)
+            more_to_come = block < settings.max_blocks and any(not p.finished for p in particles)
+            dropped: list[tuple[int, Candidate]] = []
+            if more_to_come and ess < settings.ess_threshold * settings.particles:
+                particles, dropped = self._resample(search, particles, weights, block)
+                resamples += 1
+            members = self._members(search, particles, dropped)
+            search.report(members, max(particles, key=lambda p: p.log_weight), ess=ess, resampled=bool(dropped))
+        return self._outcome(search, particles, resamples, ess, stop_reason)
+
+    @staticmethod
+    def _extend(search: SearchContext, parent: Candidate, continuation) -> Candidate:
+        increment = smc_log_weight_increment(search.alpha, continuation.logprobs, continuation.proposal_logprobs)
+        log_weight = parent.log_weight + increment
+        return search.extend(parent, continuation, score=log_weight, log_weight=log_weight)
+
+    @staticmethod
+    def _resample(search: SearchContext, particles: list[Candidate], weights: list[float], block: int):
+        """Systematic resampling: copies in proportion to weight, all with the mean weight afterwards."""
+        chosen = systematic_resample(weights, search.rng("resample", block).random())
+        mean = log_sum_exp([p.log_weight for p in particles]) - math.log(len(particles))
+        kept = set(chosen)
+        dropped = [(slot, p) for slot, p in enumerate(particles) if slot not in kept]
+        copies = [particles[i] for i in chosen]
+        equalised = {p.node: dataclasses.replace(p, score=mean, log_weight=mean) for p in copies}
+        return [equalised[p.node] for p in copies], dropped
+
+    @staticmethod
+    def _members(search: SearchContext, particles: list[Candidate], dropped: list[tuple[int, Candidate]]):
+        weights = normalized_weights([p.log_weight for p in particles])
+        order = sorted(range(len(particles)), key=lambda slot: -particles[slot].log_weight)
+        members = [search.member(particles[slot], slot, "finished" if particles[slot].finished else "kept",
+                                 weight=weights[slot]) for slot in order]
+        members += [search.member(p, slot, "resampled", weight=0.0) for slot, p in dropped]
+        return members
+
+    @staticmethod
+    def _outcome(search: SearchContext, particles: list[Candidate], resamples: int, ess: float, stop_reason: str,
+                 error: str | None = None) -> Outcome:
+        alive = [p for p in particles if p.length and p.log_weight > -math.inf]
+        stats = {"resamples": resamples, "final_ess": round(ess, 4), "particles": len(particles)}
+        if not alive:
+            return Outcome(None, [], stop_reason, error, stats)
+        ranked = sorted({p.node: p for p in alive}.values(), key=lambda p: (-p.log_weight, p.token_ids))
+        if search.settings.smc_output == "sample":
+            weights = normalized_weights([p.log_weight for p in alive])
+            answer = alive[weighted_choice(weights, search.rng("output").random())]
+        else:
+            answer = ranked[0]
+        return Outcome(answer, ranked, stop_reason, error, stats)

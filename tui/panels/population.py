@@ -1,0 +1,110 @@
+"""The strategy's population: beams, particles, chains or samples, ranked, with what the last round dropped
+marked for a moment, and the continuations of the running round growing token by token."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable
+
+from engine.events import LiveCandidate, Member
+from engine.run_state import RunState
+
+TITLES = {"beam": "Beams", "smc": "Particles", "mcmc": "Chains", "best-of-n": "Samples", "greedy": "Answer",
+          "sample": "Answer"}
+# Columns after the rank and before done/text, by strategy.
+COLUMNS = {
+    "beam": (("score", 9), ("mean logp", 9), ("tokens", 6)),
+    "smc": (("weight", 6), ("log w", 9), ("mean logp", 9), ("tokens", 6)),
+    "mcmc": (("target", 9), ("accepted", 8), ("mean logp", 9), ("tokens", 6)),
+    "best-of-n": (("target", 9), ("mean logp", 9), ("tokens", 6)),
+}
+DROPPED = {"pruned": "✗", "resampled": "↺", "rejected": "✗", "accepted": "✓"}
+DROPPED_STYLE = {"pruned": "dim red strike", "resampled": "dim yellow strike", "rejected": "dim red",
+                 "accepted": "green"}
+
+
+def _columns(strategy: str) -> tuple[tuple[str, int], ...]:
+    return (("#", 4),) + COLUMNS.get(strategy, COLUMNS["best-of-n"]) + (("done", 4),)
+
+
+def _cells(strategy: str, member: Member) -> tuple[str, ...]:
+    if strategy == "beam":
+        return f"{member.score:.4f}", f"{member.mean_logprob:.4f}", str(member.tokens)
+    if strategy == "smc":
+        weight = "–" if member.weight is None else f"{member.weight:.3f}"
+        return weight, f"{member.score:.3f}", f"{member.mean_logprob:.4f}", str(member.tokens)
+    if strategy == "mcmc":
+        if member.status in ("accepted", "rejected"):
+            return f"{member.target:.3f}", f"@{member.position}", f"{member.mean_logprob:.4f}", str(member.tokens)
+        return (f"{member.target:.3f}", f"{member.accepted}/{member.proposed}", f"{member.mean_logprob:.4f}",
+                str(member.tokens))
+    return f"{member.target:.3f}", f"{member.mean_logprob:.4f}", str(member.tokens)
+
+
+def _growing_cells(strategy: str, live: LiveCandidate) -> tuple[str, ...]:
+    blanks = len(COLUMNS.get(strategy, COLUMNS["best-of-n"])) - 2
+    return ("…",) * blanks + (f"{live.mean_logprob:.4f}", f"{live.total_tokens}")
+
+
+class PopulationPanel(Vertical):
+    BORDER_TITLE = "Beams"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._shown: tuple | None = None
+        self.table = DataTable(cursor_type="none", zebra_stripes=True, id="population-table")
+
+    def compose(self) -> ComposeResult:
+        yield self.table
+
+    def show(self, state: RunState) -> None:
+        members = state.visible_members()
+        strategy = state.search.strategy
+        key = (strategy, members, state.growing, self.size, state.ess, state.accepted, state.proposed)
+        if key == self._shown or not self.size.width:
+            return
+        self._shown = key
+        columns = _columns(strategy)
+        table = self.table
+        text_width = max(10, self.size.width - sum(w for _, w in columns) - 2 * (len(columns) + 1) - 4)
+        table.clear(columns=True)  # columns too: an auto-width column never shrinks back
+        for label, width in columns:
+            table.add_column(label, width=width)
+        table.add_column("text (tail)", width=text_width)
+        room = max(1, self.size.height - 3)  # a wide search has more rows than fit: build only what shows
+        rank = 0
+        for member in members[:room]:
+            if member.status in DROPPED:
+                mark, style = DROPPED[member.status], DROPPED_STYLE[member.status]
+            else:
+                rank += 1
+                mark, style = (str(member.slot + 1) if strategy == "mcmc" else str(rank)), ""
+            self._row(mark, _cells(strategy, member), member.finished, member.text_tail, text_width, style)
+        for live in state.growing[: max(0, room - len(members))]:
+            self._row("…", _growing_cells(strategy, live), False, live.text_tail, text_width, "italic")
+        self.border_title = TITLES.get(strategy, "Population")
+        self.border_subtitle = self._summary(state, members)
+
+    def _row(self, mark: str, cells: tuple[str, ...], finished: bool, tail: str, width: int, style: str) -> None:
+        tail = " ".join(tail.split())[-width:]
+        self.table.add_row(
+            Text(mark, style=style, justify="right"),
+            *(Text(cell, style=style, justify="right") for cell in cells),
+            Text("✓" if finished else "", style=style, justify="center"),
+            Text(tail, style=style, no_wrap=True, overflow="ellipsis"),
+        )
+
+    @staticmethod
+    def _summary(state: RunState, members: list[Member]) -> str:
+        kept = sum(m.status in ("kept", "finished") for m in members)
+        dropped = {status: sum(m.status == status for m in members) for status in DROPPED}
+        parts = [f"{kept} kept"] + [f"{count} {status}" for status, count in dropped.items() if count]
+        if state.ess is not None:
+            parts.append(f"ESS {state.ess:.1f} of {state.search.particles} · {state.resamples} resamples")
+        if state.acceptance_rate is not None:
+            parts.append(f"acceptance {state.acceptance_rate:.0%} ({state.accepted}/{state.proposed})")
+        if state.growing:
+            parts.append(f"{len(state.growing)} growing")
+        return " · ".join(parts)
