@@ -47,8 +47,8 @@ async def search(server) -> None:
     print(f"- faults injected: {faults(server)}")
     print(f"- retries {usage['retries']} + requests failed for good {usage['failures']} = "
           f"{usage['retries'] + usage['failures']}")
-    print(f"- outcome: {'completed' if result.error is None else 'error: ' + result.error}, best beam "
-          f"{result.best.length} tokens, score {result.best.score:.3f}, wall {result.wall_s:.1f}s\n")
+    print(f"- outcome: {'completed' if result.error is None else 'error: ' + result.error}, answer "
+          f"{result.answer.length} tokens, score {result.answer.score:.3f}, wall {result.wall_s:.1f}s\n")
 
 
 def gen(server, scratch: Path) -> None:

@@ -1,75 +1,123 @@
-"""Local backend throughput with exact per-token logprobs, against llama-cpp-python's own paths.
+"""The local backend against the raw llama.cpp ceiling, in the same run, at 1, 4, 8 and 16 streams.
 
-    python -m benchmarks.local_throughput      (from the repository root)
+    python -m benchmarks.local_throughput [--tokens 128] [--layouts plain,repacked]     (from the repository root)
 
-Single stream: one continuation of 256 tokens at temperature 1, logprobs included. Batched: n continuations
-of one prompt decoded together. Both are measured in the weight layout this machine probes to and, where
-that differs, in the plain one. For comparison, llama-cpp-python's high-level API on the same GGUF and
-threads: `create_completion` with `logprobs=1` (needs `logits_all=True`), and plain generation without
-logprobs. Each figure is the best of three runs, to keep scheduler noise out.
+Raw: llama.cpp's low-level API alone, on the decoding thread, one context per stream count (`n_seq_max` =
+streams, a non-unified cache, context sized to the run), every stream holding the same prefilled prompt, one
+token per stream per `llama_decode` (one `llama_decode` per token in the one-token layout), no sampling. Ours:
+`LocalSampler.sample` with n continuations of the prompt at temperature 1, exact log p and log q for every token.
+Each figure comes from a fresh process; raw and ours alternate, so machine drift hits both alike. Weight layouts default to every one
+the probe can choose on this CPU.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import subprocess
+import sys
 import time
 
-import llama_cpp
+import numpy as np
 
-from engine.sampler import Message, SampleRequest
 from engine.backends.local.backend import LocalSampler
-from engine.backends.local.layout import PLAIN, weight_layout
-from engine.backends.local.model_file import embedded_model_path
-from tests.llama_server import server_layout, use_safe_weight_layout
+from engine.backends.local.decoder import TokenBatch
+from engine.backends.local.gguf import GGUFModel
+from engine.backends.local.layout import PLAIN, REPACKED, REPACKED_ONE_TOKEN, weight_layout
+from engine.backends.local.model_file import embedded_model_path, load_llama_cpp
+from engine.sampler import Message, SampleRequest
 
-TOKENS = 256
 PROMPT = "Write a long story about a lighthouse keeper."
+STREAMS = (1, 4, 8, 16)
 THREADS = os.cpu_count() or 1
 
 
-async def ours(n: int, layout: str) -> float:
-    sampler = LocalSampler(threads=THREADS, layout=layout)
+def raw_rate(model: GGUFModel, prompt: list[int], streams: int, tokens: int) -> float:
+    """Tokens per second of bare batched decoding: the ceiling the local backend is measured against."""
+    llama = model.llama
+    params = llama.llama_context_default_params()
+    params.n_ctx = (len(prompt) + tokens + 8) * streams
+    params.n_batch = params.n_ubatch = max(len(prompt), streams)
+    params.n_seq_max = streams
+    params.kv_unified = False
+    params.flash_attn_type = llama.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as ours: exact scores
+    params.n_threads = params.n_threads_batch = THREADS
+    ctx = llama.llama_init_from_model(model.model, params)
+    try:
+        batch = TokenBatch(llama, params.n_batch)
+        one_token = model.layout == REPACKED_ONE_TOKEN
+
+        def decode(tokens, positions, seqs) -> None:
+            pieces = zip(tokens, positions, seqs, strict=True) if one_token else [(tokens, positions, seqs)]
+            for t, p, s in pieces:
+                t, p, s = ([t], [p], [s]) if one_token else (t, p, s)
+                if llama.llama_decode(ctx, batch.fill(list(t), list(p), list(s), [True] * len(t))) != 0:
+                    raise RuntimeError("llama_decode failed")
+
+        decode(prompt, range(len(prompt)), [0] * len(prompt))
+        memory = llama.llama_get_memory(ctx)
+        for seq in range(1, streams):
+            llama.llama_memory_seq_cp(memory, 0, seq, -1, -1)
+        token = int(np.argmax(np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx, -1), shape=(model.n_vocab,))))
+        started = time.perf_counter()
+        for step in range(tokens):
+            decode([token] * streams, [len(prompt) + step] * streams, list(range(streams)))
+        return streams * tokens / (time.perf_counter() - started)
+    finally:
+        llama.llama_free(ctx)
+
+
+async def our_rate(layout: str, prompt_text: str, streams: int, tokens: int) -> float:
+    sampler = LocalSampler(threads=THREADS, layout=layout, n_seq_max=max(STREAMS))
     await sampler.start()
-    ids = tuple(sampler.render_chat([Message("user", PROMPT)]))
-    best = 0.0
-    for attempt in range(3):
-        request = SampleRequest(ids, n=n, max_tokens=TOKENS, temperature=1.0, seed=attempt)
-        started = time.perf_counter()
-        continuations = await sampler.sample(request)
-        elapsed = time.perf_counter() - started
-        assert all(len(c.logprobs) == len(c.token_ids) for c in continuations)
-        best = max(best, sum(len(c.token_ids) for c in continuations) / elapsed)
+    prompt = sampler.render_chat([Message("user", prompt_text)])
+    await sampler.sample(SampleRequest(tuple(prompt), n=1, max_tokens=4, temperature=1.0, seed=0))  # warm
+    started = time.perf_counter()
+    continuations = await sampler.sample(
+        SampleRequest(tuple(prompt), n=streams, max_tokens=tokens, temperature=1.0, seed=streams))
+    elapsed = time.perf_counter() - started
     await sampler.aclose()
-    return best
+    assert all(len(c.logprobs) == len(c.proposal_logprobs) == len(c.token_ids) for c in continuations)
+    return sum(len(c.token_ids) for c in continuations) / elapsed
 
 
-def high_level(logprobs: bool) -> float:
-    llm = llama_cpp.Llama(str(embedded_model_path()), n_ctx=2048, n_threads=THREADS, logits_all=logprobs,
-                          verbose=False)
-    prompt = llm.tokenize(f"<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n".encode(), special=True)
-    best = 0.0
-    for attempt in range(3):
-        started = time.perf_counter()
-        out = llm.create_completion(prompt, max_tokens=TOKENS, temperature=1.0, seed=attempt,
-                                    logprobs=1 if logprobs else None)
-        best = max(best, out["usage"]["completion_tokens"] / (time.perf_counter() - started))
-    return best
+def one(kind: str, layout: str, streams: int, tokens: int) -> float:
+    """One measurement in this (fresh) process: a model's OpenMP team belongs to the thread that first ran it."""
+    if kind == "ours":
+        return asyncio.run(our_rate(layout, PROMPT, streams, tokens))
+    model = GGUFModel(embedded_model_path(), layout=layout)
+    prompt = model.encode_prompt(model.chat_prompt([Message("user", PROMPT)]))
+    return raw_rate(model, prompt, streams, tokens)
+
+
+def in_child(kind: str, layout: str, streams: int, tokens: int) -> float:
+    command = [sys.executable, "-m", "benchmarks.local_throughput", "--one", kind, layout, str(streams),
+               str(tokens)]
+    return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
 
 def main() -> None:
-    print(f"{THREADS} threads, {TOKENS} tokens per continuation, SmolLM2-135M-Instruct Q4_1\n")
-    print("| path | weights | streams | logprobs | tokens/s |")
-    print("|---|---|---:|---|---:|")
-    probed = weight_layout(llama_cpp, embedded_model_path())
-    for layout in dict.fromkeys((probed, PLAIN)):
-        for n in (1, 4, 8, 16):
-            rate = asyncio.run(ours(n, layout))
-            print(f"| beamtui local backend | {layout} | {n} | exact, every token | {rate:.1f} |", flush=True)
-    use_safe_weight_layout(embedded_model_path())
-    layout = server_layout(embedded_model_path())
-    print(f"| llama-cpp-python create_completion | {layout} | 1 | logprobs=1 | {high_level(True):.1f} |")
-    print(f"| llama-cpp-python create_completion | {layout} | 1 | none | {high_level(False):.1f} |")
+    probed = weight_layout(load_llama_cpp(), embedded_model_path())
+    choosable = [PLAIN, REPACKED, REPACKED_ONE_TOKEN] if probed == REPACKED else sorted({probed, PLAIN})
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=128, help="tokens per stream")
+    parser.add_argument("--layouts", default=",".join(choosable))
+    parser.add_argument("--one", nargs=4, metavar=("KIND", "LAYOUT", "STREAMS", "TOKENS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        kind, layout, streams, tokens = args.one
+        print(one(kind, layout, int(streams), int(tokens)))
+        return
+    print(f"{THREADS} threads, {args.tokens} tokens per stream, SmolLM2-135M-Instruct Q4_1; this CPU probes to "
+          f"{probed}\n")
+    print("| weights | streams | raw llama.cpp tok/s | beamtui local tok/s | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for layout in args.layouts.split(","):
+        for streams in STREAMS:
+            raw = in_child("raw", layout, streams, args.tokens)
+            ours = in_child("ours", layout, streams, args.tokens)
+            print(f"| {layout} | {streams} | {raw:.1f} | {ours:.1f} | {ours / raw:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python -m benchmarks.parallel_efficiency      (from the repository root)
 
 Starts tests/fault_server.py (synthetic tokens, no faults, 0.3 s per answer) on 127.0.0.1 and runs the real
-`beamtui bench` against it: once as issued (`--beam-widths 8 --n-per-beam 4`), and once against a server that
+`beamtui bench` against it: once as issued (`--widths 8 --n-per-beam 4`), and once against a server that
 ignores `n` with `--max-concurrent 8`, so that 32 requests per block compete for 8 slots. The server counts the
 peak number of requests in flight.
 """
@@ -24,7 +24,7 @@ LATENCY_S = 0.3
 def bench(server, *extra: str) -> dict:
     command = [
         sys.executable, "-m", "tui.cli", "bench", "--backend", "openai", "--base-url", server.base_url,
-        "--model", "synthetic", "--tokenizer", "embedded", "--beam-widths", "8", "--n-per-beam", "4",
+        "--model", "synthetic", "--tokenizer", "embedded", "--widths", "8", "--n-per-beam", "4",
         "--seed", "1", "--json", *extra,
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)

@@ -1,10 +1,10 @@
 """Dashboard responsiveness with 100 requests in flight, measured end to end in a real terminal (tmux).
 
-    python -m benchmarks.tui_responsiveness      (from the repository root; needs tmux)
+    python -m benchmarks.tui_responsiveness [STRATEGY ...]     (from the repository root; needs tmux)
 
 A loopback endpoint (tests/fault_server.py, in its own process) answers every request after 1 s, and
-`beamtui` runs in a 160x48 tmux pane with beam_width 100, n_per_beam 1 and a cap of 100: each block keeps
-100 requests in flight. Then:
+`beamtui` runs in a 160x48 tmux pane, once per strategy, sized to keep 100 requests in flight under a cap of 100
+(beam 100x1, 100 chains, 100 particles, best of 100; greedy and sample send one request at a time). Then:
 - key latency: time from `tmux send-keys` to the app writing the frame that shows the result, read from the
   pane's output stream (`tmux pipe-pane`), for `p` (the prompt dialog opens) and `m` (the settings bar
   shows the other mode; Textual rewrites only the cells that change, so a new word is what we look for)
@@ -88,14 +88,19 @@ def thread_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main() -> None:
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tests.fault_server", "--port", str(port), "--latency", "1.0"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+WIDTH_FLAGS = {  # 100 requests in flight at once, whatever the strategy
+    "beam": "--beam-width 100 --n-per-beam 1",
+    "mcmc": "--chains 100 --mcmc-steps 2",
+    "smc": "--particles 100",
+    "best-of-n": "--best-of 100",
+}
+
+
+def measure(strategy: str, port: int) -> tuple[list[float], list[float], float, int]:
     command = (
         f"{sys.executable} -m tui.cli --backend openai --base-url http://127.0.0.1:{port}/v1 --model synthetic "
-        "--tokenizer embedded --beam-width 100 --n-per-beam 1 --max-concurrent 100 --block-tokens 8 "
-        "--max-tokens 4096 --seed 1"
+        f"--tokenizer embedded --strategy {strategy} {WIDTH_FLAGS[strategy]} --max-concurrent 100 "
+        "--block-tokens 8 --max-tokens 4096 --seed 1"
     )
     start_session()
     try:
@@ -112,23 +117,36 @@ def main() -> None:
                 prompt_ms.append(1000 * stream.key_latency("p", b"Enter starts a new search"))
                 tmux("send-keys", "-t", SESSION, "Escape")
                 wait_for(r"^(?![\s\S]*Enter starts a new search)")
-                mode_ms.append(1000 * stream.key_latency("m", f"{mode} · beam_width".encode()))
+                mode_ms.append(1000 * stream.key_latency("m", f"{mode} · {strategy}".encode()))
         wait_for(r"in flight 100 of 100")
-        block_before = int(re.search(r"block (\d+) of", pane()).group(1))
+        blocks_before = int(re.search(r"block (\d+) of", pane()).group(1))
         cpu_before, wall_before = thread_cpu_seconds(pid), time.perf_counter()
         time.sleep(10)
         cpu = (thread_cpu_seconds(pid) - cpu_before) / (time.perf_counter() - wall_before)
-        blocks = int(re.search(r"block (\d+) of", pane()).group(1)) - block_before
+        blocks = int(re.search(r"block (\d+) of", pane()).group(1)) - blocks_before
     finally:
         tmux("kill-session", "-t", SESSION)
+    return prompt_ms, mode_ms, cpu, blocks
+
+
+def main() -> None:
+    strategies = sys.argv[1:] or list(WIDTH_FLAGS)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tests.fault_server", "--port", str(port), "--latency", "1.0"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"tmux {SIZE[0]}x{SIZE[1]}, loopback endpoint 1 s per request, 100 requests in flight, cap 100; "
+          "ten presses of each key per strategy\n")
+    print("| strategy | `p` → prompt dialog, median / max | `m` → new mode shown, median / max | UI-thread CPU "
+          "(10 s) | blocks begun in the CPU window |")
+    print("|---|---:|---:|---:|---:|")
+    try:
+        for strategy in strategies:
+            prompt_ms, mode_ms, cpu, blocks = measure(strategy, port)
+            print(f"| {strategy} | {statistics.median(prompt_ms):.0f} / {max(prompt_ms):.0f} ms | "
+                  f"{statistics.median(mode_ms):.0f} / {max(mode_ms):.0f} ms | {100 * cpu:.0f}% | {blocks} |",
+                  flush=True)
+    finally:
         server.terminate()
-    print(f"tmux {SIZE[0]}x{SIZE[1]}, loopback endpoint 1 s per request, beam_width 100 x n_per_beam 1, cap 100\n")
-    print("| measure | median | max |")
-    print("|---|---:|---:|")
-    print(f"| `p` → prompt dialog on screen | {statistics.median(prompt_ms):.0f} ms | {max(prompt_ms):.0f} ms |")
-    print(f"| `m` → settings bar shows the new mode | {statistics.median(mode_ms):.0f} ms | {max(mode_ms):.0f} ms |")
-    print(f"| UI-thread CPU over 10 s of searching | {100 * cpu:.0f}% | |")
-    print(f"\n(blocks of 100 requests finished during the CPU window: {blocks})")
 
 
 if __name__ == "__main__":

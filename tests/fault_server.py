@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 FAULTS = ("400", "429", "500", "503", "hang", "malformed", "reset", "no_logprobs")
 EOS_TOKEN = 2
 SYNTHETIC_VOCAB = (100, 4000)
+ARRIVALS_KEPT = 64  # enough for start-up measurements, bounded under load tests
 SYNTHETIC_CHOICES = 8  # tokens each position's made-up distribution spreads over
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable"}
@@ -55,6 +56,8 @@ class FaultConfig:
     seed: int = 0
     script: tuple[str, ...] = ()  # faults for the first requests, in order ("" for none); then the rates apply
     upstream: str | None = None  # proxy answers from this base URL instead of making them up
+    answer_tokens: tuple[int, ...] = ()  # when set, every answer continues this sequence with certainty, then ends
+
 
     def rate(self, fault: str) -> float:
         return getattr(self, f"rate_{fault}")
@@ -67,6 +70,7 @@ class ServerStats:
     peak_in_flight: int = 0
     answered: int = 0
     injected: Counter = field(default_factory=Counter)
+    arrivals: list[float] = field(default_factory=list)  # wall-clock times of the first ARRIVALS_KEPT requests
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -135,6 +139,8 @@ class FaultServer:
         """Answer one request; False when the connection must close."""
         stats, config = self.stats, self.config
         stats.requests += 1
+        if len(stats.arrivals) < ARRIVALS_KEPT:
+            stats.arrivals.append(time.time())
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         try:
@@ -224,6 +230,8 @@ class FaultServer:
         rng = random.Random(hashlib.sha256(seed.encode()).digest())
         temperature = float(payload.get("temperature", 1.0) if payload.get("temperature") is not None else 1.0)
         processed = self.config.logprobs_mode == "processed" and temperature not in (0.0, 1.0)
+        if self.config.answer_tokens:
+            return self._scripted_tokens(payload)
         drawn = []
         for position in range(int(payload.get("max_tokens") or 16)):
             if self.config.eos_rate and rng.random() < self.config.eos_rate:
@@ -239,6 +247,15 @@ class FaultServer:
             reported = sampled if processed else raw
             drawn.append((choices[pick], reported[pick], dict(zip(choices, reported, strict=True))))
         return drawn
+
+    def _scripted_tokens(self, payload: dict) -> list[tuple[int, float, dict[int, float]]]:
+        """The rest of `answer_tokens` after the longest part of it that the (token) prompt already ends with."""
+        script, prompt = self.config.answer_tokens, payload.get("prompt")
+        prompt = prompt if isinstance(prompt, list) else []
+        done = max((j for j in range(len(script) + 1) if j <= len(prompt) and prompt[len(prompt) - j:] ==
+                    list(script[:j])), default=0)
+        rest = [*script[done:], EOS_TOKEN][:int(payload.get("max_tokens") or 16)]
+        return [(token, 0.0, {token: 0.0}) for token in rest]
 
     def _synthetic_completion(self, payload: dict) -> dict:
         prompt = payload.get("prompt")

@@ -26,3 +26,18 @@ def test_importing_every_engine_module_loads_no_ui_library():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_engine_module_imports_alone_in_a_fresh_interpreter():
+    """A cycle (say backends/__init__ -> request_layer -> backends) only shows when a module is imported first."""
+    import pkgutil
+
+    import engine
+
+    names = ["engine"] + [m.name for m in pkgutil.walk_packages(engine.__path__, "engine.")]
+    failed = {}
+    for name in names:
+        done = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            failed[name] = done.stderr.strip().splitlines()[-1]
+    assert len(names) > 30 and not failed, failed

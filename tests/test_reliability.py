@@ -98,13 +98,26 @@ def start_server(*flags: str) -> tuple[subprocess.Popen, str]:
     return process, f"http://127.0.0.1:{port}/v1"
 
 
+def wait_for_requests(base_url: str, count: int, timeout: float = 60.0) -> None:
+    """Until the server has seen `count` requests: a slow start-up on a loaded machine must not be killed."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{base_url}/stats", timeout=5) as response:
+            if json.load(response)["requests"] >= count:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the server saw fewer than {count} requests in {timeout} s")
+
+
 def test_a_server_dying_mid_search_ends_it_clearly_and_keeps_the_best_beam():
     server, base_url = start_server("--latency", "0.3")
     command = [sys.executable, "-m", "tui.cli", "run", "--prompt", "q", "--backend", "openai", "--base-url",
                base_url, "--model", "synthetic", "--tokenizer", "embedded", "--beam-width", "2", "--n-per-beam",
                "2", "--block-tokens", "4", "--max-tokens", "400", "--max-retries", "1", "--seed", "1", "--json"]
     run = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)  # a few blocks in
+    wait_for_requests(base_url, 20)  # past the start-up probes, a few blocks in
     server.kill()
     out, err = run.communicate(timeout=60)
     assert run.returncode == 1
