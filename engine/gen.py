@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Literal
 
 from engine.sampler import Message, Sampler, SampleRequest
 from engine.errors import BackendError, ConfigError
+from engine.jsonl import JsonlAppender, check_writable, repair_and_load
 from engine.events import RequestFinished
 from engine.request_layer import RequestLayer, RequestTag
 from engine.settings import BackendSettings
@@ -115,34 +116,6 @@ def check_questions(path: Path) -> int:
     return count
 
 
-def repair_and_load(out: Path) -> set[tuple[str, int]]:
-    """(id, sample) pairs already in the output. A torn last line, left by a kill, is cut off first."""
-    if not out.exists():
-        return set()
-    with out.open("rb+") as handle:
-        data = handle.read()
-        keep = data.rfind(b"\n") + 1
-        if keep != len(data):
-            handle.truncate(keep)
-    done = set()
-    for line in data[:keep].splitlines():
-        try:
-            record = json.loads(line)
-            done.add((str(record["id"]), int(record.get("sample", 0))))
-        except (ValueError, KeyError, TypeError):
-            continue  # not ours, or damaged: that question is simply done again
-    return done
-
-
-def check_writable(path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
-
-
 @dataclass
 class GenProgress:
     """Counters a progress display reads; updated as results land."""
@@ -162,20 +135,6 @@ class GenProgress:
     @property
     def examples_per_s(self) -> float:
         return self.done / self.elapsed_s if self.elapsed_s else 0.0
-
-
-class JsonlAppender:
-    """Appends one JSON object per line and flushes it at once, so a kill loses no finished line."""
-
-    def __init__(self, path: Path):
-        self.handle: TextIO = path.open("a", encoding="utf-8")
-
-    def write(self, record: dict) -> None:
-        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.handle.flush()
-
-    def close(self) -> None:
-        self.handle.close()
 
 
 class Generator:
@@ -200,7 +159,7 @@ class Generator:
 
     async def run(self, total_questions: int) -> GenProgress:
         settings = self.settings
-        done = repair_and_load(settings.out)
+        done = repair_and_load(settings.out, sample_key)
         settings.errors_path.unlink(missing_ok=True)  # failures are retried now, and recorded again if they fail
         questions = min(total_questions, settings.limit or total_questions)
         progress = GenProgress(total=questions * settings.num_samples)
@@ -290,6 +249,10 @@ class Generator:
                           "error": "the backend returned fewer samples than requested"})
         progress.failed += len(lost)
         self.on_progress(progress)
+
+
+def sample_key(record: dict) -> tuple[str, int]:
+    return str(record["id"]), int(record.get("sample", 0))
 
 
 def _seed(seed: int, qid: str) -> int:

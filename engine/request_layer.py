@@ -53,8 +53,12 @@ class RequestStats:
     peak_in_flight: int = 0
     recent: LatencyWindow = field(default_factory=LatencyWindow)
 
+    def totals(self) -> dict:
+        """The running totals alone: cheap enough to take around every search."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "recent"}
+
     def as_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "recent"}
+        data = self.totals()
         data["sum_latency_s"] = round(self.sum_latency_s, 4)
         percentiles = self.recent.percentiles()
         if percentiles:

@@ -120,6 +120,18 @@ class SearchSettings:
             return f"best-of-n:{self.best_of}"
         return self.strategy
 
+    def with_spec(self, spec: str) -> SearchSettings:
+        """These settings with the strategy and sizes of a spec (the inverse of `spec`): greedy, sample,
+        best-of-n:8, beam:4x4, mcmc:2x5, smc:8."""
+        name, _, sizes = spec.strip().partition(":")
+        fields = {"beam": ("beam_width", "n_per_beam"), "mcmc": ("chains", "mcmc_steps"), "smc": ("particles",),
+                  "best-of-n": ("best_of",), "greedy": (), "sample": ()}.get(name)
+        parts = sizes.split("x") if sizes else []
+        if fields is None or len(parts) > len(fields) or not all(p.isdigit() for p in parts):
+            raise ConfigError(f"unknown strategy spec {spec!r}: use greedy, sample, best-of-n:N, beam:WxN, "
+                              "mcmc:CHAINSxSTEPS or smc:PARTICLES")
+        return self.replace(strategy=name, **{f: int(p) for f, p in zip(fields, parts, strict=False)})
+
     def with_width(self, width: int) -> SearchSettings:
         """The same search at another width (beam width, chains, particles or N, by strategy)."""
         return self.replace(**{self.width_field: width}) if self.width_field else self

@@ -14,7 +14,8 @@ from collections import Counter
 import pytest
 
 from engine.backends.tinker_sdk import TinkerSampler
-from engine.gen import Generator, GenSettings, question_id, repair_and_load
+from engine.gen import Generator, GenSettings, question_id, sample_key
+from engine.jsonl import repair_and_load
 from engine.request_layer import RequestLayer
 from engine.settings import BackendSettings
 from tests.conftest import ROOT, run_cli
@@ -100,7 +101,7 @@ def test_a_torn_last_line_is_repaired(fault_server, tmp_path):
     assert run_cli(*args).returncode == 0
     whole = out.read_text().splitlines()
     out.write_text("\n".join(whole[:3]) + "\n" + whole[3][: len(whole[3]) // 2])  # killed mid-write
-    assert repair_and_load(out) == {(json.loads(line)["id"], 0) for line in whole[:3]}
+    assert repair_and_load(out, sample_key) == {(json.loads(line)["id"], 0) for line in whole[:3]}
     assert out.read_text().endswith("\n")
     done = run_cli(*args)
     assert done.returncode == 0, done.stderr

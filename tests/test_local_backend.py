@@ -206,3 +206,18 @@ def test_the_decoder_uses_the_layout_it_was_given(layout_sampler, local_sampler)
     assert layout_sampler.model.layout == layout_sampler.layout
     assert layout_sampler.decoder.one_token_per_decode == (layout_sampler.layout == REPACKED_ONE_TOKEN)
     assert local_sampler.model.layout == weight_layout(llama_cpp, embedded_model_path())
+
+
+async def test_prefixes_pinned_by_queued_jobs_never_starve_the_job_ahead_of_them(local_sampler):
+    """Every idle sequence parked with a cached prefix, then a job for four sequences queued ahead of sixteen
+    one-sequence jobs that each pin one: the four-sequence job must still run (it used to wait forever)."""
+    def request(index: int, n: int = 1) -> SampleRequest:
+        ids = tuple(local_sampler.render_chat([Message("user", f"Count to {index}.")]))
+        return SampleRequest(ids, n=n, max_tokens=2, temperature=1.0, seed=index)
+
+    slots = local_sampler.n_seq_max
+    await asyncio.gather(*(local_sampler.sample(request(i)) for i in range(slots)))
+    head = local_sampler.sample(request(99, n=4))
+    queued = [local_sampler.sample(request(i)) for i in range(slots)]
+    answers = await asyncio.wait_for(asyncio.gather(head, *queued), timeout=120)
+    assert len(answers[0]) == 4 and all(len(a) == 1 for a in answers[1:])

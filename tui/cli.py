@@ -1,4 +1,4 @@
-"""`beamtui`: the dashboard by default, plus headless `run`, `bench` and `gen` for scripts."""
+"""`beamtui`: the dashboard by default, plus headless `run`, `bench`, `gen` and `eval` for scripts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from engine.errors import BeamtuiError, ConfigError, RunFailed
 from tui.options import OneLineParser, add_flags, command_flags, fail, refuse_misplaced
 
 EXIT_INTERRUPTED = 130
-COMMANDS = ("run", "bench", "gen")
+COMMANDS = ("run", "bench", "gen", "eval")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -38,6 +38,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     from tui.commands.gen import add_gen_parser
 
     add_gen_parser(commands)
+    from tui.commands.eval import add_eval_parser
+
+    add_eval_parser(commands)
     return parser, dict(commands.choices)
 
 
@@ -77,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         from tui.commands.gen import gen_command
 
         return run_async(lambda: gen_command(args))
+    if command == "eval":
+        from tui.commands.eval import eval_command
+
+        return run_async(lambda: eval_command(args))
     from tui.app import launch
 
     return launch(args)

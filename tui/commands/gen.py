@@ -13,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
-from engine.gen import Generator, GenProgress, GenSettings, check_questions, check_writable
+from engine.gen import Generator, GenProgress, GenSettings, check_questions
+from engine.jsonl import check_writable
 from engine.request_layer import RequestLayer
 from engine.settings import BackendSettings
 from tui.options import BACKEND_FIELDS, add_flags, merged_values

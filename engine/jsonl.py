@@ -1,0 +1,52 @@
+"""Resumable JSONL output: one flushed line per result, and a rerun that knows what is already there."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import TextIO
+
+from engine.errors import ConfigError
+
+
+class JsonlAppender:
+    """Appends one JSON object per line and flushes it at once, so a kill loses no finished line."""
+
+    def __init__(self, path: Path):
+        self.handle: TextIO = path.open("a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def repair_and_load(out: Path, key: Callable[[dict], Hashable]) -> set:
+    """The keys of the records already in the output. A torn last line, left by a kill, is cut off first."""
+    if not out.exists():
+        return set()
+    with out.open("rb+") as handle:
+        data = handle.read()
+        keep = data.rfind(b"\n") + 1
+        if keep != len(data):
+            handle.truncate(keep)
+    done = set()
+    for line in data[:keep].splitlines():
+        try:
+            record = json.loads(line)
+            done.add(key(record))
+        except (ValueError, KeyError, TypeError):
+            continue  # not ours, or damaged: that question is simply done again
+    return done
+
+
+def check_writable(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None

@@ -1,0 +1,185 @@
+"""`beamtui eval`: graders on real-looking answers, the statistics against known values, problem files as
+users download them, resumable output, and bad input refused in one line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from engine.eval_stats import mcnemar_exact_p, wilson_interval
+from engine.evaluation import summarize
+from engine.grading import Grader, last_number, parse_grader
+from engine.problems import Problem, read_problems
+from engine.tokenizers import load_tokenizer
+from tests.conftest import ROOT, run_cli
+from tests.fault_server import FaultConfig, ThreadedFaultServer
+
+FIXTURES = ROOT / "tests" / "fixtures" / "problems"
+
+
+def problem(answer: str, choices: tuple[str, ...] = ()) -> Problem:
+    return Problem("p", "q", answer, choices)
+
+
+@pytest.mark.parametrize(("grader", "text", "gold", "extracted", "correct"), [
+    ("math", "Adding them gives $\\boxed{\\frac{1}{2}}$.", "0.5", "\\frac{1}{2}", True),
+    ("math", "So the answer is $\\boxed{0.5}$", "\\frac{1}{2}", "\\frac{1}{2}", True),  # as math-verify reads it
+    ("math", "The result is \\boxed{\\frac{2}{3}}", "\\frac{1}{2}", "\\frac{2}{3}", False),
+    ("math", "I am not sure.", "4", None, False),
+    ("numeric", "So in total it sold 1,000 pencils.", "1000", "1000", True),
+    ("numeric", "It costs $1,250.00 per week, i.e. 5,000 dollars.", "5000", "5000", True),
+    ("numeric", "9 plus 4 is 13.", "13", "13", True),
+    ("numeric", "The temperature fell to -3 degrees.", "-3", "-3", True),
+    ("numeric", "I cannot tell.", "13", None, False),
+    ("numeric", "9 plus 4 is 12.", "13", "12", False),
+    ("choice", "The red planet is Mars, so the answer is (B).", "B", "B", True),
+    ("choice", "Answer: C", "B", "C", False),
+    ("choice", "none of these", "B", None, False),
+    ("exact", "Paris.", "paris", "Paris.", True),
+    ("exact", "The answer is: Lyon", "Paris", "Lyon", False),
+])
+def test_graders_read_real_looking_answers(grader, text, gold, extracted, correct):
+    grade = Grader(grader).grade(text, problem(gold, ("Venus", "Mars", "Jupiter", "Saturn")))
+    assert (grade.extracted, grade.correct) == (extracted, correct)
+
+
+def test_the_regex_grader_keeps_its_group_and_no_match_is_no_answer():
+    grader = parse_grader(r"regex:ANSWER=(\w+)", "generic", "x")
+    assert grader.grade("work... ANSWER=blue", problem("blue")).correct
+    assert grader.grade("no marker here", problem("blue")).extracted is None
+
+
+def test_auto_grader_follows_the_file_shape():
+    assert parse_grader("auto", "gsm8k", "72").kind == "numeric"
+    assert parse_grader("auto", "math", "\\frac{1}{2}").kind == "math"
+    assert parse_grader("auto", "choice", "B").kind == "choice"
+    assert parse_grader("auto", "generic", "13").kind == "numeric"
+    assert parse_grader("auto", "generic", "Paris").kind == "exact"
+    assert last_number("between 1,000 and 2,500 units") == "2500"
+
+
+def test_wilson_interval_and_exact_mcnemar_against_known_values():
+    # Wilson (1927) 95% interval for 8/10, as in Newcombe (1998) table I: 0.490 to 0.943.
+    low, high = wilson_interval(8, 10)
+    assert (round(low, 3), round(high, 3)) == (0.490, 0.943)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 0) == (0.0, 1.0)
+    assert mcnemar_exact_p(10, 2) == pytest.approx(2 * (1 + 12 + 66) / 4096)  # binomial(12, 1/2), k <= 2
+    assert mcnemar_exact_p(0, 5) == pytest.approx(2 / 32) and mcnemar_exact_p(3, 3) == 1.0
+
+
+def test_a_strategy_planted_correct_beats_one_planted_wrong_with_the_expected_p_value():
+    records = []
+    for i in range(12):
+        base = {"id": f"p{i}", "sample": 0, "tokens": 10, "requests": 1, "wall_s": 0.1, "extracted": "1"}
+        records.append(base | {"strategy": "wrong", "correct": i == 0})  # right once, on a problem both get
+        records.append(base | {"strategy": "right", "correct": True, "tokens": 30})
+    wrong, right = summarize(records, ["wrong", "right"])
+    assert (wrong.correct, right.correct, right.n) == (1, 12, 12)
+    assert right.diff_vs_first == pytest.approx(11 / 12)
+    assert right.mcnemar_p == pytest.approx(2 / 2**11)  # 11 discordant pairs, all one way
+    assert right.tokens_per_correct == 30 and wrong.tokens_per_correct == 120
+
+
+def test_problem_files_as_users_download_them_are_detected():
+    gsm8k = read_problems(FIXTURES / "gsm8k.jsonl")
+    assert gsm8k.shape == "gsm8k" and [p.answer for p in gsm8k.problems] == ["72", "5000"]
+    math500 = read_problems(FIXTURES / "math500.jsonl")
+    assert math500.shape == "math" and math500.problems[0].answer == "\\frac{1}{2}"
+    assert math500.problems[0].id == "test/prealgebra/1.json"
+    choice = read_problems(FIXTURES / "choice.jsonl")
+    assert choice.shape == "choice" and choice.problems[0].choices[1] == "Mars"
+    shipped = read_problems(ROOT / "assets" / "arithmetic.jsonl")
+    assert shipped.shape == "generic" and len(shipped.problems) == 200
+
+
+def scripted_server(text: str, latency: float = 0.0) -> ThreadedFaultServer:
+    return ThreadedFaultServer(FaultConfig(answer_tokens=tuple(load_tokenizer("embedded").encode(text)),
+                                           latency=latency))
+
+
+ENDPOINT = ("--backend", "openai", "--model", "synthetic", "--tokenizer", "embedded")
+
+
+def test_eval_grades_every_strategy_and_reports_the_table(tmp_path):
+    problems = tmp_path / "p.jsonl"
+    problems.write_text("".join(json.dumps({"id": f"p{i}", "question": f"q{i}", "answer": "42" if i < 3 else "7"})
+                                + "\n" for i in range(6)))
+    out = tmp_path / "out.jsonl"
+    with scripted_server(" The answer is 42.") as server:
+        done = run_cli("eval", "--problems", str(problems), "--strategies", "greedy,beam:2x2,smc:3",
+                       "--out", str(out), "--json", "--quiet", "--max-tokens", "12", "--block-tokens", "4",
+                       "--temperature", "1", "--base-url", server.base_url, *ENDPOINT)
+    assert done.returncode == 0, done.stderr
+    assert "6 problems, generic" in done.stderr
+    summary = json.loads(done.stdout)
+    rows = {row["strategy"]: row for row in summary["strategies"]}
+    assert list(rows) == ["greedy", "beam:2x2", "smc:3"]
+    for row in rows.values():
+        assert (row["n"], row["correct"], row["no_answer"]) == (6, 3, 0)
+        assert row["mcnemar_p"] in (None, 1.0) and row["mean_tokens"] > 0 and row["mean_requests"] >= 1
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 18 and all(line["extracted"] == "42" for line in lines)
+    assert {"answer", "correct", "tokens", "requests", "wall_s", "settings"} <= lines[0].keys()
+
+
+def test_eval_resumes_after_kill_9_with_every_search_exactly_once(tmp_path):
+    problems = tmp_path / "p.jsonl"
+    problems.write_text("".join(json.dumps({"question": f"question {i}", "answer": "42"}) + "\n"
+                                for i in range(20)))
+    out = tmp_path / "out.jsonl"
+    with scripted_server(" 42", latency=0.2) as server:
+        command = [sys.executable, "-m", "tui.cli", "eval", "--problems", str(problems), "--strategies",
+                   "greedy,best-of-n:2", "--out", str(out), "--quiet", "--max-tokens", "4", "--max-concurrent",
+                   "2", "--base-url", server.base_url, *ENDPOINT]
+        run = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while (not out.exists() or len(out.read_text().splitlines()) < 6) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        first = len(out.read_text().splitlines())
+        assert 6 <= first < 40
+        again = subprocess.run(command + ["--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    keys = [(r["id"], r["strategy"]) for r in map(json.loads, out.read_text().splitlines())]
+    assert len(keys) == len(set(keys)) == 40
+    assert all(row["n"] == 20 and row["correct"] == 20 for row in json.loads(again.stdout)["strategies"])
+
+
+def test_a_small_eval_on_the_embedded_model(tmp_path):
+    out = tmp_path / "out.jsonl"
+    done = run_cli("eval", "--problems", str(ROOT / "assets" / "arithmetic.jsonl"), "--limit", "2",
+                   "--strategies", "greedy,beam:2x2", "--max-tokens", "8", "--block-tokens", "4", "--out", str(out),
+                   "--json", "--quiet")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["strategies"]
+    assert [row["n"] for row in rows] == [2, 2] and rows[1]["mean_requests"] >= 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--strategies", "greedy,bogus:3"], "unknown strategy spec 'bogus:3'"),
+    (["--grader", "regex:no group"], "exactly one group"),
+    (["--grader", "fuzzy"], "--grader must be one of"),
+    (["--prompt-template", "no placeholder"], "must contain {question}"),
+    (["--limit", "0"], "--limit must be >= 1"),
+])
+def test_bad_eval_input_is_one_line_and_exit_2(tmp_path, args, message):
+    done = run_cli("eval", "--problems", str(FIXTURES / "gsm8k.jsonl"), "--out", str(tmp_path / "o.jsonl"), *args)
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "has no problems"),
+    ('{"question": "What is 2 plus 2?"}\n', "no answer"),
+    ("not json\n", "not a JSON object"),
+])
+def test_bad_problem_files_are_one_line_and_exit_2(tmp_path, content, message):
+    problems = tmp_path / "p.jsonl"
+    problems.write_text(content)
+    done = run_cli("eval", "--problems", str(problems), "--out", str(tmp_path / "o.jsonl"))
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1

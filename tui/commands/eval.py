@@ -1,0 +1,152 @@
+"""`beamtui eval`: strategies side by side on a problem file, with accuracy, cost and confidence."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.backends.factory import open_sampler
+from engine.errors import ConfigError
+from engine.evaluation import (
+    DEFAULT_STRATEGIES,
+    EvalSettings,
+    Evaluator,
+    StrategySummary,
+    parse_strategies,
+    read_records,
+    summarize,
+)
+from engine.grading import GRADERS, TEMPLATES, check_template, parse_grader
+from engine.jsonl import check_writable
+from engine.problems import read_problems
+from engine.request_layer import RequestLayer
+from tui.options import add_flags, merged_values, settings_from
+
+# Short answers by default: the shipped problems need a few tokens, and the default eval must fit in minutes.
+EVAL_DEFAULTS = {"max_tokens": 32, "block_tokens": 16, "seed": 0}
+
+
+def add_eval_parser(commands) -> None:
+    evaluate = commands.add_parser("eval", help="compare strategies on a problem file: accuracy, cost, confidence")
+    evaluate.add_argument("--problems", required=True,
+                          help=".jsonl: {question|problem|prompt, answer}, GSM8K, MATH or multiple choice")
+    evaluate.add_argument("--strategies", default=DEFAULT_STRATEGIES,
+                          help=f"comma-separated specs, the first is the baseline (default {DEFAULT_STRATEGIES})")
+    evaluate.add_argument("--grader", default="auto", help=f"{' | '.join(GRADERS)} (default auto: by file shape)")
+    evaluate.add_argument("--prompt-template", help="the prompt, with {question} (and {choices}); "
+                                                    "default: one asking for the answer in the grader's form")
+    evaluate.add_argument("--limit", type=int, help="only the first N problems")
+    evaluate.add_argument("--samples", type=int, default=1, help="searches per problem and strategy (default 1)")
+    evaluate.add_argument("--out", default="eval_results.jsonl",
+                          help="results, one line per search; a rerun resumes it (default eval_results.jsonl)")
+    evaluate.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars, just the summary")
+    add_flags(evaluate, "eval")
+
+
+async def eval_command(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    given = merged_values(args)
+    values = EVAL_DEFAULTS | given
+    if "block_tokens" not in given:
+        values["block_tokens"] = min(values["block_tokens"], values["max_tokens"])
+    base, backend = settings_from(values | {"prompt": "(each problem's)"})
+    strategies = parse_strategies(args.strategies, base)
+    problem_set = read_problems(Path(args.problems), args.limit)
+    grader = parse_grader(args.grader, problem_set.shape, problem_set.problems[0].answer)
+    template = check_template(args.prompt_template or TEMPLATES[grader.kind])
+    settings = EvalSettings(base, strategies, grader, template, Path(args.out), args.samples,
+                            base.seed).validate()
+    check_writable(settings.out)
+    err = Console(stderr=True)
+    err.print(f"problems: {problem_set.describe(Path(args.problems))} · grader {grader.name}", soft_wrap=True)
+    sampler = await open_sampler(backend)
+    try:
+        layer = RequestLayer(sampler, max_concurrent=backend.max_concurrent, timeout=backend.timeout,
+                             max_retries=backend.max_retries, rng=random.Random(settings.seed))
+        evaluator = Evaluator(settings, backend, sampler, layer)
+        wall = await run_with_progress(evaluator, problem_set.problems, err, quiet=args.quiet)
+    finally:
+        await sampler.aclose()
+    ids = {p.id for p in problem_set.problems}
+    records = (r for r in read_records(settings.out) if r.get("id") in ids and r.get("sample", 0) < args.samples)
+    rows = summarize(records, [s.spec for s in strategies])
+    if args.json:
+        print(json.dumps({"problems": len(ids), "shape": problem_set.shape, "grader": grader.name,
+                          "template": template, "wall_s": round(wall, 3), "max_concurrent": backend.max_concurrent,
+                          "backend": backend.backend, "out": str(settings.out),
+                          "strategies": [row.as_dict() for row in rows]}))
+    else:
+        console = Console()
+        console.print(summary_table(rows, f"{len(ids)} problems · grader {grader.name} · {backend.backend} · "
+                                          f"tokens, requests: per problem · none: no answer read · this run {wall:.1f}s"))
+        console.print(f"prompt template: {template!r}", soft_wrap=True)
+        print(frontier_chart(rows))
+    return 0
+
+
+async def run_with_progress(evaluator: Evaluator, problems, console: Console, *, quiet: bool) -> float:
+    if quiet:
+        return await evaluator.run(problems)
+    columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[accuracy]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, refresh_per_second=8) as bars:
+        tasks = {}
+
+        def show(spec: str, record: dict, progress) -> None:
+            if spec not in tasks:
+                tasks[spec] = bars.add_task(spec, total=progress.total, accuracy="")
+            bars.update(tasks[spec], completed=progress.done + progress.skipped,
+                        accuracy=f"{progress.correct}/{progress.done} right this run")
+
+        for strategy in evaluator.settings.strategies:
+            total = len(problems) * evaluator.settings.samples
+            tasks[strategy.spec] = bars.add_task(strategy.spec, total=total, accuracy="")
+        evaluator.on_result = show
+        return await evaluator.run(problems)
+
+
+def summary_table(rows: list[StrategySummary], title: str) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, caption=f"Δ: paired accuracy difference against "
+                  f"{rows[0].strategy}; p: exact McNemar; Σ s: its searches' own times, which overlap",
+                  caption_justify="left")
+    for name in ("strategy", "accuracy (95% CI)", "n", "none", "tokens", "requests", "Σ s", "tok/right", "Δ",
+                 "p"):
+        table.add_column(name, justify="left" if name == "strategy" else "right",
+                         no_wrap=name in ("strategy", "accuracy (95% CI)", "Δ"))
+    for row in rows:
+        table.add_row(
+            row.strategy, f"{row.accuracy:.1%} ({row.ci_low:.0%}-{row.ci_high:.0%})", str(row.n), str(row.no_answer),
+            f"{row.mean_tokens:.1f}", f"{row.mean_requests:.1f}", f"{row.wall_s:.0f}",
+            "–" if row.tokens_per_correct is None else f"{row.tokens_per_correct:.0f}",
+            "–" if row.diff_vs_first is None else f"{row.diff_vs_first:+.1%}",
+            "–" if row.mcnemar_p is None else f"{row.mcnemar_p:.2g}",
+        )
+    return table
+
+
+def frontier_chart(rows: list[StrategySummary]) -> str:
+    """Accuracy against mean tokens per problem, each strategy's name at its point: the cost frontier."""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.theme("clear")
+    plt.plotsize(72, 14)
+    for row in rows:
+        plt.scatter([row.mean_tokens], [100 * row.accuracy], marker="●")
+        plt.text(" " + row.strategy, row.mean_tokens, 100 * row.accuracy, alignment="left")
+    plt.xlim(0, max(row.mean_tokens for row in rows) * 1.15 or 1)
+    plt.ylim(0, 100)
+    plt.xlabel("tokens per problem")
+    plt.ylabel("accuracy %")
+    plt.title("cost frontier: accuracy against tokens per problem")
+    return re.sub(r"\x1b\[[0-9;]*m", "", plt.build())  # plain text, whatever the terminal
