@@ -20,7 +20,7 @@ from typing import Literal
 
 from engine.sampler import Message, Sampler, SampleRequest
 from engine.errors import BackendError, ConfigError
-from engine.jsonl import JsonlAppender, check_writable, repair_and_load
+from engine.jsonl import JsonlAppender, repair_and_load
 from engine.events import RequestFinished
 from engine.request_layer import RequestLayer, RequestTag
 from engine.settings import BackendSettings

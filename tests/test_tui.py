@@ -55,6 +55,22 @@ async def test_the_app_starts_searching_and_candidate_rows_appear():
         assert "★" in str(app.query_one(TreePanel).render())
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_every_strategy_shows_its_population_tree_and_progress_on_the_embedded_model(strategy):
+    from tui.panels.population import TITLES
+
+    settings = SMALL.replace(strategy=strategy, chains=2, mcmc_steps=1, particles=3, best_of=3)
+    app = BeamtuiApp(settings, LOCAL)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state.status == "finished")
+        await pilot.pause(0.2)
+        population = app.query_one(PopulationPanel)
+        assert population.border_title == TITLES[strategy]
+        assert population.query_one("DataTable").row_count >= 1
+        assert "★" in str(app.query_one(TreePanel).render())
+        assert app.state.best_text and "search finished" in log_text(app)
+
+
 async def test_plus_widens_the_beam_and_the_new_search_shows_three_beams():
     app = BeamtuiApp(SMALL, LOCAL)
     async with app.run_test(size=SIZE) as pilot:
