@@ -57,6 +57,8 @@ class FaultConfig:
     script: tuple[str, ...] = ()  # faults for the first requests, in order ("" for none); then the rates apply
     upstream: str | None = None  # proxy answers from this base URL instead of making them up
     answer_tokens: tuple[int, ...] = ()  # when set, every answer continues this sequence with certainty, then ends
+    streams: bool = True  # answers `"stream": true` completions as server-sent events, a token per chunk
+    stream_token_s: float = 0.0  # pause between streamed tokens
 
 
     def rate(self, fault: str) -> float:
@@ -193,6 +195,11 @@ class FaultServer:
                 await writer.drain()
                 _reset(writer)
                 return False
+            if status == 200 and payload.get("stream") and config.streams and "choices" in answer \
+                    and not path.endswith("/chat/completions"):
+                await _stream_completion(writer, answer, config.stream_token_s)
+                stats.answered += 1
+                return False  # the event stream ends with the connection
             await _respond(writer, status, answer)
             stats.answered += status == 200
             return True
@@ -345,6 +352,42 @@ async def _respond_raw(writer: asyncio.StreamWriter, status: int, data: bytes, h
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
     await writer.drain()
+
+
+async def _stream_completion(writer: asyncio.StreamWriter, answer: dict, pause_s: float) -> None:
+    """The answer as a /v1/completions event stream: a chunk per token per choice, as vLLM sends them with
+    logprobs, then one with each choice's finish reason, then [DONE]."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+
+    async def send(choices: list[dict]) -> None:
+        writer.write(b"data: " + json.dumps({"id": answer["id"], "object": "text_completion",
+                                               "model": answer["model"], "choices": choices}).encode() + b"\n\n")
+        await writer.drain()
+
+    longest = max((len(c["logprobs"]["tokens"]) for c in answer["choices"] if c["logprobs"]), default=0)
+    for position in range(longest):
+        chunk = []
+        for choice in answer["choices"]:
+            logprobs = choice["logprobs"]
+            if logprobs and position < len(logprobs["tokens"]):
+                top = logprobs["top_logprobs"]
+                chunk.append({"index": choice["index"], "text": _word(_token_of(logprobs["tokens"][position])),
+                              "finish_reason": None, "logprobs": {
+                                  "tokens": [logprobs["tokens"][position]],
+                                  "token_logprobs": [logprobs["token_logprobs"][position]],
+                                  "top_logprobs": [top[position]] if top else None, "text_offset": None}})
+        await send(chunk)
+        if pause_s:
+            await asyncio.sleep(pause_s)
+    await send([{"index": c["index"], "text": "", "finish_reason": c["finish_reason"], "logprobs": None}
+                for c in answer["choices"]])
+    writer.write(b"data: [DONE]\n\n")
+    await writer.drain()
+    writer.close()
+
+
+def _token_of(name: str) -> int:
+    return int(name.split(":")[1]) if name.startswith("token_id:") else -1
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

@@ -93,3 +93,28 @@ def test_run_json_reports_what_each_strategy_did(fault_server, strategy):
     assert bench.returncode == 0, bench.stderr
     row = json.loads(bench.stdout)["rows"][0]
     assert row["strategy"] == strategy and row["same_answer"] is True and row["requests"] >= 1
+
+
+@pytest.mark.parametrize("streams", [True, False])
+async def test_openai_streamed_candidates_grow_live_and_change_nothing(streams):
+    """A server that streams completions with logprobs feeds the live board; one that does not gets whole
+    responses. Either way the result is the same to the bit as without watching."""
+    from engine.events import CandidatesGrowing
+    from tests.fault_server import FaultConfig, ThreadedFaultServer
+
+    config = FaultConfig(streams=streams, stream_token_s=0.03)
+    for strategy in ("beam", "smc", "mcmc"):
+        with ThreadedFaultServer(config) as server:
+            limits = openai_settings(server.base_url, max_concurrent=8)
+            sampler = await open_sampler(limits)
+            try:
+                settings = small(strategy, temperature=1.0, block_tokens=6, max_tokens=12)
+                plain = await run_search(settings, sampler, limits)
+                events = []
+                watched = await run_search(settings, sampler, limits, events.append, watch_growth=True)
+            finally:
+                await sampler.aclose()
+        assert fingerprint(watched) == fingerprint(plain), strategy
+        grew = [e for e in events if isinstance(e, CandidatesGrowing)]
+        assert sampler.streams is streams
+        assert bool(grew) is streams, strategy

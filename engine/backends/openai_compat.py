@@ -101,6 +101,7 @@ class OpenAISampler(TokenizerBacked):
         self.token_prompts = True  # send prompts as token ids, unless the server refuses them
         self.alternatives = False  # the server returns the top alternatives at each position
         self.processed = False  # its logprobs are of the distribution it sampled from, not the raw model
+        self.streams: bool | None = None  # streams completions with logprobs; found out by the first watched request
         limits = httpx2.Limits(max_connections=max_concurrent, max_keepalive_connections=max_concurrent)
         # aiohttp under the SDK's httpx interface: at 100 requests a second httpcore's pool alone costs ~2 ms
         # of CPU per request, enough to hold a 50-wide window at 85% of ideal instead of 92%.
@@ -187,11 +188,17 @@ class OpenAISampler(TokenizerBacked):
             if self.api == "chat":
                 response = await self._chat(request, alternatives)
                 return [self._continuation(request, *_from_chat_choice(c)) for c in _choices(response)]
+            if request.watch is not None and token_prompt and self.streams is not False:
+                streamed = await self._stream_complete(request, alternatives)
+                if streamed:
+                    self.streams = True
+                    return [self._continuation(request, *_from_completion_choice(c)) for c in streamed]
+                self.streams = False  # the server answered with no event stream: whole responses from now on
             response = await self._complete(request, alternatives, token_prompt)
             return [self._continuation(request, *_from_completion_choice(c)) for c in _choices(response)]
         except BackendError:
             raise
-        except (openai.OpenAIError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        except (openai.OpenAIError, httpx2.HTTPError, ValueError, TypeError, AttributeError, KeyError) as exc:
             raise backend_error(exc, self.api_key) from None
 
     def _alternatives_wanted(self, request: SampleRequest) -> int:
@@ -202,13 +209,50 @@ class OpenAISampler(TokenizerBacked):
         return LOGPROB_ALTERNATIVES if estimating and self.alternatives else 0
 
     async def _complete(self, request: SampleRequest, alternatives: int, token_prompt: bool) -> httpx2.Response:
+        return await self._post("/completions", self._completion_body(request, alternatives, token_prompt))
+
+    def _completion_body(self, request: SampleRequest, alternatives: int, token_prompt: bool) -> dict[str, Any]:
         body = self._common(request)
         if token_prompt:
             body |= {"prompt": list(request.prompt_ids), "return_tokens_as_token_ids": True}
         else:
             body["prompt"] = self._prompt_text(request)
         body["logprobs"] = max(1, alternatives)
-        return await self._post("/completions", body)
+        return body
+
+    async def _stream_complete(self, request: SampleRequest, alternatives: int) -> list[dict]:
+        """The choices of a streamed completion, assembled into the shape of a whole response, so a streamed
+        result is the same to the bit. As tokens arrive they are appended to lists handed to `request.watch`.
+        Empty when the server sent no event stream."""
+        body = self._completion_body(request, alternatives, token_prompt=True) | {"stream": True}
+        stream = await self.client.post("/completions", body=body, cast_to=object, stream=True,
+                                        stream_cls=openai.AsyncStream[object])
+        choices: dict[int, dict] = {}
+        live: dict[int, tuple[list[int], list[float]]] = {}
+        async for chunk in stream:
+            for part in chunk.get("choices") or ():
+                index = int(part["index"])
+                if index not in choices:
+                    choices[index] = {"index": index, "text": "", "finish_reason": None,
+                                      "logprobs": {"tokens": [], "token_logprobs": [], "top_logprobs": []}}
+                    live[index] = ([], [])
+                    request.watch(index, *live[index])
+                choice, (ids, values) = choices[index], live[index]
+                choice["text"] += part.get("text") or ""
+                choice["finish_reason"] = part.get("finish_reason") or choice["finish_reason"]
+                logprobs = part.get("logprobs") or {}
+                for position, (token, value) in enumerate(zip(logprobs.get("tokens") or (),
+                                                              logprobs.get("token_logprobs") or (), strict=True)):
+                    choice["logprobs"]["tokens"].append(token)
+                    choice["logprobs"]["token_logprobs"].append(value)
+                    top = logprobs.get("top_logprobs")
+                    choice["logprobs"]["top_logprobs"].append(top[position] if top else None)
+                    values.append(float(value))
+                    ids.append(_token_id(token))  # last: a watcher that sees the token sees its logprob too
+        for choice in choices.values():
+            if not any(choice["logprobs"]["top_logprobs"]):
+                choice["logprobs"]["top_logprobs"] = None
+        return [choices[index] for index in sorted(choices)]
 
     async def _chat(self, request: SampleRequest, alternatives: int) -> httpx2.Response:
         body = self._common(request)
