@@ -19,7 +19,7 @@ from pathlib import Path
 
 from engine.errors import ConfigError
 from engine.eval_stats import mcnemar_exact_p, wilson_interval
-from engine.events import RequestFinished
+from engine.events import EventSink, discard
 from engine.grading import Grader, prompt_for
 from engine.jsonl import JsonlAppender, repair_and_load
 from engine.problems import Problem
@@ -70,34 +70,14 @@ class StrategyProgress:
 
 
 @dataclass
-class _Usage:
-    requests: int = 0
-    tokens: int = 0
-    failures: int = 0
-
-
-@dataclass
 class Evaluator:
     settings: EvalSettings
     backend: BackendSettings
     sampler: Sampler
     layer: RequestLayer
     on_result: Callable[[str, dict, StrategyProgress], None] = lambda spec, record, progress: None
+    emit: EventSink = discard  # every search's events, each tagged with its own run id (the eval dashboard)
     progress: dict[str, StrategyProgress] = field(default_factory=dict)
-
-    def __post_init__(self):
-        self._usage: dict[str, _Usage] = defaultdict(_Usage)
-        forward = self.layer.emit
-
-        def count(event) -> None:  # per search, by run id: the layer is shared
-            if isinstance(event, RequestFinished):
-                usage = self._usage[event.run_id]
-                usage.requests += 1
-                usage.tokens += event.completion_tokens
-                usage.failures += event.error is not None
-            forward(event)
-
-        self.layer.emit = count
 
     async def run(self, problems: list[Problem]) -> float:
         """Every missing (problem, strategy, sample) search; returns the wall time of this run."""
@@ -145,14 +125,15 @@ class Evaluator:
         prompt = prompt_for(settings.template, problem)
         run_id = hashlib.sha256(f"{problem.id}|{strategy.spec}|{k}".encode()).hexdigest()[:12]
         search = strategy.replace(prompt=prompt, seed=_seed(settings.seed, problem.id, k))
-        result = await run_search(search, self.sampler, self.backend, run_id=run_id, layer=self.layer)
-        usage = self._usage.pop(run_id, _Usage())
+        result = await run_search(search, self.sampler, self.backend, self.emit, run_id=run_id, layer=self.layer,
+                                  watch_growth=self.emit is not discard)
+        usage = result.usage  # this search's own requests, though the layer is shared
         text = result.answer.text if result.answer is not None else ""
         grade = settings.grader.grade(text, problem)
         record = {
             "id": problem.id, "strategy": strategy.spec, "sample": k, "answer": text,
             "extracted": grade.extracted, "gold": problem.answer, "correct": grade.correct,
-            "tokens": usage.tokens, "requests": usage.requests, "failures": usage.failures,
+            "tokens": usage["completion_tokens"], "requests": usage["requests"], "failures": usage["failures"],
             "wall_s": round(result.wall_s, 4), "error": result.error,
             "settings": {"alpha": search.alpha, "temperature": search.proposal_temperature,
                          "block_tokens": search.block_tokens, "max_tokens": search.max_tokens,

@@ -68,10 +68,12 @@ class RequestStats:
 
 @dataclass(frozen=True)
 class RequestTag:
-    """Where a request belongs, so its events can be placed: the run, and the round within it."""
+    """Where a request belongs, so its events can be placed: the run, and the round within it. `stats`, when
+    given, counts the request a second time for its owner, so a search sharing the layer (eval) knows its own."""
 
     run_id: str = ""
     round: int = 0
+    stats: RequestStats | None = field(default=None, compare=False)
 
 
 def backoff_delay(attempt: int, retry_after: float | None, rng: random.Random) -> float:
@@ -162,7 +164,8 @@ class RequestLayer:
             attempt += 1
             async with self._slots:
                 self.in_flight += 1
-                self.stats.attempts += 1
+                for stats in self._counters(tag):
+                    stats.attempts += 1
                 self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
                 self.emit(RequestStarted(tag.run_id, tag.round, request_id, self.in_flight))
                 started = self.clock()
@@ -185,9 +188,13 @@ class RequestLayer:
                 self._record(request_id, tag, request, latency, attempt, None, error)
                 raise error
             delay = backoff_delay(attempt, error.retry_after, self.rng)
-            self.stats.retries += 1
+            for stats in self._counters(tag):
+                stats.retries += 1
             self.emit(RequestRetried(tag.run_id, tag.round, request_id, attempt, str(error), delay))
             await asyncio.sleep(delay)
+
+    def _counters(self, tag: RequestTag) -> tuple[RequestStats, ...]:
+        return (self.stats,) if tag.stats is None else (self.stats, tag.stats)
 
     def _record(
         self,
@@ -199,16 +206,15 @@ class RequestLayer:
         continuations: list[Continuation] | None,
         error: BackendError | None = None,
     ) -> None:
-        stats = self.stats
-        stats.requests += 1
-        stats.sum_latency_s += latency
-        stats.recent.add(latency)
         completion = sum(len(c.token_ids) for c in continuations or ())
         prompt = len(request.prompt_ids) if continuations else 0
-        stats.prompt_tokens += prompt
-        stats.completion_tokens += completion
-        if error is not None:
-            stats.failures += 1
+        self.stats.recent.add(latency)
+        for stats in self._counters(tag):
+            stats.requests += 1
+            stats.sum_latency_s += latency
+            stats.prompt_tokens += prompt
+            stats.completion_tokens += completion
+            stats.failures += error is not None
         self.emit(
             RequestFinished(
                 tag.run_id, tag.round, request_id, latency, prompt, completion, attempt - 1, self.in_flight,

@@ -120,7 +120,6 @@ async def run_search(
     if layer is None:
         layer = RequestLayer(sampler, max_concurrent=limits.max_concurrent, timeout=limits.timeout,
                              max_retries=limits.max_retries, rng=random.Random(seed))
-    before = layer.stats.totals()
     own_emit = layer.emit
     layer.emit = emit if own_emit is discard else own_emit
     messages = prompt_messages(settings)
@@ -138,11 +137,8 @@ async def run_search(
         if reporter is not None:
             reporter.cancel()
         layer.emit = own_emit
-    after = layer.stats.totals()
-    usage = {key: after[key] - before.get(key, 0) for key in after if isinstance(after[key], int)
-             and key != "peak_in_flight"}
-    usage |= {"sum_latency_s": round(after["sum_latency_s"] - before["sum_latency_s"], 4),
-              "peak_in_flight": after["peak_in_flight"]}
+    usage = search.usage.totals() | {"sum_latency_s": round(search.usage.sum_latency_s, 4),
+                                     "peak_in_flight": layer.stats.peak_in_flight}  # the layer's, shared or not
     result = SearchResult(
         run_id=run_id,
         settings=settings,

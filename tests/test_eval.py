@@ -183,3 +183,39 @@ def test_bad_problem_files_are_one_line_and_exit_2(tmp_path, content, message):
     problems.write_text(content)
     done = run_cli("eval", "--problems", str(problems), "--out", str(tmp_path / "o.jsonl"))
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+async def test_the_eval_dashboard_fills_the_table_and_follows_one_search_at_a_time(tmp_path):
+    from engine.evaluation import EvalSettings, parse_strategies
+    from engine.grading import Grader
+    from engine.settings import SearchSettings
+    from tests.conftest import openai_settings
+    from tui.eval_app import EvalApp
+    from tui.panels.eval_table import EvalTablePanel
+    from tui.panels.population import PopulationPanel
+
+    problems = [Problem(f"p{i}", f"question {i}", "42" if i % 2 else "7") for i in range(6)]
+    base = SearchSettings(prompt="-", block_tokens=4, max_tokens=8, temperature=1.0, seed=1)
+    settings = EvalSettings(base, parse_strategies("greedy,beam:2x2", base), Grader("numeric"), "{question}",
+                            tmp_path / "out.jsonl")
+    with scripted_server(" 42", latency=0.05) as server:
+        app = EvalApp(settings, openai_settings(server.base_url, max_concurrent=4), problems, "test eval")
+        async with app.run_test(size=(160, 48)) as pilot:
+            deadline = time.monotonic() + 60
+            while not app.status.startswith("finished") and time.monotonic() < deadline:
+                await pilot.pause(0.05)
+            await pilot.pause(0.3)
+            table = app.query_one(EvalTablePanel)
+            assert app.status.startswith("finished") and table.table.row_count == 2
+            assert "12 of 12 searches" in table.border_subtitle
+            assert [(row.n, row.correct) for row in app.rows] == [(6, 3), (6, 3)]
+            assert app.state is not None and app.state.finished
+            assert app.query_one(PopulationPanel).query_one("DataTable").row_count >= 1
+            await pilot.press("q")
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 12
+
+
+def test_eval_tui_refuses_quiet_in_one_line(tmp_path):
+    done = run_cli("eval", "--problems", str(FIXTURES / "gsm8k.jsonl"), "--out", str(tmp_path / "o.jsonl"),
+                   "--tui", "--quiet")
+    assert done.returncode == 2 and "give one" in done.stderr and len(done.stderr.strip().splitlines()) == 1

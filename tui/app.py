@@ -301,7 +301,7 @@ def launch(args) -> int:
     try:
         search, backend = settings_from(merged_values(args))
         if backend.backend != "local":
-            asyncio.run(_probe(backend))  # a missing key or dead endpoint fails here, before the screen opens
+            asyncio.run(check_backend(backend))  # a missing key or dead endpoint fails here, before the screen opens
     except ConfigError as exc:
         fail(str(exc), 2)
     # The engine thread runs Python too; a shorter GIL switch interval keeps key presses from queueing behind it.
@@ -310,6 +310,7 @@ def launch(args) -> int:
     return 0
 
 
-async def _probe(backend: BackendSettings) -> None:
+async def check_backend(backend: BackendSettings) -> None:
+    """Open and close the backend: a missing key or a dead endpoint raises ConfigError here."""
     sampler = await open_sampler(backend)
     await sampler.aclose()

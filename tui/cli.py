@@ -81,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_async(lambda: gen_command(args))
     if command == "eval":
-        from tui.commands.eval import eval_command
+        from tui.commands.eval import eval_command, eval_tui_command
 
+        if args.tui:
+            try:
+                return eval_tui_command(args)
+            except ConfigError as exc:
+                fail(str(exc), 2)
         return run_async(lambda: eval_command(args))
     from tui.app import launch
 

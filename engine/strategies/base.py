@@ -20,7 +20,7 @@ from typing import Protocol
 from engine.errors import BackendError
 from engine.events import EventSink, Member, PopulationUpdated, RoundFinished, RoundStarted, Status
 from engine.live import TEXT_TAIL_CHARS, LiveBoard
-from engine.request_layer import RequestLayer, RequestTag, settle
+from engine.request_layer import RequestLayer, RequestStats, RequestTag, settle
 from engine.sampler import Continuation, Message, Sampler, SampleRequest
 from engine.scoring import Candidate, mean_logprob, target_logprob
 from engine.settings import SearchSettings
@@ -76,6 +76,7 @@ class SearchContext:
         self.round_number = 0
         self._block = 0
         self._nodes = itertools.count(1)
+        self.usage = RequestStats()  # this search's own requests, even on a layer shared with others
         self._usage_before = (0, 0, 0.0, 0)
 
     @property
@@ -113,9 +114,9 @@ class SearchContext:
         self.round_number += 1
         self._block = block
         self.emit(RoundStarted(self.run_id, self.round_number, block, settings.max_blocks, stage, len(requests)))
-        stats = self.layer.stats
+        stats = self.usage
         self._usage_before = (stats.requests, stats.failures, stats.sum_latency_s, stats.completion_tokens)
-        tag = RequestTag(self.run_id, self.round_number)
+        tag = RequestTag(self.run_id, self.round_number, stats)
         if self.live is not None:
             requests = [(self.live.watched(request, self.round_number, index, parent), parent)
                         for index, (request, parent) in enumerate(requests)]

@@ -6,6 +6,7 @@ import argparse
 import json
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich import box
@@ -26,8 +27,9 @@ from engine.evaluation import (
 )
 from engine.grading import GRADERS, TEMPLATES, check_template, parse_grader
 from engine.jsonl import check_writable
-from engine.problems import read_problems
+from engine.problems import ProblemSet, read_problems
 from engine.request_layer import RequestLayer
+from engine.settings import BackendSettings
 from tui.options import add_flags, merged_values, settings_from
 
 # Short answers by default: the shipped problems need a few tokens, and the default eval must fit in minutes.
@@ -49,49 +51,103 @@ def add_eval_parser(commands) -> None:
                           help="results, one line per search; a rerun resumes it (default eval_results.jsonl)")
     evaluate.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars, just the summary")
+    evaluate.add_argument("--tui", action="store_true",
+                          help="the dashboard: the table filling in live, one search at a time in the panels")
     add_flags(evaluate, "eval")
 
 
-async def eval_command(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class EvalPlan:
+    settings: EvalSettings
+    backend: BackendSettings
+    problem_set: ProblemSet
+    source: Path
+
+    @property
+    def headline(self) -> str:
+        return (f"problems: {self.problem_set.describe(self.source)} · grader {self.settings.grader.name} · "
+                f"{','.join(s.spec for s in self.settings.strategies)} · {self.backend.backend} · "
+                f"cap {self.backend.max_concurrent}")
+
+
+def plan_eval(args: argparse.Namespace) -> EvalPlan:
+    """Every check that needs no backend, so bad input fails before a model loads or a screen opens."""
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    if args.tui and args.quiet:
+        raise ConfigError("--quiet turns off the progress bars; --tui shows the dashboard instead: give one")
     given = merged_values(args)
     values = EVAL_DEFAULTS | given
     if "block_tokens" not in given:
         values["block_tokens"] = min(values["block_tokens"], values["max_tokens"])
     base, backend = settings_from(values | {"prompt": "(each problem's)"})
     strategies = parse_strategies(args.strategies, base)
-    problem_set = read_problems(Path(args.problems), args.limit)
+    source = Path(args.problems)
+    problem_set = read_problems(source, args.limit)
     grader = parse_grader(args.grader, problem_set.shape, problem_set.problems[0].answer)
     template = check_template(args.prompt_template or TEMPLATES[grader.kind])
     settings = EvalSettings(base, strategies, grader, template, Path(args.out), args.samples,
                             base.seed).validate()
     check_writable(settings.out)
+    return EvalPlan(settings, backend, problem_set, source)
+
+
+async def eval_command(args: argparse.Namespace) -> int:
+    plan = plan_eval(args)
+    settings, backend = plan.settings, plan.backend
     err = Console(stderr=True)
-    err.print(f"problems: {problem_set.describe(Path(args.problems))} · grader {grader.name}", soft_wrap=True)
+    err.print(plan.headline, soft_wrap=True)
     sampler = await open_sampler(backend)
     try:
         layer = RequestLayer(sampler, max_concurrent=backend.max_concurrent, timeout=backend.timeout,
                              max_retries=backend.max_retries, rng=random.Random(settings.seed))
         evaluator = Evaluator(settings, backend, sampler, layer)
-        wall = await run_with_progress(evaluator, problem_set.problems, err, quiet=args.quiet)
+        wall = await run_with_progress(evaluator, plan.problem_set.problems, err, quiet=args.quiet)
     finally:
         await sampler.aclose()
-    ids = {p.id for p in problem_set.problems}
-    records = (r for r in read_records(settings.out) if r.get("id") in ids and r.get("sample", 0) < args.samples)
-    rows = summarize(records, [s.spec for s in strategies])
-    if args.json:
-        print(json.dumps({"problems": len(ids), "shape": problem_set.shape, "grader": grader.name,
-                          "template": template, "wall_s": round(wall, 3), "max_concurrent": backend.max_concurrent,
-                          "backend": backend.backend, "out": str(settings.out),
-                          "strategies": [row.as_dict() for row in rows]}))
-    else:
-        console = Console()
-        console.print(summary_table(rows, f"{len(ids)} problems · grader {grader.name} · {backend.backend} · "
-                                          f"tokens, requests: per problem · none: no answer read · this run {wall:.1f}s"))
-        console.print(f"prompt template: {template!r}", soft_wrap=True)
-        print(frontier_chart(rows))
+    report(args, plan, wall)
     return 0
+
+
+def eval_tui_command(args: argparse.Namespace) -> int:
+    """The eval with its dashboard; the summary is printed when the dashboard closes."""
+    import asyncio
+
+    from tui.app import check_backend
+    from tui.eval_app import EvalApp
+
+    plan = plan_eval(args)
+    if plan.backend.backend != "local":
+        asyncio.run(check_backend(plan.backend))  # a missing key or dead endpoint fails before the screen opens
+    problems = plan.problem_set.problems
+    app = EvalApp(plan.settings, plan.backend, problems, plan.headline, previous=_records(plan, args.samples))
+    app.run()
+    report(args, plan, app.host.wall_s)
+    return 0
+
+
+def _records(plan: EvalPlan, samples: int) -> list[dict]:
+    ids = {p.id for p in plan.problem_set.problems}
+    return [r for r in read_records(plan.settings.out) if r.get("id") in ids and r.get("sample", 0) < samples]
+
+
+def report(args: argparse.Namespace, plan: EvalPlan, wall: float | None) -> None:
+    """The summary of every result in the output for these problems: this run's and earlier runs'."""
+    settings, backend = plan.settings, plan.backend
+    rows = summarize(_records(plan, args.samples), [s.spec for s in settings.strategies])
+    count = len(plan.problem_set.problems)
+    if args.json:
+        print(json.dumps({"problems": count, "shape": plan.problem_set.shape, "grader": settings.grader.name,
+                          "template": settings.template, "wall_s": None if wall is None else round(wall, 3),
+                          "max_concurrent": backend.max_concurrent, "backend": backend.backend,
+                          "out": str(settings.out), "strategies": [row.as_dict() for row in rows]}))
+        return
+    this_run = "stopped early" if wall is None else f"this run {wall:.1f}s"
+    console = Console()
+    console.print(summary_table(rows, f"{count} problems · grader {settings.grader.name} · {backend.backend} · "
+                                      f"tokens, requests: per problem · none: no answer read · {this_run}"))
+    console.print(f"prompt template: {settings.template!r}", soft_wrap=True)
+    print(frontier_chart(rows))
 
 
 async def run_with_progress(evaluator: Evaluator, problems, console: Console, *, quiet: bool) -> float:

@@ -1,0 +1,100 @@
+"""`beamtui eval --tui`: the summary table filling in live, and one search of the eval in the usual panels.
+
+Many searches run at once; the panels follow one of them from its start to its end, then the next to start.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.widgets import Footer, Header
+
+from engine.evaluation import EvalSettings, StrategySummary, summarize
+from engine.events import SearchStarted
+from engine.problems import Problem
+from engine.run_state import RunState
+from engine.settings import BackendSettings
+from tui.engine_host import EngineBatch, EngineFailed
+from tui.eval_host import EvalHost, EvalResults
+from tui.panels.answer import AnswerPanel
+from tui.panels.eval_table import EvalTablePanel
+from tui.panels.line import Line
+from tui.panels.log import LogPanel
+from tui.panels.population import PopulationPanel
+from tui.panels.progress import ProgressPanel
+from tui.panels.tree import TreePanel
+
+REFRESH_HZ = 10
+
+
+class EvalApp(App):
+    CSS_PATH = "beamtui.tcss"
+    TITLE = "beamtui eval"
+    BINDINGS = [Binding("q", "quit", "quit", id="quit", priority=True)]
+
+    def __init__(self, settings: EvalSettings, backend: BackendSettings, problems: list[Problem], headline: str,
+                 *, previous: list[dict] = (), host_factory: Callable[..., EvalHost] = EvalHost,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.settings, self.backend, self.headline, self.clock = settings, backend, headline, clock
+        self.host = host_factory(self.post_message, settings, backend, problems)
+        self.specs = [s.spec for s in settings.strategies]
+        self.total = len(problems) * len(self.specs) * settings.samples
+        self.records: list[dict] = list(previous)  # what the output already held, then this run's results
+        self.rows: list[StrategySummary] = summarize(self.records, self.specs)
+        self.status = "running"
+        self.state: RunState | None = None  # the search the panels follow
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Line(id="settings-bar")
+        with Grid(id="eval-dashboard"):
+            yield EvalTablePanel(id="eval-table")
+            yield ProgressPanel(id="progress")
+            yield PopulationPanel(id="population")
+            yield TreePanel(id="tree")
+            yield AnswerPanel(id="answer")
+            yield LogPanel(self.clock, id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#settings-bar", Line).text = self.headline
+        self._table = self.query_one(EvalTablePanel)
+        self._panels = [self.query_one(kind) for kind in (PopulationPanel, TreePanel, ProgressPanel, AnswerPanel,
+                                                          LogPanel)]
+        self.run_worker(self.host.serve, thread=True, group="engine", name="eval loop", exclusive=True)
+        self.set_interval(1 / REFRESH_HZ, self.refresh_panels)
+
+    def on_engine_batch(self, message: EngineBatch) -> None:
+        for event in message.events:
+            if isinstance(event, SearchStarted) and (self.state is None or self.state.finished):
+                self.state = RunState(event.run_id, event.settings, self.backend, clock=self.clock)
+            if self.state is not None and event.run_id == self.state.run_id:
+                self.state.apply(event)
+
+    def on_eval_results(self, message: EvalResults) -> None:
+        self.records.extend(message.records)
+        if message.finished:
+            self.status = "finished: q prints the summary"
+        self.rows = summarize(self.records, self.specs)
+
+    def on_engine_failed(self, message: EngineFailed) -> None:
+        self.status = f"failed: {message.error}"
+        self.notify(message.error, title="eval failed", severity="error", timeout=10)
+
+    def refresh_panels(self) -> None:
+        self._table.show(self.rows, len(self.records), self.total, self.status)
+        if self.state is not None:
+            for panel in self._panels:
+                panel.show(self.state)
+
+    def action_quit(self) -> None:
+        self.host.shutdown()
+        self.exit()
+
+    def on_unmount(self) -> None:
+        self.host.shutdown()
