@@ -188,6 +188,7 @@ async def test_stop_strings_end_a_continuation(layout_sampler):
 
 def test_weight_layout_is_probed_once_and_remembered(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("BEAMTUI_WEIGHTS", raising=False)  # this test is of the probe, not of a forced layout
     model = embedded_model_path()
     layout = weight_layout(llama_cpp, model)
     assert layout in (PLAIN, REPACKED, REPACKED_ONE_TOKEN)
