@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from engine.sampler import Continuation, Message, SampleRequest
+from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest
 from engine.events import Event
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
@@ -24,6 +24,10 @@ class InstantSampler:
     honours_n = True
     chat_template = "none"
     model_name = "instant"
+    max_n = None
+
+    def logprob_quality(self, temperature: float) -> LogprobQuality:
+        return EXACT
 
     async def start(self, send=None) -> None:
         pass

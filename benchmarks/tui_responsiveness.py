@@ -100,7 +100,7 @@ def measure(strategy: str, port: int) -> tuple[list[float], list[float], float, 
     command = (
         f"{sys.executable} -m tui.cli --backend openai --base-url http://127.0.0.1:{port}/v1 --model synthetic "
         f"--tokenizer embedded --strategy {strategy} {WIDTH_FLAGS[strategy]} --max-concurrent 100 "
-        "--block-tokens 8 --max-tokens 4096 --seed 1"
+        "--block-tokens 8 --max-tokens 4096 --temperature 1 --seed 1"  # T 1: the synthetic server gives exact log q
     )
     start_session()
     try:

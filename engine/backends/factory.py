@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from engine.errors import ConfigError
 from engine.request_layer import RequestLayer
 from engine.sampler import Sampler
@@ -45,6 +47,16 @@ async def open_sampler(settings: BackendSettings, sampler: Sampler | None = None
 
     Raises ConfigError, with one line a user can act on, when the backend cannot do the job.
     """
+    spec = settings.tokenizer or settings.model or ""
+    if sampler is None and settings.backend != "local" and (spec == "embedded" or spec.endswith(".gguf")):
+        # A local tokenizer loads on a thread while the SDK imports here: llama.cpp's vocabulary load runs in C
+        # without the GIL, so the two overlap (the openai SDK's import alone is ~0.6 s on a slow core).
+        from engine.tokenizers import load_tokenizer
+
+        settings.validate()
+        loading = asyncio.get_running_loop().run_in_executor(None, load_tokenizer, spec)
+        sampler = create_sampler(settings)  # on failure the load finishes unobserved; the error here matters
+        sampler.tokenizer = await loading
     sampler = sampler or create_sampler(settings)
     probe_layer = RequestLayer(
         sampler, max_concurrent=settings.max_concurrent, timeout=settings.timeout, max_retries=settings.max_retries

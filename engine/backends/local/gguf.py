@@ -35,12 +35,16 @@ class GGUFModel:
             raise ConfigError(f"cannot load {path.name}: not a GGUF model llama.cpp understands")
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
-        self.eog = np.array([llama_cpp.llama_vocab_is_eog(self.vocab, t) for t in range(self.n_vocab)])
         template = llama_cpp.llama_model_chat_template(self.model, None)
         self.chat_template = template.decode() if template else None
         self.bos_text = self.piece(llama_cpp.llama_vocab_bos(self.vocab), special=True)
         self.eos_text = self.piece(llama_cpp.llama_vocab_eos(self.vocab), special=True)
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+
+    @functools.cached_property
+    def eog(self) -> np.ndarray:
+        """Whether each token ends generation; built on first use (a tokenizer alone never needs it)."""
+        return np.array([self.llama.llama_vocab_is_eog(self.vocab, t) for t in range(self.n_vocab)])
 
     def _tokenize(self, text: str, *, special: bool) -> list[int]:
         data = text.encode()
