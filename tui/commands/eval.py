@@ -197,12 +197,12 @@ def frontier_chart(rows: list[StrategySummary]) -> str:
     plt.clear_figure()
     plt.theme("clear")
     plt.plotsize(72, 14)
-    for row in rows:
-        plt.scatter([row.mean_tokens], [100 * row.accuracy], marker="●")
-        plt.text(" " + row.strategy, row.mean_tokens, 100 * row.accuracy, alignment="left")
+    for number, row in enumerate(rows, 1):  # numbers, not names: strategies of like cost sit side by side
+        plt.text(str(number), row.mean_tokens, 100 * row.accuracy, alignment="center")
     plt.xlim(0, max(row.mean_tokens for row in rows) * 1.15 or 1)
     plt.ylim(0, 100)
     plt.xlabel("tokens per problem")
     plt.ylabel("accuracy %")
     plt.title("cost frontier: accuracy against tokens per problem")
-    return re.sub(r"\x1b\[[0-9;]*m", "", plt.build())  # plain text, whatever the terminal
+    legend = "  ".join(f"{number} {row.strategy}" for number, row in enumerate(rows, 1))
+    return re.sub(r"\x1b\[[0-9;]*m", "", plt.build()) + legend  # plain text, whatever the terminal
