@@ -2,27 +2,25 @@
 
 Every (problem, strategy, sample) is one search. Searches run concurrently in a sliding window, problem by
 problem, and all of them share one request layer, so `max_concurrent` bounds the whole eval. Each finished
-search is appended and flushed at once; a rerun skips what the output holds. The summary is a fold over the
-output file, so a resumed eval reports every problem, not just the ones of its last run.
+search is appended and flushed at once; a rerun skips what the output holds. The summary (engine/eval_summary.py)
+is a fold over the output file, so a resumed eval reports every problem, not just the ones of its last run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import ConfigError
-from engine.eval_stats import mcnemar_exact_p, wilson_interval
+from engine.eval_summary import record_key
 from engine.events import EventSink, discard
 from engine.grading import Grader, prompt_for
 from engine.jsonl import JsonlAppender, repair_and_load
-from engine.problems import Problem
+from engine.problems import Problem, ProblemSet
 from engine.request_layer import RequestLayer
 from engine.sampler import Sampler
 from engine.search import run_search
@@ -57,10 +55,6 @@ def parse_strategies(text: str, base: SearchSettings) -> tuple[SearchSettings, .
     return tuple(base.with_spec(spec) for spec in specs)
 
 
-def record_key(record: dict) -> tuple[str, str, int]:
-    return str(record["id"]), str(record["strategy"]), int(record.get("sample", 0))
-
-
 @dataclass
 class StrategyProgress:
     total: int
@@ -79,12 +73,13 @@ class Evaluator:
     emit: EventSink = discard  # every search's events, each tagged with its own run id (the eval dashboard)
     progress: dict[str, StrategyProgress] = field(default_factory=dict)
 
-    async def run(self, problems: list[Problem]) -> float:
-        """Every missing (problem, strategy, sample) search; returns the wall time of this run."""
+    async def run(self, problems: ProblemSet | list[Problem]) -> float:
+        """Every missing (problem, strategy, sample) search; returns the wall time of this run. Problems are
+        taken one at a time as the window frees, so a problem set read from a file is never held whole."""
         settings = self.settings
         done = repair_and_load(settings.out, record_key)
-        jobs = [(problem, strategy, k) for problem in problems for strategy in settings.strategies
-                for k in range(settings.samples)]
+        jobs = ((problem, strategy, k) for problem in problems for strategy in settings.strategies
+                for k in range(settings.samples))
         for strategy in settings.strategies:
             self.progress[strategy.spec] = StrategyProgress(total=len(problems) * settings.samples)
         # Searches in hand at once: twice the cap, so a freed request slot finds the next search's prompt already
@@ -149,79 +144,3 @@ class Evaluator:
 def _seed(seed: int, problem_id: str, sample: int) -> int:
     """One seed per (problem, sample), the same for every strategy: paired runs start alike."""
     return int(hashlib.sha256(f"{seed}:{problem_id}:{sample}".encode()).hexdigest()[:8], 16)
-
-
-@dataclass(frozen=True)
-class StrategySummary:
-    strategy: str
-    n: int
-    correct: int
-    no_answer: int
-    accuracy: float
-    ci_low: float
-    ci_high: float
-    mean_tokens: float
-    mean_requests: float
-    wall_s: float  # sum of its searches' wall times (searches overlap, so this is not the eval's wall time)
-    tokens_per_correct: float | None
-    diff_vs_first: float | None  # paired accuracy difference against the first strategy
-    mcnemar_p: float | None
-
-    def as_dict(self) -> dict:
-        return {k: round(v, 6) if isinstance(v, float) else v for k, v in self.__dict__.items()}
-
-
-@dataclass(frozen=True)
-class _Graded:
-    correct: bool
-    answered: bool
-    tokens: int
-    requests: int
-    wall_s: float
-
-
-def summarize(records: Iterable[dict], strategies: list[str]) -> list[StrategySummary]:
-    """One row per strategy from the output file's records (the latest per key wins), keeping only what the
-    table needs per search, so a long eval's summary stays small."""
-    by_strategy: dict[str, dict[tuple[str, int], _Graded]] = defaultdict(dict)
-    for record in records:
-        pid, spec, k = record_key(record)
-        by_strategy[spec][(pid, k)] = _Graded(bool(record["correct"]), record["extracted"] is not None,
-                                              record["tokens"], record["requests"], record["wall_s"])
-    first = by_strategy.get(strategies[0], {}) if strategies else {}
-    rows = []
-    for spec in strategies:
-        results = by_strategy.get(spec, {})
-        n = len(results)
-        correct = sum(r.correct for r in results.values())
-        tokens = sum(r.tokens for r in results.values())
-        low, high = wilson_interval(correct, n)
-        diff = p = None
-        if spec != strategies[0]:
-            paired = [key for key in results if key in first]
-            only_first = sum(first[k].correct and not results[k].correct for k in paired)
-            only_this = sum(results[k].correct and not first[k].correct for k in paired)
-            if paired:
-                diff = (only_this - only_first) / len(paired)
-                p = mcnemar_exact_p(only_first, only_this)
-        rows.append(StrategySummary(
-            strategy=spec, n=n, correct=correct, no_answer=sum(not r.answered for r in results.values()),
-            accuracy=correct / n if n else 0.0, ci_low=low, ci_high=high,
-            mean_tokens=tokens / n if n else 0.0,
-            mean_requests=sum(r.requests for r in results.values()) / n if n else 0.0,
-            wall_s=sum(r.wall_s for r in results.values()),
-            tokens_per_correct=tokens / correct if correct else None, diff_vs_first=diff, mcnemar_p=p,
-        ))
-    return rows
-
-
-def read_records(out: Path) -> Iterator[dict]:
-    """The output's records, one at a time; damaged lines are skipped (a rerun redoes them)."""
-    if not out.exists():
-        return
-    with out.open(encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                yield json.loads(line)
-            except ValueError:
-                continue

@@ -1,7 +1,8 @@
 """Problem files for eval: generic, GSM8K, MATH (MATH-500) and multiple choice, as users download them.
 
 The shape is detected from the first record and every record must have it; what was detected is said in one
-line. The gold answer is what a grader compares against: GSM8K's `#### 42`, MATH's `answer` field or the last
+line. The file is checked whole in one streaming pass before any request, and read again as the eval goes, so
+memory does not grow with the number of problems (only their ids are held, to find duplicates and results). The gold answer is what a grader compares against: GSM8K's `#### 42`, MATH's `answer` field or the last
 `\\boxed{...}` of its `solution`, a choice letter.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +32,23 @@ class Problem:
 
 @dataclass(frozen=True)
 class ProblemSet:
-    shape: str  # generic | gsm8k | math | choice
-    problems: list[Problem]
+    """A checked problem file: iterating it reads the problems again, one at a time."""
 
-    def describe(self, path: Path) -> str:
-        return f"{path.name}: {len(self.problems)} problems, {SHAPE_NAMES[self.shape]}"
+    path: Path
+    shape: str  # generic | gsm8k | math | choice
+    ids: frozenset[str]
+    first_answer: str  # what `--grader auto` looks at
+    limit: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[Problem]:
+        for problem, _, _ in _parse(self.path, self.limit):
+            yield problem
+
+    def describe(self) -> str:
+        return f"{self.path.name}: {len(self)} problems, {SHAPE_NAMES[self.shape]}"
 
 
 SHAPE_NAMES = {
@@ -69,36 +83,44 @@ def detect_shape(record: dict) -> str:
 
 
 def read_problems(path: Path, limit: int | None = None) -> ProblemSet:
-    """Every problem of a .jsonl file, checked whole before any request is sent."""
+    """Check every problem of a .jsonl file (up to `limit`) before any request is sent."""
+    shape, first_answer, seen = None, None, set()
+    for problem, where, record_shape in _parse(path, limit):
+        shape, first_answer = shape or record_shape, first_answer or problem.answer
+        if problem.id in seen:
+            raise ConfigError(f"{where}: id {problem.id!r} appears twice")
+        seen.add(problem.id)
+    if shape is None:
+        raise ConfigError(f"problems file {path} has no problems")
+    return ProblemSet(path, shape, frozenset(seen), first_answer, limit)
+
+
+def _parse(path: Path, limit: int | None) -> Iterator[tuple[Problem, str, str]]:
+    """The file's problems in order, each with where it is and the file's shape (set by the first record)."""
+    shape, count = None, 0
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    raise ConfigError(f"{path}:{number}: not a JSON object") from None
+                if not isinstance(record, dict):
+                    raise ConfigError(f"{path}:{number}: not a JSON object")
+                shape = shape or detect_shape(record)
+                where = f"{path}:{number}"
+                yield _problem(record, shape, where), where, shape
+                count += 1
+                if limit and count >= limit:
+                    return
     except FileNotFoundError:
         raise ConfigError(f"problems file not found: {path}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"problems file {path} is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read problems file {path}: {exc.strerror}") from None
-    shape, problems, seen = None, [], set()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            raise ConfigError(f"{path}:{number}: not a JSON object") from None
-        if not isinstance(record, dict):
-            raise ConfigError(f"{path}:{number}: not a JSON object")
-        shape = shape or detect_shape(record)
-        problem = _problem(record, shape, f"{path}:{number}")
-        if problem.id in seen:
-            raise ConfigError(f"{path}:{number}: id {problem.id!r} appears twice")
-        seen.add(problem.id)
-        problems.append(problem)
-        if limit and len(problems) >= limit:
-            break
-    if not problems:
-        raise ConfigError(f"problems file {path} has no problems")
-    return ProblemSet(shape, problems)
 
 
 def _problem(record: dict, shape: str, where: str) -> Problem:

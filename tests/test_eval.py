@@ -12,7 +12,7 @@ import time
 import pytest
 
 from engine.eval_stats import mcnemar_exact_p, wilson_interval
-from engine.evaluation import summarize
+from engine.eval_summary import EvalTally, summarize
 from engine.grading import Grader, last_number, parse_grader
 from engine.problems import Problem, read_problems
 from engine.tokenizers import load_tokenizer
@@ -85,16 +85,33 @@ def test_a_strategy_planted_correct_beats_one_planted_wrong_with_the_expected_p_
     assert right.tokens_per_correct == 30 and wrong.tokens_per_correct == 120
 
 
+def test_a_redone_search_replaces_its_earlier_record_in_the_live_tally():
+    def record(pid, spec, correct, tokens=10):
+        return {"id": pid, "sample": 0, "strategy": spec, "correct": correct, "tokens": tokens, "requests": 1,
+                "wall_s": 0.1, "extracted": "1" if correct else None}
+    first = [record(f"p{i}", "a", i % 2 == 0) for i in range(6)] + [record(f"p{i}", "b", True) for i in range(6)]
+    redone = [record("p0", "a", False, tokens=50), record("p3", "b", False, tokens=20)]  # a rerun's results
+    tally = EvalTally(["a", "b"])
+    for item in first + redone:
+        tally.add(item)
+    latest = {(r["id"], r["strategy"]): r for r in first + redone}
+    assert tally.rows() == summarize(latest.values(), ["a", "b"])
+    a, b = tally.rows()
+    assert (a.correct, a.no_answer, a.mean_tokens, b.correct, tally.searches) == (2, 4, 100 / 6, 5, 12)
+    assert b.diff_vs_first == pytest.approx(3 / 6)  # b alone right on p0, p1, p5; a never alone
+    assert b.mcnemar_p == pytest.approx(mcnemar_exact_p(0, 3))
+
+
 def test_problem_files_as_users_download_them_are_detected():
     gsm8k = read_problems(FIXTURES / "gsm8k.jsonl")
-    assert gsm8k.shape == "gsm8k" and [p.answer for p in gsm8k.problems] == ["72", "5000"]
+    assert gsm8k.shape == "gsm8k" and [p.answer for p in gsm8k] == ["72", "5000"]
     math500 = read_problems(FIXTURES / "math500.jsonl")
-    assert math500.shape == "math" and math500.problems[0].answer == "\\frac{1}{2}"
-    assert math500.problems[0].id == "test/prealgebra/1.json"
+    assert math500.shape == "math" and next(iter(math500)).answer == "\\frac{1}{2}"
+    assert next(iter(math500)).id == "test/prealgebra/1.json"
     choice = read_problems(FIXTURES / "choice.jsonl")
-    assert choice.shape == "choice" and choice.problems[0].choices[1] == "Mars"
+    assert choice.shape == "choice" and next(iter(choice)).choices[1] == "Mars"
     shipped = read_problems(ROOT / "assets" / "arithmetic.jsonl")
-    assert shipped.shape == "generic" and len(shipped.problems) == 200
+    assert shipped.shape == "generic" and len(shipped) == 200
 
 
 def scripted_server(text: str, latency: float = 0.0) -> ThreadedFaultServer:

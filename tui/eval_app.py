@@ -6,16 +6,17 @@ Many searches run at once; the panels follow one of them from its start to its e
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
 from textual.widgets import Footer, Header
 
-from engine.evaluation import EvalSettings, StrategySummary, summarize
+from engine.eval_summary import EvalTally, StrategySummary
+from engine.evaluation import EvalSettings
 from engine.events import SearchStarted
-from engine.problems import Problem
+from engine.problems import Problem, ProblemSet
 from engine.run_state import RunState
 from engine.settings import BackendSettings
 from tui.engine_host import EngineBatch, EngineFailed
@@ -36,16 +37,18 @@ class EvalApp(App):
     TITLE = "beamtui eval"
     BINDINGS = [Binding("q", "quit", "quit", id="quit", priority=True)]
 
-    def __init__(self, settings: EvalSettings, backend: BackendSettings, problems: list[Problem], headline: str,
-                 *, previous: list[dict] = (), host_factory: Callable[..., EvalHost] = EvalHost,
+    def __init__(self, settings: EvalSettings, backend: BackendSettings, problems: ProblemSet | list[Problem],
+                 headline: str, *, previous: Iterable[dict] = (), host_factory: Callable[..., EvalHost] = EvalHost,
                  clock: Callable[[], float] = time.monotonic):
         super().__init__()
         self.settings, self.backend, self.headline, self.clock = settings, backend, headline, clock
         self.host = host_factory(self.post_message, settings, backend, problems)
         self.specs = [s.spec for s in settings.strategies]
         self.total = len(problems) * len(self.specs) * settings.samples
-        self.records: list[dict] = list(previous)  # what the output already held, then this run's results
-        self.rows: list[StrategySummary] = summarize(self.records, self.specs)
+        self.tally = EvalTally(self.specs)  # what the output already held, then this run's results
+        for record in previous:
+            self.tally.add(record)
+        self.rows: list[StrategySummary] = self.tally.rows()
         self.status = "running"
         self.state: RunState | None = None  # the search the panels follow
 
@@ -77,17 +80,18 @@ class EvalApp(App):
                 self.state.apply(event)
 
     def on_eval_results(self, message: EvalResults) -> None:
-        self.records.extend(message.records)
+        for record in message.records:
+            self.tally.add(record)
         if message.finished:
             self.status = "finished: q prints the summary"
-        self.rows = summarize(self.records, self.specs)
+        self.rows = self.tally.rows()
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         self.status = f"failed: {message.error}"
         self.notify(message.error, title="eval failed", severity="error", timeout=10)
 
     def refresh_panels(self) -> None:
-        self._table.show(self.rows, len(self.records), self.total, self.status)
+        self._table.show(self.rows, self.tally.searches, self.total, self.status)
         if self.state is not None:
             for panel in self._panels:
                 panel.show(self.state)

@@ -14,7 +14,7 @@ from textual.message import Message
 from engine.backends.factory import open_sampler
 from engine.errors import BeamtuiError
 from engine.evaluation import EvalSettings, Evaluator
-from engine.problems import Problem
+from engine.problems import Problem, ProblemSet
 from engine.request_layer import RequestLayer
 from engine.settings import BackendSettings
 from tui.engine_host import FLUSH_INTERVAL_S, EngineBatch, EngineFailed
@@ -33,7 +33,7 @@ class EvalResults(Message):
 
 class EvalHost:
     def __init__(self, post: Callable[[Message], object], settings: EvalSettings, backend: BackendSettings,
-                 problems: list[Problem]):
+                 problems: ProblemSet | list[Problem]):
         self.post = post
         self.settings, self.backend, self.problems = settings, backend, problems
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -6,6 +6,7 @@ import argparse
 import json
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,15 +17,8 @@ from rich.table import Table
 
 from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
-from engine.evaluation import (
-    DEFAULT_STRATEGIES,
-    EvalSettings,
-    Evaluator,
-    StrategySummary,
-    parse_strategies,
-    read_records,
-    summarize,
-)
+from engine.eval_summary import StrategySummary, read_records, summarize
+from engine.evaluation import DEFAULT_STRATEGIES, EvalSettings, Evaluator, parse_strategies
 from engine.grading import GRADERS, TEMPLATES, check_template, parse_grader
 from engine.jsonl import check_writable
 from engine.problems import ProblemSet, read_problems
@@ -61,11 +55,10 @@ class EvalPlan:
     settings: EvalSettings
     backend: BackendSettings
     problem_set: ProblemSet
-    source: Path
 
     @property
     def headline(self) -> str:
-        return (f"problems: {self.problem_set.describe(self.source)} · grader {self.settings.grader.name} · "
+        return (f"problems: {self.problem_set.describe()} · grader {self.settings.grader.name} · "
                 f"{','.join(s.spec for s in self.settings.strategies)} · {self.backend.backend} · "
                 f"cap {self.backend.max_concurrent}")
 
@@ -82,14 +75,13 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
         values["block_tokens"] = min(values["block_tokens"], values["max_tokens"])
     base, backend = settings_from(values | {"prompt": "(each problem's)"})
     strategies = parse_strategies(args.strategies, base)
-    source = Path(args.problems)
-    problem_set = read_problems(source, args.limit)
-    grader = parse_grader(args.grader, problem_set.shape, problem_set.problems[0].answer)
+    problem_set = read_problems(Path(args.problems), args.limit)
+    grader = parse_grader(args.grader, problem_set.shape, problem_set.first_answer)
     template = check_template(args.prompt_template or TEMPLATES[grader.kind])
     settings = EvalSettings(base, strategies, grader, template, Path(args.out), args.samples,
                             base.seed).validate()
     check_writable(settings.out)
-    return EvalPlan(settings, backend, problem_set, source)
+    return EvalPlan(settings, backend, problem_set)
 
 
 async def eval_command(args: argparse.Namespace) -> int:
@@ -102,7 +94,7 @@ async def eval_command(args: argparse.Namespace) -> int:
         layer = RequestLayer(sampler, max_concurrent=backend.max_concurrent, timeout=backend.timeout,
                              max_retries=backend.max_retries, rng=random.Random(settings.seed))
         evaluator = Evaluator(settings, backend, sampler, layer)
-        wall = await run_with_progress(evaluator, plan.problem_set.problems, err, quiet=args.quiet)
+        wall = await run_with_progress(evaluator, plan.problem_set, err, quiet=args.quiet)
     finally:
         await sampler.aclose()
     report(args, plan, wall)
@@ -119,23 +111,23 @@ def eval_tui_command(args: argparse.Namespace) -> int:
     plan = plan_eval(args)
     if plan.backend.backend != "local":
         asyncio.run(check_backend(plan.backend))  # a missing key or dead endpoint fails before the screen opens
-    problems = plan.problem_set.problems
-    app = EvalApp(plan.settings, plan.backend, problems, plan.headline, previous=_records(plan, args.samples))
+    app = EvalApp(plan.settings, plan.backend, plan.problem_set, plan.headline, previous=_records(plan, args.samples))
     app.run()
     report(args, plan, app.host.wall_s)
     return 0
 
 
-def _records(plan: EvalPlan, samples: int) -> list[dict]:
-    ids = {p.id for p in plan.problem_set.problems}
-    return [r for r in read_records(plan.settings.out) if r.get("id") in ids and r.get("sample", 0) < samples]
+def _records(plan: EvalPlan, samples: int) -> Iterator[dict]:
+    """The output's records for this eval's problems and samples, one at a time."""
+    ids = plan.problem_set.ids
+    return (r for r in read_records(plan.settings.out) if r.get("id") in ids and r.get("sample", 0) < samples)
 
 
 def report(args: argparse.Namespace, plan: EvalPlan, wall: float | None) -> None:
     """The summary of every result in the output for these problems: this run's and earlier runs'."""
     settings, backend = plan.settings, plan.backend
     rows = summarize(_records(plan, args.samples), [s.spec for s in settings.strategies])
-    count = len(plan.problem_set.problems)
+    count = len(plan.problem_set)
     if args.json:
         print(json.dumps({"problems": count, "shape": plan.problem_set.shape, "grader": settings.grader.name,
                           "template": settings.template, "wall_s": None if wall is None else round(wall, 3),

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable
 
-from engine.evaluation import StrategySummary
+from engine.eval_summary import StrategySummary
 
 COLUMNS = (("strategy", 14), ("accuracy (95% CI)", 19), ("n", 5), ("none", 5), ("tokens", 7), ("requests", 8),
            ("tok/right", 9), ("Δ", 8), ("p", 6))
