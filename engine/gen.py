@@ -24,6 +24,7 @@ from engine.jsonl import JsonlAppender, repair_and_load
 from engine.events import RequestFinished
 from engine.request_layer import RequestLayer, RequestTag
 from engine.settings import BackendSettings
+from engine.shards import Shard
 
 GenMode = Literal["parallel", "sequential"]
 
@@ -38,8 +39,14 @@ class GenSettings:
     temperature: float = 0.7
     parse_regex: str | None = None
     mode: GenMode = "parallel"
-    limit: int | None = None
+    limit: int | None = None  # the first N questions of the file, before sharding
     seed: int = 0
+    shard: Shard | None = None
+
+    def takes(self, index: int, question: Question) -> bool:
+        """Whether this run takes the file's question number `index`: among the first `limit`, and in its shard."""
+        within = self.limit is None or index < self.limit
+        return within and (self.shard is None or self.shard.holds(question.id))
 
     @property
     def errors_path(self) -> Path:
@@ -99,21 +106,26 @@ def read_questions(path: Path) -> Iterator[Question]:
             yield Question(str(given) if given is not None else question_id(text), text)
 
 
-def check_questions(path: Path) -> int:
-    """Validate the whole file in one streaming pass before any request; return how many questions it holds."""
+def check_questions(settings: GenSettings) -> int:
+    """Validate the whole file in one streaming pass before any request; return how many questions this run
+    takes (its limit and shard applied, duplicates not yet removed)."""
+    path = settings.questions
     if not path.exists():
         raise ConfigError(f"questions file not found: {path}")
     if not path.is_file():
         raise ConfigError(f"questions file {path} is not a regular file")
     try:
-        count = sum(1 for _ in read_questions(path))
+        count = taken = 0
+        for index, question in enumerate(read_questions(path)):
+            count += 1
+            taken += settings.takes(index, question)
     except UnicodeDecodeError:
         raise ConfigError(f"questions file {path} is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read questions file {path}: {exc.strerror}") from None
     if count == 0:
         raise ConfigError(f"questions file {path} has no questions")
-    return count
+    return taken
 
 
 @dataclass
@@ -157,11 +169,11 @@ class Generator:
 
         layer.emit = observe
 
-    async def run(self, total_questions: int) -> GenProgress:
+    async def run(self, questions: int) -> GenProgress:
+        """Every missing sample of the questions this run takes (`questions` of them, from check_questions)."""
         settings = self.settings
         done = repair_and_load(settings.out, sample_key)
         settings.errors_path.unlink(missing_ok=True)  # failures are retried now, and recorded again if they fail
-        questions = min(total_questions, settings.limit or total_questions)
         progress = GenProgress(total=questions * settings.num_samples)
         output, errors = JsonlAppender(settings.out), JsonlAppender(settings.errors_path)
         # The request layer's cap is the sliding window. Up to twice that many questions are in hand at once,
@@ -171,8 +183,10 @@ class Generator:
         seen: set[str] = set()
         try:
             for index, question in enumerate(read_questions(settings.questions)):
-                if index >= questions:
+                if settings.limit is not None and index >= settings.limit:
                     break
+                if not settings.takes(index, question):
+                    continue
                 if question.id in seen:
                     progress.duplicates += 1
                     progress.total -= settings.num_samples

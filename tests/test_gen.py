@@ -92,6 +92,34 @@ def test_kill_9_then_rerun_gives_every_id_exactly_once(fault_server, tmp_path):
     assert f"{partial} already done" in done.stderr
 
 
+@pytest.mark.parametrize("fault_server", [FaultConfig(latency=0.05)], indirect=True)
+def test_shards_together_hold_every_id_once_and_a_killed_shard_resumes(fault_server, tmp_path):
+    questions = write_questions(tmp_path / "q.txt", 90)
+    out = tmp_path / "teacher.jsonl"
+    command = [sys.executable, "-m", "tui.cli", "gen", "--questions", str(questions), "--out", str(out),
+               *synthetic(fault_server), "--max-concurrent", "2", "--max-tokens", "4", "--quiet"]
+    killed = tmp_path / "teacher.shard-1-of-3.jsonl"
+    process = subprocess.Popen(command + ["--shard", "1/3"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while len(lines(killed)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    partial = len(killed.read_text().splitlines())
+    assert partial >= 5
+    reruns = {shard: run_cli(*command[3:], "--shard", shard) for shard in ("0/3", "1/3", "2/3")}
+    assert all(done.returncode == 0 for done in reruns.values()), [d.stderr for d in reruns.values()]
+    assert f"{partial} already done" in reruns["1/3"].stderr  # the killed shard resumed, it did not start over
+    per_shard = [Counter(r["id"] for r in lines(tmp_path / f"teacher.shard-{i}-of-3.jsonl")) for i in range(3)]
+    assert all(per_shard) and not out.exists()
+    everything = Counter()
+    for ids in per_shard:
+        everything.update(ids)
+    assert set(everything) == {question_id(f"What is {i} plus {i}?") for i in range(90)}
+    assert set(everything.values()) == {1}
+
+
 @pytest.mark.parametrize("fault_server", [FaultConfig(latency=0.01)], indirect=True)
 def test_a_torn_last_line_is_repaired(fault_server, tmp_path):
     questions = write_questions(tmp_path / "q.txt", 5)
@@ -165,6 +193,9 @@ BAD_INPUT = [
      "give --system-prompt or --system-prompt-file, not both"),
     (["--questions", "Q", "--out", "OUT", "--mode", "concurrent"], "invalid choice: 'concurrent'"),
     (["--questions", "Q", "--out", "OUT", "--strategy", "beam"], "unrecognized arguments: --strategy"),
+    (["--questions", "Q", "--out", "OUT", "--shard", "3/3"], "I must be 0 to N-1"),
+    (["--questions", "Q", "--out", "OUT", "--shard", "one of two"], "--shard takes I/N"),
+    (["--questions", "Q", "--compare", "2", "--shard", "0/2"], "it takes no --shard"),
 ]
 
 

@@ -17,6 +17,7 @@ from engine.gen import Generator, GenProgress, GenSettings, check_questions
 from engine.jsonl import check_writable
 from engine.request_layer import RequestLayer
 from engine.settings import BackendSettings
+from engine.shards import Shard
 from tui.options import BACKEND_FIELDS, add_flags, merged_values
 
 GEN_DEFAULTS = {"max_tokens": 256, "temperature": 0.7, "seed": 0, "mode": "parallel"}
@@ -31,6 +32,8 @@ def add_gen_parser(commands) -> None:
     gen.add_argument("--num-samples", type=int, default=1, help="answers per question (default 1)")
     gen.add_argument("--parse-regex", help="keep group 1 as the answer, e.g. 'Final Answer: (\\w+)'")
     gen.add_argument("--limit", type=int, help="only the first N questions")
+    gen.add_argument("--shard", metavar="I/N",
+                     help="only the questions whose id hashes to shard I of N (I from 0); writes OUT.shard-I-of-N.jsonl")
     gen.add_argument("--quiet", action="store_true", help="no progress bar, just the summary")
     gen.add_argument("--compare", type=int, metavar="N",
                      help="time the first N questions sequentially and then in parallel; write nothing")
@@ -38,6 +41,7 @@ def add_gen_parser(commands) -> None:
 
 def gen_settings(args: argparse.Namespace, values: dict, out: Path) -> GenSettings:
     values = GEN_DEFAULTS | values
+    shard = Shard.parse(args.shard) if args.shard is not None else None
     system = values.get("system_prompt")
     if args.system_prompt_file and system is not None:
         raise ConfigError("give --system-prompt or --system-prompt-file, not both")
@@ -47,9 +51,9 @@ def gen_settings(args: argparse.Namespace, values: dict, out: Path) -> GenSettin
         except OSError as exc:
             raise ConfigError(f"cannot read --system-prompt-file {args.system_prompt_file}: {exc.strerror}") from None
     return GenSettings(
-        questions=Path(args.questions), out=out, system_prompt=system, num_samples=args.num_samples,
-        max_tokens=values["max_tokens"], temperature=values["temperature"], parse_regex=args.parse_regex,
-        mode=values["mode"], limit=args.limit, seed=values["seed"],
+        questions=Path(args.questions), out=shard.output(out) if shard else out, system_prompt=system,
+        num_samples=args.num_samples, max_tokens=values["max_tokens"], temperature=values["temperature"],
+        parse_regex=args.parse_regex, mode=values["mode"], limit=args.limit, seed=values["seed"], shard=shard,
     ).validate()
 
 
@@ -58,10 +62,12 @@ async def gen_command(args: argparse.Namespace) -> int:
         raise ConfigError("gen needs --out (or --compare N to time sequential against concurrent)")
     if args.compare is not None and args.compare < 1:
         raise ConfigError(f"--compare must be >= 1, got {args.compare}")
+    if args.compare is not None and args.shard is not None:
+        raise ConfigError("--compare times the first N questions of the file; it takes no --shard")
     values = merged_values(args)
     backend = BackendSettings(**{k: v for k, v in values.items() if k in BACKEND_FIELDS}).validate()
     settings = gen_settings(args, values, Path(args.out or "unused.jsonl"))
-    total = check_questions(settings.questions)
+    total = check_questions(settings)
     if args.compare is None:
         check_writable(settings.out)
         check_writable(settings.errors_path)
