@@ -8,6 +8,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from textual.app import App, ComposeResult, SystemCommand
@@ -22,6 +23,7 @@ from engine.events import SearchFinished
 from engine.run_state import ModeTimes, RunState
 from engine.settings import STRATEGIES, BackendSettings, SearchSettings
 from tui.engine_host import EngineBatch, EngineFailed, EngineHost, SearchOrder
+from tui.keymap import check_keymap
 from tui.panels.answer import AnswerPanel
 from tui.panels.log import LogPanel
 from tui.panels.population import PopulationPanel
@@ -73,8 +75,10 @@ class BeamtuiApp(App):
         clock: Callable[[], float] = time.monotonic,
         save_dir: Path = Path("."),
         seeds: random.Random | None = None,
+        keymap: dict[str, str] | None = None,
     ):
         super().__init__()
+        self.keys = check_keymap(keymap or {}, self.binding_scopes())
         self.search = search
         self.backend = backend
         self.clock = clock
@@ -102,7 +106,13 @@ class BeamtuiApp(App):
             yield LogPanel(self.clock, id="log")
         yield Footer()
 
+    @classmethod
+    def binding_scopes(cls) -> list[list[Binding]]:
+        """The bindings active at once: the dashboard's, and each dialog's over them."""
+        return [cls.BINDINGS, [*SettingsScreen.BINDINGS, *cls.BINDINGS], [*PromptScreen.BINDINGS, *cls.BINDINGS]]
+
     def on_mount(self) -> None:
+        self.set_keymap(self.keys)
         self.install_screen(PromptScreen(), "prompt")
         self._panels = [self.query_one(kind) for kind in (PopulationPanel, TreePanel, ProgressPanel,
                                                           ThroughputPanel, AnswerPanel, LogPanel)]
@@ -287,6 +297,8 @@ class BeamtuiApp(App):
         yield from super().get_system_commands(screen)
         for binding in self.BINDINGS:
             if binding.id != "quit":
+                if binding.id in self.keys:
+                    binding = replace(binding, key=self.keys[binding.id], key_display=None)
                 key = self.get_key_display(binding)
                 yield SystemCommand(
                     f"{binding.description} ({key})", f"the {key} key",
@@ -299,14 +311,16 @@ def launch(args) -> int:
     from tui.options import fail, merged_values, settings_from
 
     try:
-        search, backend = settings_from(merged_values(args))
+        values = merged_values(args)
+        search, backend = settings_from(values)
+        app = BeamtuiApp(search, backend, keymap=values.get("keymap"))
         if backend.backend != "local":
             asyncio.run(check_backend(backend))  # a missing key or dead endpoint fails here, before the screen opens
     except ConfigError as exc:
         fail(str(exc), 2)
     # The engine thread runs Python too; a shorter GIL switch interval keeps key presses from queueing behind it.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    BeamtuiApp(search, backend).run()
+    app.run()
     return 0
 
 

@@ -21,6 +21,7 @@ from engine.run_state import RunState
 from engine.settings import BackendSettings
 from tui.engine_host import EngineBatch, EngineFailed
 from tui.eval_host import EvalHost, EvalResults
+from tui.keymap import check_keymap
 from tui.panels.answer import AnswerPanel
 from tui.panels.eval_table import EvalTablePanel
 from tui.panels.line import Line
@@ -39,8 +40,9 @@ class EvalApp(App):
 
     def __init__(self, settings: EvalSettings, backend: BackendSettings, problems: ProblemSet | list[Problem],
                  headline: str, *, previous: Iterable[dict] = (), host_factory: Callable[..., EvalHost] = EvalHost,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, keymap: dict[str, str] | None = None):
         super().__init__()
+        self.keys = check_keymap(keymap or {}, [self.BINDINGS])
         self.settings, self.backend, self.headline, self.clock = settings, backend, headline, clock
         self.host = host_factory(self.post_message, settings, backend, problems)
         self.specs = [s.spec for s in settings.strategies]
@@ -65,6 +67,7 @@ class EvalApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.set_keymap(self.keys)
         self.query_one("#settings-bar", Line).text = self.headline
         self._table = self.query_one(EvalTablePanel)
         self._panels = [self.query_one(kind) for kind in (PopulationPanel, TreePanel, ProgressPanel, AnswerPanel,

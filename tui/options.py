@@ -160,8 +160,8 @@ def settings_from(values: dict) -> tuple[SearchSettings, BackendSettings]:
 
 
 def read_config(path: str) -> dict:
-    """Settings from a TOML file: the same names as the flags, with dashes or underscores. A file may hold
-    settings of every command and strategy; each command reads its own."""
+    """Settings from a TOML file: the same names as the flags, with dashes or underscores, and a [keymap] table.
+    A file may hold settings of every command and strategy; each command reads its own."""
     try:
         data = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -172,6 +172,11 @@ def read_config(path: str) -> dict:
         raise ConfigError(f"invalid TOML in {path}: {exc}") from None
     values = {}
     for key, value in data.items():
+        if key == "keymap":  # the dashboard's keys; tui.keymap checks it against the bindings
+            if not isinstance(value, dict):
+                raise ConfigError(f"[keymap] in {path} must be a table of binding ids to keys")
+            values["keymap"] = value
+            continue
         flag = BY_DEST.get(key.replace("-", "_"))
         if flag is None or not flag.in_config:
             raise ConfigError(f"unknown setting {key!r} in {path}")

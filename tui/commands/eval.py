@@ -111,7 +111,8 @@ def eval_tui_command(args: argparse.Namespace) -> int:
     plan = plan_eval(args)
     if plan.backend.backend != "local":
         asyncio.run(check_backend(plan.backend))  # a missing key or dead endpoint fails before the screen opens
-    app = EvalApp(plan.settings, plan.backend, plan.problem_set, plan.headline, previous=_records(plan, args.samples))
+    app = EvalApp(plan.settings, plan.backend, plan.problem_set, plan.headline, previous=_records(plan, args.samples),
+                  keymap=merged_values(args).get("keymap"))
     app.run()
     report(args, plan, app.host.wall_s)
     return 0
