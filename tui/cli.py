@@ -12,7 +12,7 @@ from engine.errors import BeamtuiError, ConfigError, RunFailed
 from tui.options import OneLineParser, add_flags, command_flags, fail, refuse_misplaced
 
 EXIT_INTERRUPTED = 130
-COMMANDS = ("run", "bench", "gen", "eval")
+COMMANDS = ("run", "bench", "gen", "eval", "serve")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -41,6 +41,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     from tui.commands.eval import add_eval_parser
 
     add_eval_parser(commands)
+    from tui.commands.serve import add_serve_parser
+
+    add_serve_parser(commands)
     return parser, dict(commands.choices)
 
 
@@ -89,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
             except ConfigError as exc:
                 fail(str(exc), 2)
         return run_async(lambda: eval_command(args))
+    if command == "serve":
+        from tui.commands.serve import serve_command
+
+        try:
+            return serve_command(args)
+        except ConfigError as exc:
+            fail(str(exc), 2)
     from tui.app import launch
 
     return launch(args)

@@ -1,0 +1,98 @@
+"""`beamtui serve`: the dashboard in a real headless Chromium (the OS package, driven by Playwright), loopback only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+from tui.commands.serve import exposure_warning
+
+CHROMIUM = os.environ.get("BEAMTUI_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited: {process.communicate()[1]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listened on {port} within {timeout}s")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium: install the OS package (apt-get install "
+                                              "chromium) or point BEAMTUI_CHROMIUM at one; .ci/run installs it")
+def test_the_dashboard_in_a_browser_renders_and_plus_widens_the_beam(fault_server):
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "serve", "--port", str(port), "--backend", "openai", "--base-url",
+         fault_server.base_url, "--model", "synthetic", "--tokenizer", "embedded", "--prompt", "hi",
+         "--max-tokens", "16", "--block-tokens", "8"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    frames: list[str] = []  # what the server sent the page's terminal: the dashboard's output
+
+    def screen() -> str:
+        return "".join(frames)
+
+    try:
+        wait_for_port(port, serve)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            local = f"http://127.0.0.1:{port}/"
+            # The page asks Google for a font; nothing leaves loopback.
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local)
+                       else route.abort())
+            page.on("websocket", lambda ws: ws.on(
+                "framereceived", lambda data: frames.append(data if isinstance(data, str) else
+                                                            data.decode("utf-8", "replace"))))
+            page.goto(local)
+            deadline = time.monotonic() + 60
+            while not ("Beams" in screen() and "beam:4x4" in screen()) and time.monotonic() < deadline:
+                page.wait_for_timeout(100)
+            assert "Beams" in screen() and "beam:4x4" in screen()
+            assert "beam:5x4" not in screen()
+            page.mouse.click(800, 500)  # focus the terminal
+            page.keyboard.press("+")
+            while "beam:5x4" not in screen() and time.monotonic() < deadline:
+                page.wait_for_timeout(100)
+            assert "beam:5x4" in screen()
+            browser.close()
+    finally:
+        serve.terminate()
+        serve.communicate(timeout=20)
+
+
+def test_binding_beyond_loopback_is_warned_about():
+    assert exposure_warning("127.0.0.1", 8000) is None and exposure_warning("localhost", 8000) is None
+    assert "anyone who can reach port 8000 can drive the search" in exposure_warning("0.0.0.0", 8000)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--port", "0"], "--port must be 1 to 65535"),
+    (["--port", "PORT_IN_USE"], "cannot listen on 127.0.0.1:"),
+    (["--beam-width", "0"], "beam-width must be an integer >= 1"),
+])
+def test_bad_serve_input_exits_2_with_one_line(argv, message):
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        taken = str(busy.getsockname()[1])
+        done = run_cli("serve", *[taken if a == "PORT_IN_USE" else a for a in argv], timeout=60)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
