@@ -23,6 +23,7 @@ class BackendError(BeamtuiError):
         self.transient = transient
         self.retry_after = retry_after
         self.status = status
+        self.endpoint: str | None = None  # which of several endpoints failed, when there are several
 
 
 class RunFailed(BeamtuiError):

@@ -63,6 +63,7 @@ class RequestRetried:
     attempt: int  # the attempt that failed, 1-based
     reason: str
     delay_s: float
+    endpoint: str | None = None  # which endpoint failed, when there are several
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class RequestFinished:
     retries: int
     in_flight: int
     error: str | None = None  # set when the request failed for good
+    endpoint: str | None = None  # which endpoint answered (or last failed), when there are several
 
 
 @dataclass(frozen=True)

@@ -52,10 +52,28 @@ class RequestStats:
     sum_latency_s: float = 0.0
     peak_in_flight: int = 0
     recent: LatencyWindow = field(default_factory=LatencyWindow)
+    # Per endpoint, when requests are spread over several: answered requests, their tokens and latency, and
+    # failed attempts (a retried request may fail on one endpoint and be answered by another).
+    endpoints: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def totals(self) -> dict:
         """The running totals alone: cheap enough to take around every search."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "recent"}
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("recent", "endpoints")}
+        data["endpoints"] = {url: dict(counts) for url, counts in self.endpoints.items()}
+        return data
+
+    def count_endpoint(self, url: str | None, *, completion_tokens: int = 0, latency_s: float = 0.0,
+                       failed: bool = False) -> None:
+        if url is None:
+            return
+        counts = self.endpoints.setdefault(url, {"requests": 0, "completion_tokens": 0, "sum_latency_s": 0.0,
+                                                 "failed_attempts": 0})
+        if failed:
+            counts["failed_attempts"] += 1
+        else:
+            counts["requests"] += 1
+            counts["completion_tokens"] += completion_tokens
+            counts["sum_latency_s"] = round(counts["sum_latency_s"] + latency_s, 4)
 
     def as_dict(self) -> dict:
         data = self.totals()
@@ -190,7 +208,8 @@ class RequestLayer:
             delay = backoff_delay(attempt, error.retry_after, self.rng)
             for stats in self._counters(tag):
                 stats.retries += 1
-            self.emit(RequestRetried(tag.run_id, tag.round, request_id, attempt, str(error), delay))
+                stats.count_endpoint(error.endpoint, failed=True)
+            self.emit(RequestRetried(tag.run_id, tag.round, request_id, attempt, str(error), delay, error.endpoint))
             await asyncio.sleep(delay)
 
     def _counters(self, tag: RequestTag) -> tuple[RequestStats, ...]:
@@ -215,10 +234,16 @@ class RequestLayer:
             stats.prompt_tokens += prompt
             stats.completion_tokens += completion
             stats.failures += error is not None
+            if error is not None:
+                stats.count_endpoint(error.endpoint, failed=True)
+            else:
+                stats.count_endpoint(continuations[0].endpoint if continuations else None,
+                                     completion_tokens=completion, latency_s=latency)
         self.emit(
             RequestFinished(
                 tag.run_id, tag.round, request_id, latency, prompt, completion, attempt - 1, self.in_flight,
                 None if error is None else str(error),
+                error.endpoint if error is not None else continuations[0].endpoint if continuations else None,
             )
         )
 

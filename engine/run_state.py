@@ -62,6 +62,21 @@ class TreeNode:
 
 
 @dataclass
+class EndpointTally:
+    """One endpoint's share of the run, when requests are spread over several."""
+
+    requests: int = 0
+    tokens: int = 0
+    failed_attempts: int = 0
+    failed_in_a_row: int = 0
+    latencies: LatencyWindow = field(default_factory=lambda: LatencyWindow(256))
+
+    @property
+    def health(self) -> str:
+        return "answering" if not self.failed_in_a_row else f"{self.failed_in_a_row} failed in a row"
+
+
+@dataclass
 class RunState:
     run_id: str
     search: SearchSettings
@@ -95,6 +110,7 @@ class RunState:
     started_at: float = 0.0
     latencies: LatencyWindow = field(default_factory=LatencyWindow)
     completions: deque = field(default_factory=deque)  # (time, tokens) of finished requests, last minute
+    endpoints: dict[str, EndpointTally] = field(default_factory=dict)  # by base URL, with several endpoints
     log: list[tuple[float, str]] = field(default_factory=list)  # (clock, line) not yet shown; drained by the reader
 
     def __post_init__(self) -> None:
@@ -140,6 +156,10 @@ class RunState:
             self.in_flight = event.in_flight
         elif isinstance(event, RequestRetried):
             self.retries += 1
+            if event.endpoint:
+                tally = self.endpoints.setdefault(event.endpoint, EndpointTally())
+                tally.failed_attempts += 1
+                tally.failed_in_a_row += 1
             self.say(f"request {event.request_id} retried after attempt {event.attempt} ({event.reason}); "
                      f"waiting {event.delay_s:.1f}s")
         elif isinstance(event, RequestFinished):
@@ -166,6 +186,16 @@ class RunState:
         self.latencies.add(event.latency_s)
         self.tokens += event.completion_tokens
         self.completions.append((now, event.completion_tokens))
+        if event.endpoint:
+            tally = self.endpoints.setdefault(event.endpoint, EndpointTally())
+            if event.error:
+                tally.failed_attempts += 1
+                tally.failed_in_a_row += 1
+            else:
+                tally.requests += 1
+                tally.tokens += event.completion_tokens
+                tally.failed_in_a_row = 0
+                tally.latencies.add(event.latency_s)
         if event.error:
             self.failures += 1
             self.say(f"request {event.request_id} failed after {event.retries} retries: {event.error}")

@@ -55,6 +55,7 @@ class Continuation:
     proposal_logprobs: tuple[float, ...] | None = None
     # With SampleRequest.top_logprobs: the best alternatives at each position, as (token id, log p).
     top_logprobs: tuple[tuple[tuple[int, float], ...], ...] | None = None
+    endpoint: str | None = None  # which endpoint answered, when requests are spread over several
 
 
 @dataclass(frozen=True)

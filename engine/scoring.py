@@ -170,3 +170,9 @@ def weighted_choice(weights: Sequence[float], uniform: float) -> int:
         if point < cumulative:
             return index
     return len(weights) - 1
+
+
+def endpoint_score(outstanding: int, latency_s: float, failed_in_a_row: int) -> float:
+    """When a new request sent to an endpoint would be answered, roughly: least outstanding requests weighted by
+    observed latency, and pushed away from an endpoint that has just failed (so a retry tends to go elsewhere)."""
+    return (outstanding + 1) * latency_s * (1 + failed_in_a_row)

@@ -143,6 +143,9 @@ class BackendSettings:
 
     backend: str = "local"
     base_url: str | None = None
+    more_base_urls: tuple[str, ...] = ()  # further replicas of the same model (--base-url given again)
+    endpoint_max_concurrent: int | None = None  # requests in flight per endpoint at most
+    tinker_clients: int = 1  # Tinker sampling clients, each with the SDK's own 400-request dispatch limit
     model: str | None = None
     model_path: str | None = None
     tokenizer: str | None = None
@@ -153,6 +156,10 @@ class BackendSettings:
     latency: float = 0.0  # simulated network delay per request, local backend only
     threads: int | None = None
     weights: str = "auto"
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        return ((self.base_url,) if self.base_url else ()) + self.more_base_urls
 
     def validate(self) -> BackendSettings:
         if self.backend not in BACKENDS:
@@ -180,10 +187,23 @@ class BackendSettings:
         if self.weights != "auto" and self.backend != "local":
             raise ConfigError("--weights chooses the local model's weight layout; it has no effect on "
                               f"the {self.backend} backend")
+        if (self.more_base_urls or self.endpoint_max_concurrent is not None) and self.backend != "openai":
+            raise ConfigError(f"several endpoints and --endpoint-max-concurrent are for the openai backend, not "
+                              f"{self.backend}")
+        if not isinstance(self.tinker_clients, int) or self.tinker_clients < 1:
+            raise ConfigError(f"tinker-clients must be an integer >= 1, got {self.tinker_clients!r}")
+        if self.tinker_clients != 1 and self.backend != "tinker":
+            raise ConfigError(f"--tinker-clients is for the tinker backend, not {self.backend}")
+        if self.endpoint_max_concurrent is not None and (not isinstance(self.endpoint_max_concurrent, int)
+                                                         or self.endpoint_max_concurrent < 1):
+            raise ConfigError(f"endpoint-max-concurrent must be an integer >= 1, got {self.endpoint_max_concurrent!r}")
+        if len(set(self.base_urls)) != len(self.base_urls):
+            raise ConfigError(f"--base-url names an endpoint twice: {', '.join(self.base_urls)}")
         if self.backend == "openai":
             if not self.base_url:
                 raise ConfigError("the openai backend needs --base-url, for example http://127.0.0.1:8000/v1")
-            check_url(self.base_url)
+            for url in self.base_urls:
+                check_url(url)
             if not self.model:
                 raise ConfigError("the openai backend needs --model")
             host = urlparse(self.base_url).hostname or ""

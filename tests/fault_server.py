@@ -33,6 +33,19 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Reque
            502: "Bad Gateway", 503: "Service Unavailable"}
 
 
+class InFlightGroup:
+    """Requests in flight across several servers (each on its own thread), and the peak: a global cap's test."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_flight = self.peak = 0
+
+    def change(self, delta: int) -> None:
+        with self.lock:
+            self.in_flight += delta
+            self.peak = max(self.peak, self.in_flight)
+
+
 @dataclass
 class FaultConfig:
     rate_400: float = 0.0
@@ -59,6 +72,9 @@ class FaultConfig:
     answer_tokens: tuple[int, ...] = ()  # when set, every answer continues this sequence with certainty, then ends
     streams: bool = True  # answers `"stream": true` completions as server-sent events, a token per chunk
     stream_token_s: float = 0.0  # pause between streamed tokens
+    capacity: int = 0  # requests worked on at once (each taking `latency`); 0: no limit
+    model: str = ""  # another value makes up another model's distributions (a replica that is not one)
+    group: InFlightGroup | None = field(default=None, compare=False, repr=False)  # counts in flight across servers
 
 
     def rate(self, fault: str) -> float:
@@ -91,6 +107,7 @@ class FaultServer:
         self.server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task] = set()
         self._upstream = None
+        self._capacity = asyncio.Semaphore(self.config.capacity) if self.config.capacity else None
 
     @property
     def base_url(self) -> str:
@@ -145,9 +162,15 @@ class FaultServer:
             stats.arrivals.append(time.time())
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        if self.config.group is not None:
+            self.config.group.change(+1)
         try:
             if config.latency:
-                await asyncio.sleep(config.latency)
+                if self._capacity is not None:
+                    async with self._capacity:  # a server that works on so many requests at once; the rest queue
+                        await asyncio.sleep(config.latency)
+                else:
+                    await asyncio.sleep(config.latency)
             if path.endswith("/models"):
                 await _respond(writer, 200, {"object": "list", "data": [{"id": "synthetic", "object": "model"}]})
                 return True
@@ -205,6 +228,8 @@ class FaultServer:
             return True
         finally:
             stats.in_flight -= 1
+            if self.config.group is not None:
+                self.config.group.change(-1)
 
     def inject(self, *faults: str) -> None:
         """Faults for the next requests, in order ("" for a clean answer); the rates apply after them."""
@@ -245,7 +270,7 @@ class FaultServer:
                 drawn.append((EOS_TOKEN, -rng.random(), {}))
                 break
             # The position's distribution: the same whatever the temperature, as a model's would be.
-            shape = random.Random(hashlib.sha256(f"{key}|{index}|{position}".encode()).digest())
+            shape = random.Random(hashlib.sha256(f"{self.config.model}{key}|{index}|{position}".encode()).digest())
             choices = shape.sample(range(*SYNTHETIC_VOCAB), SYNTHETIC_CHOICES)
             logits = [3 * shape.random() for _ in choices]
             raw = _log_softmax(logits)
@@ -412,6 +437,12 @@ class ThreadedFaultServer:
         return self.server
 
     def __exit__(self, *exc) -> None:
+        self.kill()
+
+    def kill(self) -> None:
+        """Stop listening and drop every open connection, as a crashed server would."""
+        if not self.loop.is_running():
+            return
         asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
@@ -421,6 +452,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8123)
     for name, value in asdict(FaultConfig()).items():
+        if name == "group":
+            continue  # for servers in one test process
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             parser.add_argument(flag, action="store_true")

@@ -86,6 +86,24 @@ async def test_search_over_tinker_types(local_sampler):
     assert [b.token_ids for b in result.candidates] == [b.token_ids for b in local.candidates]
 
 
+async def test_requests_spread_over_several_tinker_clients_with_the_same_answer(local_sampler):
+    settings = SearchSettings(prompt="Name a planet.", beam_width=2, n_per_beam=2, block_tokens=4, max_tokens=8,
+                              seed=3)
+    answers = {}
+    for count in (1, 2):
+        clients = [LocalTinkerClient(local_sampler) for _ in range(count)]
+        sampler = TinkerSampler(model=TINKER.model, api_key=None, max_concurrent=8, timeout=30,
+                                tokenizer="embedded", sampling_client=clients)
+        await open_sampler(TINKER, sampler)
+        for client in clients:
+            client.calls.clear()
+        result = await run_search(settings, sampler, TINKER)
+        await sampler.aclose()
+        answers[count] = result.answer.token_ids
+        assert all(client.calls for client in clients)  # each client sent some of the search's requests
+    assert answers[1] == answers[2]
+
+
 async def test_tinker_sdk_retries_are_not_stacked_with_ours(local_sampler):
     from engine.request_layer import RequestLayer
 

@@ -41,6 +41,7 @@ class Flag:
     commands: frozenset[str] = SEARCHING
     strategy: str | None = None  # set on flags that only one strategy reads
     in_config: bool = True  # may be set in the TOML config
+    many: bool = False  # may be given more than once
 
     @property
     def name(self) -> str:
@@ -74,7 +75,12 @@ FLAGS = (
     Flag("best_of", "best-of-n: answers to choose from (default 8)", int, strategy="best-of-n"),
     # Where requests go
     Flag("backend", "local (default), openai or tinker", choices=BACKENDS, commands=EVERYWHERE),
-    Flag("base_url", "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1", commands=EVERYWHERE),
+    Flag("base_url", "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1; again for each further replica "
+         "(TOML: base-urls = [...])", commands=EVERYWHERE, many=True),
+    Flag("tinker_clients", "Tinker sampling clients to spread requests over, each with the SDK's own limit of 400 "
+         "dispatched requests (default 1)", int, commands=EVERYWHERE),
+    Flag("endpoint_max_concurrent", "requests in flight per endpoint at most (default: only the global cap)", int,
+         commands=EVERYWHERE),
     Flag("model", "model name on the endpoint, or Tinker base model", commands=EVERYWHERE),
     Flag("model_path", "a GGUF file for the local backend (default: embedded SmolLM2-135M)", commands=EVERYWHERE),
     Flag("tokenizer", "tokenizer for remote backends: .gguf file, 'embedded', or HF name", commands=EVERYWHERE),
@@ -112,6 +118,9 @@ def add_flags(parser: argparse.ArgumentParser, command: str, *, required: Iterab
         options: dict = {"dest": flag.dest, "help": flag.help, "default": argparse.SUPPRESS}
         if flag.type is None:
             options["action"] = "store_true"
+        elif flag.many:
+            options["action"] = "append"
+            options["type"] = flag.type
         else:
             options["type"] = flag.type
         if flag.choices:
@@ -155,8 +164,16 @@ def settings_from(values: dict) -> tuple[SearchSettings, BackendSettings]:
     if "block_tokens" not in values and 1 <= values.get("max_tokens", default_block) < default_block:
         values = values | {"block_tokens": values["max_tokens"]}
     search = SearchSettings(**{k: v for k, v in values.items() if k in SEARCH_FIELDS}).validate()
-    backend = BackendSettings(**{k: v for k, v in values.items() if k in BACKEND_FIELDS}).validate()
-    return search, backend
+    return search, backend_settings(values)
+
+
+def backend_settings(values: dict) -> BackendSettings:
+    """--base-url may come as a list (given more than once, or base-urls in TOML): the first, then the rest."""
+    fields = {k: v for k, v in values.items() if k in BACKEND_FIELDS}
+    urls = fields.get("base_url")
+    if isinstance(urls, list):
+        fields["base_url"], fields["more_base_urls"] = urls[0], tuple(urls[1:])
+    return BackendSettings(**fields).validate()
 
 
 def read_config(path: str) -> dict:
@@ -172,6 +189,11 @@ def read_config(path: str) -> dict:
         raise ConfigError(f"invalid TOML in {path}: {exc}") from None
     values = {}
     for key, value in data.items():
+        if key in ("base-urls", "base_urls"):
+            if not isinstance(value, list) or not value or not all(isinstance(url, str) for url in value):
+                raise ConfigError(f"setting {key!r} in {path} must be a list of URLs, got {value!r}")
+            values["base_url"] = value
+            continue
         if key == "keymap":  # the dashboard's keys; tui.keymap checks it against the bindings
             if not isinstance(value, dict):
                 raise ConfigError(f"[keymap] in {path} must be a table of binding ids to keys")

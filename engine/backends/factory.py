@@ -20,15 +20,18 @@ def create_sampler(settings: BackendSettings) -> Sampler:
     if settings.backend == "openai":
         from engine.backends.openai_compat import OpenAISampler
 
-        return OpenAISampler(
-            base_url=settings.base_url,
-            model=settings.model,
-            api_key=settings.api_key(),
-            max_concurrent=settings.max_concurrent,
-            timeout=settings.timeout,
-            api=settings.api,
-            tokenizer=settings.tokenizer,
-        )
+        endpoints = [
+            OpenAISampler(base_url=url, model=settings.model, api_key=settings.api_key(),
+                          max_concurrent=settings.endpoint_max_concurrent or settings.max_concurrent,
+                          timeout=settings.timeout, api=settings.api, tokenizer=settings.tokenizer)
+            for url in settings.base_urls
+        ]
+        if len(endpoints) == 1 and settings.endpoint_max_concurrent is None:
+            return endpoints[0]
+        from engine.backends.endpoints import EndpointPool
+
+        return EndpointPool(endpoints, endpoint_max_concurrent=settings.endpoint_max_concurrent,
+                            timeout=settings.timeout, max_retries=settings.max_retries)
     if settings.backend == "tinker":
         from engine.backends.tinker_sdk import TinkerSampler
 
@@ -38,6 +41,7 @@ def create_sampler(settings: BackendSettings) -> Sampler:
             max_concurrent=settings.max_concurrent,
             timeout=settings.timeout,
             tokenizer=settings.tokenizer,
+            clients=settings.tinker_clients,
         )
     raise ConfigError(f"unknown backend {settings.backend!r}")
 

@@ -56,6 +56,7 @@ class TinkerSampler(TokenizerBacked):
         model_path: str | None = None,
         tokenizer: str | None = None,
         sampling_client: Any = None,
+        clients: int = 1,
     ):
         self.model = model
         self.model_path = model_path
@@ -64,7 +65,11 @@ class TinkerSampler(TokenizerBacked):
         self.timeout = timeout
         self.tokenizer_spec = tokenizer or model
         self.tokenizer: Tokenizer | None = None
-        self.client = sampling_client  # tests hand in a stand-in for the remote service
+        # Tests hand in stand-ins for the remote service: one client, or a list of them.
+        given = sampling_client if isinstance(sampling_client, list) else [sampling_client] if sampling_client else []
+        self.clients: list[Any] = given
+        self.client_count = len(given) or clients
+        self.outstanding: list[int] = [0] * len(given)
         self.scaled: bool | None = None  # whether sample() reports temperature-scaled logprobs; probed at start
 
     @property
@@ -77,12 +82,13 @@ class TinkerSampler(TokenizerBacked):
         return EXACT if self.scaled else LogprobQuality("exact", "estimated")
 
     async def start(self, send: Send) -> None:
-        if self.client is None and not self.api_key:
+        if not self.clients and not self.api_key:
             raise ConfigError("the tinker backend needs TINKER_API_KEY in the environment")
         if self.tokenizer is None:
             self.tokenizer = load_tokenizer(self.tokenizer_spec)
-        if self.client is None:
-            self.client = await self._connect()
+        if not self.clients:
+            self.clients = list(await asyncio.gather(*(self._connect() for _ in range(self.client_count))))
+            self.outstanding = [0] * len(self.clients)
         self.scaled = await self._reports_scaled_logprobs()
 
     async def _reports_scaled_logprobs(self) -> bool:
@@ -92,21 +98,22 @@ class TinkerSampler(TokenizerBacked):
         prompt = self.render_chat([Message("user", "Say hi.")])
         params = types.SamplingParams(max_tokens=PROBE_TOKENS, temperature=PROBE_TEMPERATURE, seed=0)
         try:
-            response = await self.client.sample(prompt=types.ModelInput.from_ints(prompt), num_samples=1,
-                                                sampling_params=params)
+            client = self.clients[0]
+            response = await client.sample(prompt=types.ModelInput.from_ints(prompt), num_samples=1,
+                                           sampling_params=params)
             sequence = response.sequences[0]
-            raw = await self._raw_logprobs(prompt, sequence.tokens)
+            raw = await self._raw_logprobs(client, prompt, sequence.tokens)
         except Exception as exc:  # the SDK's errors, after its own retries
             raise ConfigError(f"Tinker failed a probe request: {backend_error(exc, self.api_key)}") from None
         return any(abs(a - b) > SCALED_BY for a, b in zip(sequence.logprobs or (), raw, strict=False))
 
-    async def _raw_logprobs(self, prompt: list[int], tokens: list[int]) -> list[float]:
+    async def _raw_logprobs(self, client: Any, prompt: list[int], tokens: list[int]) -> list[float]:
         """log p of `tokens` after `prompt` at temperature 1, from compute_logprobs."""
         from tinker import types
 
         if not tokens:
             return []
-        scored = await self.client.compute_logprobs(types.ModelInput.from_ints(list(prompt) + list(tokens)),
+        scored = await client.compute_logprobs(types.ModelInput.from_ints(list(prompt) + list(tokens)),
                                                     prompt_logprobs_last_n=len(tokens))
         return [float(v) for v in scored[-len(tokens):]]
 
@@ -127,7 +134,7 @@ class TinkerSampler(TokenizerBacked):
                 pending = service.create_sampling_client(
                     base_model=self.model,
                     model_path=self.model_path,
-                    retry_config=RetryConfig(max_connections=self.max_concurrent),
+                    retry_config=RetryConfig(max_connections=-(-self.max_concurrent // self.client_count)),
                 )
                 created.set_result(pending.result())
             except BaseException as exc:
@@ -156,8 +163,11 @@ class TinkerSampler(TokenizerBacked):
         )
         tempered = request.temperature not in (0.0, 1.0)
         alternatives = LOGPROB_ALTERNATIVES if tempered and request.proposal_logprobs and not self.scaled else 0
+        index = self.outstanding.index(min(self.outstanding))  # the client with the fewest requests in flight
+        client = self.clients[index]
+        self.outstanding[index] += 1
         try:
-            response = await self.client.sample(
+            response = await client.sample(
                 prompt=types.ModelInput.from_ints(list(request.prompt_ids)),
                 num_samples=request.n,
                 sampling_params=params,
@@ -165,11 +175,13 @@ class TinkerSampler(TokenizerBacked):
             )
             continuations = []
             for sequence in response.sequences:
-                raw = await self._raw_logprobs(request.prompt_ids, sequence.tokens) if tempered and self.scaled \
-                    else None
+                raw = await self._raw_logprobs(client, request.prompt_ids, sequence.tokens) \
+                    if tempered and self.scaled else None
                 continuations.append(self._continuation(request, sequence, raw))
         except Exception as exc:  # the SDK's errors, after its own retries
             raise backend_error(exc, self.api_key) from None
+        finally:
+            self.outstanding[index] -= 1
         return continuations
 
     def _continuation(self, request: SampleRequest, sequence, raw: list[float] | None) -> Continuation:
@@ -195,4 +207,4 @@ class TinkerSampler(TokenizerBacked):
                             tuple(logq) if logq is not None else None, alternatives)
 
     async def aclose(self) -> None:
-        self.client = None
+        self.clients, self.outstanding = [], []

@@ -18,7 +18,7 @@ from engine.jsonl import check_writable
 from engine.request_layer import RequestLayer
 from engine.settings import BackendSettings
 from engine.shards import Shard
-from tui.options import BACKEND_FIELDS, add_flags, merged_values
+from tui.options import add_flags, backend_settings, merged_values
 
 GEN_DEFAULTS = {"max_tokens": 256, "temperature": 0.7, "seed": 0, "mode": "parallel"}
 
@@ -65,7 +65,7 @@ async def gen_command(args: argparse.Namespace) -> int:
     if args.compare is not None and args.shard is not None:
         raise ConfigError("--compare times the first N questions of the file; it takes no --shard")
     values = merged_values(args)
-    backend = BackendSettings(**{k: v for k, v in values.items() if k in BACKEND_FIELDS}).validate()
+    backend = backend_settings(values)
     settings = gen_settings(args, values, Path(args.out or "unused.jsonl"))
     total = check_questions(settings)
     if args.compare is None:

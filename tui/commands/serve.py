@@ -37,7 +37,8 @@ def dashboard_command(args: argparse.Namespace) -> str:
             continue  # host, port, command
         if dest == "config":
             value = str(Path(value).resolve())
-        argv += [flag.name] if flag.type is None else [flag.name, str(value)]
+        for one in value if isinstance(value, list) else [value]:
+            argv += [flag.name] if flag.type is None else [flag.name, str(one)]
     return shlex.join(argv)
 
 

@@ -1,6 +1,9 @@
-"""How fast: tokens and requests per second, a minute of history, latency percentiles, retries, failures."""
+"""How fast: tokens and requests per second, a minute of history, latency percentiles, retries, failures, and
+with several endpoints a line for each: its requests, tokens, median latency and whether it is answering."""
 
 from __future__ import annotations
+
+from urllib.parse import urlparse
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -21,6 +24,7 @@ class ThroughputPanel(Vertical):
         self._sparkline_at = float("-inf")
         self.rates, self.latency, self.counts = Line(id="rates"), Line(id="latency"), Line(id="counts")
         self.history = Sparkline([0.0], id="rate-history")
+        self.endpoint_lines: dict[str, Line] = {}  # mounted once per endpoint; a Line repaints without reflow
 
     def compose(self) -> ComposeResult:
         yield self.rates
@@ -35,6 +39,14 @@ class ThroughputPanel(Vertical):
         latency = f"p50 {percentiles[0]:.2f}s · p95 {percentiles[1]:.2f}s" if percentiles else "p50 – · p95 –"
         self.latency.text = latency
         self.counts.text = f"retries {state.retries} · failures {state.failures}"
+        for url, tally in state.endpoints.items():
+            if url not in self.endpoint_lines:
+                self.endpoint_lines[url] = line = Line()
+                self.mount(line)
+            median = tally.latencies.percentiles()
+            self.endpoint_lines[url].text = (
+                f"{urlparse(url).netloc or url} {tally.requests} req · {tally.tokens:,} tok · "
+                f"p50 {'–' if median is None else f'{median[0]:.2f}s'} · {tally.health}")
         now = state.clock()
         if now - self._sparkline_at >= SPARKLINE_EVERY_S:
             self._sparkline_at = now

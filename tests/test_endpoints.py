@@ -1,0 +1,153 @@
+"""Several endpoints behind one cap: balancing, caps, health, a replica killed mid-run, and the start-up check
+that they serve one model. Loopback fault servers only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from contextlib import ExitStack
+
+import pytest
+
+from engine.backends.endpoints import odd_ones_out
+from engine.gen import question_id
+from engine.scoring import endpoint_score
+from tests.conftest import ROOT, run_cli
+from tests.fault_server import FaultConfig, InFlightGroup, ThreadedFaultServer
+
+SYNTHETIC = ["--backend", "openai", "--model", "synthetic", "--tokenizer", "embedded"]
+
+
+def servers(stack: ExitStack, *configs: FaultConfig) -> list[ThreadedFaultServer]:
+    threaded = [ThreadedFaultServer(config) for config in configs]
+    for server in threaded:
+        stack.enter_context(server)
+    return threaded
+
+
+def urls(threaded) -> list[str]:
+    return [arg for server in threaded for arg in ("--base-url", server.server.base_url)]
+
+
+def write_questions(path, count):
+    path.write_text("".join(f"What is {i} plus {i}?\n" for i in range(count)))
+    return path
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_traffic_follows_capacity_and_both_caps_hold(tmp_path):
+    group = InFlightGroup()
+    with ExitStack() as stack:
+        fast, middle, slow = servers(stack, *(FaultConfig(latency=latency, group=group) for latency in (0.05, 0.1, 0.2)))
+        questions = write_questions(tmp_path / "q.txt", 280)
+        done = run_cli("gen", "--questions", str(questions), "--out", str(tmp_path / "out.jsonl"), *SYNTHETIC,
+                       *urls([fast, middle, slow]), "--max-concurrent", "10", "--endpoint-max-concurrent", "4",
+                       "--max-tokens", "4", "--quiet", timeout=120)
+        assert done.returncode == 0, done.stderr
+        counts = [s.server.stats.requests for s in (fast, middle, slow)]
+        peaks = [s.server.stats.peak_in_flight for s in (fast, middle, slow)]
+    assert len(lines(tmp_path / "out.jsonl")) == 280
+    assert max(peaks) == 4 and group.peak <= 10  # the per-endpoint cap, and the global one across servers
+    # Capacity: 4 slots over 0.05, 0.1 and 0.2 s is 80, 40 and 20 requests/s, shares 4:2:1 when all are full.
+    assert counts[0] > counts[1] > counts[2]
+    assert 2.0 <= counts[0] / counts[2] <= 8.0, counts
+
+
+def test_a_replica_killed_mid_gen_loses_nothing(tmp_path):
+    with ExitStack() as stack:
+        threaded = servers(stack, *(FaultConfig(latency=0.05) for _ in range(3)))
+        questions = write_questions(tmp_path / "q.txt", 200)
+        out = tmp_path / "out.jsonl"
+        command = [sys.executable, "-m", "tui.cli", "gen", "--questions", str(questions), "--out", str(out),
+                   *SYNTHETIC, *urls(threaded), "--max-concurrent", "6", "--max-tokens", "4", "--quiet"]
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(out.read_text().splitlines() if out.exists() else []) < 40 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        threaded[1].kill()
+        answered_before_kill = threaded[1].server.stats.answered
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "failures 0" in stderr
+    ids = Counter(record["id"] for record in lines(out))
+    assert set(ids) == {question_id(f"What is {i} plus {i}?") for i in range(200)} and set(ids.values()) == {1}
+    assert answered_before_kill > 0
+
+
+def test_a_replica_killed_mid_search_and_the_search_completes_on_the_others():
+    with ExitStack() as stack:
+        threaded = servers(stack, *(FaultConfig(latency=0.1) for _ in range(3)))
+        command = [sys.executable, "-m", "tui.cli", "run", "--prompt", "hi", "--json", *SYNTHETIC, *urls(threaded),
+                   "--max-tokens", "96", "--block-tokens", "8", "--beam-width", "2", "--n-per-beam", "2", "--seed", "1"]
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        victim = threaded[0].server
+        deadline = time.monotonic() + 60
+        while victim.stats.answered < 10 and time.monotonic() < deadline:  # its probes, then the first blocks
+            time.sleep(0.01)
+        threaded[0].kill()
+        stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    result = json.loads(stdout)
+    usage = result["usage"]
+    assert result["answer"]["tokens"] == 96 and usage["failures"] == 0
+    killed, *alive = (usage["endpoints"].get(s.server.base_url, {}) for s in threaded)
+    assert all(e["requests"] > 0 for e in alive)
+    assert killed.get("requests", 0) < min(e["requests"] for e in alive)  # it was out for the later blocks
+
+
+def test_an_endpoint_serving_another_model_is_named_at_start_up():
+    with ExitStack() as stack:
+        threaded = servers(stack, FaultConfig(), FaultConfig(), FaultConfig(model="another"))
+        done = run_cli("run", "--prompt", "hi", *SYNTHETIC, *urls(threaded), "--max-tokens", "8", timeout=60)
+        odd = threaded[2].server.base_url
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert f"{odd} serves another model or tokenizer" in done.stderr
+
+
+def test_an_endpoint_with_processed_logprobs_among_raw_ones_is_named_at_start_up():
+    with ExitStack() as stack:
+        threaded = servers(stack, FaultConfig(), FaultConfig(logprobs_mode="processed"), FaultConfig())
+        done = run_cli("run", "--prompt", "hi", *SYNTHETIC, *urls(threaded), "--max-tokens", "8", timeout=60)
+        odd = threaded[1].server.base_url
+    assert done.returncode == 2 and f"{odd} returns processed logprobs" in done.stderr
+
+
+def test_the_odd_one_out_and_the_endpoint_score():
+    same = lambda a, b: a[0] == b[0]  # noqa: E731
+    assert odd_ones_out(["a1", "a2", "b"], same) == ["b"]
+    assert odd_ones_out(["a", "b"], same) == ["a", "b"]  # two that disagree: either may be the odd one
+    assert odd_ones_out(["a1", "a2"], same) == []
+    # Least outstanding, weighted by latency: an idle slow endpoint loses to a fast one with a short queue...
+    assert endpoint_score(1, 0.1, 0) < endpoint_score(0, 0.4, 0)
+    # ...and one that has just failed is avoided while another answers.
+    assert endpoint_score(0, 0.1, 0) < endpoint_score(0, 0.1, 1)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--base-url", "http://127.0.0.1:9/v1", "--base-url", "http://127.0.0.1:9/v1"], "names an endpoint twice"),
+    (["--base-url", "http://127.0.0.1:9/v1", "--endpoint-max-concurrent", "0"],
+     "endpoint-max-concurrent must be an integer >= 1"),
+    (["--base-url", "http://127.0.0.1:9/v1", "--base-url", "ftp://x"], "ftp://x"),
+    (["--base-url", "http://127.0.0.1:9/v1", "--tinker-clients", "2"], "--tinker-clients is for the tinker backend"),
+])
+def test_bad_endpoint_flags_exit_2_with_one_line(argv, message):
+    done = run_cli("run", "--prompt", "hi", *SYNTHETIC, *argv, timeout=60)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_base_urls_in_the_config_file(tmp_path):
+    from tui.options import backend_settings, read_config
+
+    config = tmp_path / "beamtui.toml"
+    config.write_text('backend = "openai"\nmodel = "m"\nbase-urls = ["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"]\n'
+                      "endpoint-max-concurrent = 8\n")
+    settings = backend_settings(read_config(str(config)))
+    assert settings.base_urls == ("http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1")
+    assert settings.endpoint_max_concurrent == 8
