@@ -17,6 +17,7 @@ from engine.gen import question_id
 from engine.scoring import endpoint_score
 from tests.conftest import ROOT, run_cli
 from tests.fault_server import FaultConfig, InFlightGroup, ThreadedFaultServer
+from tests.test_gen import lines, write_questions
 
 SYNTHETIC = ["--backend", "openai", "--model", "synthetic", "--tokenizer", "embedded"]
 
@@ -30,15 +31,6 @@ def servers(stack: ExitStack, *configs: FaultConfig) -> list[ThreadedFaultServer
 
 def urls(threaded) -> list[str]:
     return [arg for server in threaded for arg in ("--base-url", server.server.base_url)]
-
-
-def write_questions(path, count):
-    path.write_text("".join(f"What is {i} plus {i}?\n" for i in range(count)))
-    return path
-
-
-def lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def test_traffic_follows_capacity_and_both_caps_hold(tmp_path):
