@@ -70,6 +70,11 @@ class EndpointTally:
     failed_attempts: int = 0
     failed_in_a_row: int = 0
     latencies: LatencyWindow = field(default_factory=lambda: LatencyWindow(256))
+    answered_at: deque = field(default_factory=lambda: deque(maxlen=4096))  # times of its recent answers
+
+    def requests_per_s(self, now: float, since: float, window_s: float = 10.0) -> float:
+        span = min(window_s, max(now - since, 1e-9))
+        return sum(1 for t in self.answered_at if now - t <= window_s) / span
 
     @property
     def health(self) -> str:
@@ -196,6 +201,7 @@ class RunState:
                 tally.tokens += event.completion_tokens
                 tally.failed_in_a_row = 0
                 tally.latencies.add(event.latency_s)
+                tally.answered_at.append(now)
         if event.error:
             self.failures += 1
             self.say(f"request {event.request_id} failed after {event.retries} retries: {event.error}")
@@ -254,6 +260,11 @@ class RunState:
         if self.clock() < self.dropped_until:
             return self.population
         return [m for m in self.population if m.status in ("kept", "finished")]
+
+    def endpoint_rates(self) -> dict[str, float]:
+        """Requests per second each endpoint answered over the last 10 seconds."""
+        now = self.clock()
+        return {url: tally.requests_per_s(now, self.started_at) for url, tally in self.endpoints.items()}
 
     def rates(self, window_s: float = 10.0) -> tuple[float, float]:
         """Tokens per second and requests per second over the last `window_s` seconds."""

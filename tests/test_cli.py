@@ -140,6 +140,7 @@ SAMPLE_VALUES = {
     "alpha": "3", "temperature": "0.5", "seed": "7", "mode": "sequential", "beam_width": "3", "n_per_beam": "2",
     "length_penalty": "0.5", "chains": "3", "mcmc_steps": "2", "particles": "5", "ess_threshold": "0.3",
     "smc_output": "sample", "best_of": "3", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
+    "endpoint_max_concurrent": "4", "tinker_clients": "2",
     "model": "m", "model_path": "x.gguf", "tokenizer": "embedded", "api": "chat", "max_concurrent": "7",
     "timeout": "9", "max_retries": "2", "latency": "0.5", "threads": "1", "weights": "plain",
 }
@@ -147,9 +148,10 @@ SAMPLE_VALUES = {
 
 def parse(argv: list[str]) -> tuple[dict, str]:
     parser, subparsers = build_parser()
-    args = parser.parse_args(argv)
+    from tui.options import command_flags, join_repeated
+
+    args = join_repeated(parser.parse_args(argv))
     command = args.command or "tui"
-    from tui.options import command_flags
 
     refuse_misplaced(vars(args), command, command_flags(subparsers.get(command, parser)) | {"command"})
     return {k: v for k, v in vars(args).items() if k != "command"}, command
@@ -174,7 +176,13 @@ def test_every_shared_flag_means_the_same_before_and_after_the_subcommand(comman
         after, _ = parse([command, *required, *given])
         before, _ = parse([*given, command, *required])
         assert before == after, flag.name
-        assert (flag.type or str)(SAMPLE_VALUES[flag.dest]) == before[flag.dest], flag.name
+        expected = (flag.type or str)(SAMPLE_VALUES[flag.dest])
+        assert ([expected] if flag.many else expected) == before[flag.dest], flag.name
+
+
+def test_a_repeated_flag_given_on_both_sides_of_the_subcommand_keeps_every_value():
+    values, _ = parse(["--base-url", "http://a/v1", "run", "--prompt", "p", "--base-url", "http://b/v1"])
+    assert values["base_url"] == ["http://a/v1", "http://b/v1"]
 
 
 def test_a_flag_before_run_reaches_the_search():

@@ -76,12 +76,14 @@ def test_a_replica_killed_mid_search_and_the_search_completes_on_the_others():
     with ExitStack() as stack:
         threaded = servers(stack, *(FaultConfig(latency=0.1) for _ in range(3)))
         command = [sys.executable, "-m", "tui.cli", "run", "--prompt", "hi", "--json", *SYNTHETIC, *urls(threaded),
-                   "--max-tokens", "96", "--block-tokens", "8", "--beam-width", "2", "--n-per-beam", "2", "--seed", "1"]
+                   "--max-tokens", "96", "--block-tokens", "8", "--beam-width", "4", "--n-per-beam", "2", "--seed", "1"]
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        victim = threaded[0].server
+        # Four requests a round over three endpoints: each has one in every round. The probes are about 5 an
+        # endpoint, so 30 answers in all is a few rounds into the search.
         deadline = time.monotonic() + 60
-        while victim.stats.answered < 10 and time.monotonic() < deadline:  # its probes, then the first blocks
+        while sum(s.server.stats.answered for s in threaded) < 30 and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert process.poll() is None, "the search ended before the kill"
         threaded[0].kill()
         stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
@@ -91,6 +93,10 @@ def test_a_replica_killed_mid_search_and_the_search_completes_on_the_others():
     killed, *alive = (usage["endpoints"].get(s.server.base_url, {}) for s in threaded)
     assert all(e["requests"] > 0 for e in alive)
     assert killed.get("requests", 0) < min(e["requests"] for e in alive)  # it was out for the later blocks
+    described = {e["base_url"]: e for e in result["endpoints"]}  # what each supports, and its health
+    assert list(described) == [s.server.base_url for s in threaded]
+    assert all(e["token_prompts"] and e["honours_n"] and e["logprobs"] == "raw" for e in described.values())
+    assert described[threaded[0].server.base_url]["failures"] >= 1
 
 
 def test_an_endpoint_serving_another_model_is_named_at_start_up():
@@ -143,3 +149,21 @@ def test_base_urls_in_the_config_file(tmp_path):
     settings = backend_settings(read_config(str(config)))
     assert settings.base_urls == ("http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1")
     assert settings.endpoint_max_concurrent == 8
+
+
+async def test_the_throughput_panel_has_a_line_per_endpoint():
+    from tests.conftest import openai_settings
+    from tests.test_tui import SIZE, SMALL, wait_for
+    from tui.app import BeamtuiApp
+    from tui.panels.throughput import ThroughputPanel
+
+    with ExitStack() as stack:
+        first, second = servers(stack, FaultConfig(latency=0.02), FaultConfig(latency=0.02))
+        backend = openai_settings(first.server.base_url, more_base_urls=(second.server.base_url,))
+        app = BeamtuiApp(SMALL, backend)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.status == "finished")
+            await pilot.pause(0.3)
+            lines = {url: line.text for url, line in app.query_one(ThroughputPanel).endpoint_lines.items()}
+    assert set(lines) == {first.server.base_url, second.server.base_url}
+    assert all("req/s" in text and "answering" in text for text in lines.values()), lines

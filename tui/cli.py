@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from engine.errors import BeamtuiError, ConfigError, RunFailed
-from tui.options import OneLineParser, add_flags, command_flags, fail, refuse_misplaced
+from tui.options import OneLineParser, add_flags, command_flags, fail, join_repeated, refuse_misplaced
 
 EXIT_INTERRUPTED = 130
 COMMANDS = ("run", "bench", "gen", "eval", "serve")
@@ -65,7 +65,7 @@ def run_async(main: Callable[[], Awaitable[int]]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser, subparsers = build_parser()
-    args = parser.parse_args(argv)
+    args = join_repeated(parser.parse_args(argv))
     command = args.command or "tui"
     try:
         refuse_misplaced(vars(args), command, command_flags(subparsers.get(command, parser)) | {"command"})

@@ -28,6 +28,7 @@ from engine.settings import (
     SearchSettings,
 )
 
+AFTER_COMMAND = "_after_command"
 SEARCHING = frozenset({"tui", "run", "bench", "serve"})
 EVERYWHERE = frozenset({"tui", "run", "bench", "gen", "eval", "serve"})
 
@@ -115,7 +116,10 @@ def add_flags(parser: argparse.ArgumentParser, command: str, *, required: Iterab
             continue
         title = "strategy" if flag.strategy else "backend" if flag.dest in BACKEND_FIELDS else "settings"
         group = groups.get(title) or groups.setdefault(title, parser.add_argument_group(title))
-        options: dict = {"dest": flag.dest, "help": flag.help, "default": argparse.SUPPRESS}
+        # A repeatable flag given after the subcommand lands apart: argparse would let it overwrite the copies
+        # given before the subcommand, and join_repeated puts the two together.
+        dest = flag.dest + AFTER_COMMAND if flag.many and command != "tui" else flag.dest
+        options: dict = {"dest": dest, "help": flag.help, "default": argparse.SUPPRESS}
         if flag.type is None:
             options["action"] = "store_true"
         elif flag.many:
@@ -131,7 +135,17 @@ def add_flags(parser: argparse.ArgumentParser, command: str, *, required: Iterab
 
 
 def command_flags(parser: argparse.ArgumentParser) -> set[str]:
-    return {action.dest for action in parser._actions if action.dest not in ("help", "command")}
+    return {action.dest.removesuffix(AFTER_COMMAND) for action in parser._actions
+            if action.dest not in ("help", "command")}
+
+
+def join_repeated(args: argparse.Namespace) -> argparse.Namespace:
+    """`--base-url A run --base-url B` means both A and B."""
+    for flag in FLAGS:
+        after = vars(args).pop(flag.dest + AFTER_COMMAND, None)
+        if after is not None:
+            setattr(args, flag.dest, (getattr(args, flag.dest, None) or []) + after)
+    return args
 
 
 def refuse_misplaced(given: Iterable[str], command: str, accepted: set[str]) -> None:

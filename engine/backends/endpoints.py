@@ -53,8 +53,12 @@ class Endpoint:
             return "resting"
         return "trial" if self.failed_in_a_row >= FAILURES_TO_REST else "up"
 
-    def usage(self, now: float) -> dict:
-        return {"base_url": self.url, "requests": self.requests, "failures": self.failures,
+    def describe(self, now: float) -> dict:
+        """What start-up found the endpoint supports, and how it has done since (probes included)."""
+        sampler = self.sampler
+        return {"base_url": self.url, "honours_n": sampler.honours_n, "token_prompts": sampler.token_prompts,
+                "streams": sampler.streams, "logprobs": "processed" if sampler.processed else "raw",
+                "top_alternatives": sampler.alternatives, "attempts": self.requests, "failures": self.failures,
                 "completion_tokens": self.completion_tokens,
                 "mean_latency_s": None if self.latency_s is None else round(self.latency_s, 4),
                 "rests": self.rests, "health": self.health(now)}
@@ -111,9 +115,9 @@ class EndpointPool:
         return LogprobQuality(max((q.logp for q in qualities), key=QUALITY_RANK.__getitem__),
                               max((q.logq for q in qualities), key=QUALITY_RANK.__getitem__))
 
-    def usage(self) -> list[dict]:
+    def describe(self) -> list[dict]:
         now = self.clock()
-        return [endpoint.usage(now) for endpoint in self.endpoints]
+        return [endpoint.describe(now) for endpoint in self.endpoints]
 
     async def start(self, send: Send) -> None:
         """Probe every endpoint on its own (each through its own retrying layer), then check they agree."""

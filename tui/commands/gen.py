@@ -124,6 +124,10 @@ def print_summary(progress: GenProgress, layer: RequestLayer, settings: GenSetti
         + (f" · {progress.duplicates} duplicate ids skipped" if progress.duplicates else ""),
         soft_wrap=True,
     )
+    for url, counts in layer.stats.endpoints.items():  # with several endpoints: how each one did
+        mean = counts["sum_latency_s"] / counts["requests"] if counts["requests"] else 0.0
+        console.print(f"  {url}: {counts['requests']} requests, mean {mean:.2f}s, "
+                      f"{counts['failed_attempts']} failed attempts", soft_wrap=True)
     console.print(f"output: {settings.out}" + (f" · failures in {settings.errors_path}" if progress.failed else ""),
                   soft_wrap=True)
 

@@ -119,10 +119,15 @@ async def run_command(args) -> int:
         else:
             with LiveProgress(err, search, backend) as live:
                 result = await run_search(search, sampler, backend, live.on_event)
+        describe = getattr(sampler, "describe", None)  # several endpoints (an EndpointPool)
+        endpoints = describe() if describe else None
     finally:
         await sampler.aclose()
     if args.json:
-        print(json.dumps(result.to_json(), ensure_ascii=False))
+        data = result.to_json()
+        if endpoints is not None:
+            data["endpoints"] = endpoints  # what each endpoint supports, and its health
+        print(json.dumps(data, ensure_ascii=False))
     else:
         answer = result.answer
         if answer is not None:

@@ -1,5 +1,5 @@
 """How fast: tokens and requests per second, a minute of history, latency percentiles, retries, failures, and
-with several endpoints a line for each: its requests, tokens, median latency and whether it is answering."""
+with several endpoints a line for each: its request rate and count, median latency and whether it is answering."""
 
 from __future__ import annotations
 
@@ -39,13 +39,14 @@ class ThroughputPanel(Vertical):
         latency = f"p50 {percentiles[0]:.2f}s · p95 {percentiles[1]:.2f}s" if percentiles else "p50 – · p95 –"
         self.latency.text = latency
         self.counts.text = f"retries {state.retries} · failures {state.failures}"
+        rates = state.endpoint_rates()
         for url, tally in state.endpoints.items():
             if url not in self.endpoint_lines:
                 self.endpoint_lines[url] = line = Line()
                 self.mount(line)
             median = tally.latencies.percentiles()
             self.endpoint_lines[url].text = (
-                f"{urlparse(url).netloc or url} {tally.requests} req · {tally.tokens:,} tok · "
+                f"{urlparse(url).netloc or url} {rates[url]:.1f} req/s · {tally.requests} req · "
                 f"p50 {'–' if median is None else f'{median[0]:.2f}s'} · {tally.health}")
         now = state.clock()
         if now - self._sparkline_at >= SPARKLINE_EVERY_S:
