@@ -95,8 +95,20 @@ def test_a_replica_killed_mid_search_and_the_search_completes_on_the_others():
     assert killed.get("requests", 0) < min(e["requests"] for e in alive)  # it was out for the later blocks
     described = {e["base_url"]: e for e in result["endpoints"]}  # what each supports, and its health
     assert list(described) == [s.server.base_url for s in threaded]
-    assert all(e["token_prompts"] and e["honours_n"] and e["logprobs"] == "raw" for e in described.values())
+    assert all(e["token_prompts"] and e["honours_n"] and e["streams"] and e["logprobs"] == "raw"
+               for e in described.values())
     assert described[threaded[0].server.base_url]["failures"] >= 1
+
+
+def test_what_each_endpoint_supports_is_probed_and_reported():
+    with ExitStack() as stack:
+        threaded = servers(stack, FaultConfig(), FaultConfig(streams=False, rate_ignore_n=1.0))
+        done = run_cli("run", "--prompt", "hi", "--json", *SYNTHETIC, *urls(threaded), "--max-tokens", "8",
+                       timeout=60)
+    assert done.returncode == 0, done.stderr
+    first, second = json.loads(done.stdout)["endpoints"]
+    assert (first["streams"], first["honours_n"]) == (True, True)
+    assert (second["streams"], second["honours_n"]) == (False, False)
 
 
 def test_an_endpoint_serving_another_model_is_named_at_start_up():

@@ -57,7 +57,7 @@ class Endpoint:
         """What start-up found the endpoint supports, and how it has done since (probes included)."""
         sampler = self.sampler
         return {"base_url": self.url, "honours_n": sampler.honours_n, "token_prompts": sampler.token_prompts,
-                "streams": sampler.streams, "logprobs": "processed" if sampler.processed else "raw",
+                "streams": bool(sampler.streams), "logprobs": "processed" if sampler.processed else "raw",
                 "top_alternatives": sampler.alternatives, "attempts": self.requests, "failures": self.failures,
                 "completion_tokens": self.completion_tokens,
                 "mean_latency_s": None if self.latency_s is None else round(self.latency_s, 4),
@@ -133,7 +133,11 @@ class EndpointPool:
         prompt = tuple(self.render_chat(PROBE_MESSAGES))
         greedy = SampleRequest(prompt, n=1, max_tokens=1, temperature=0.0, seed=0, messages=PROBE_MESSAGES,
                                prompt_len=len(prompt))
-        answers = await asyncio.gather(*(layer.send(greedy) for layer in layers))
+        watched = replace(greedy, watch=lambda *update: None)  # finds out who streams (token-prompt servers do)
+        answers, _ = await asyncio.gather(
+            asyncio.gather(*(layer.send(greedy) for layer in layers)),
+            asyncio.gather(*(layer.send(watched) for e, layer in zip(self.endpoints, layers)
+                             if e.sampler.token_prompts and e.sampler.api == "completions")))
         first = {e.url: (a[0].token_ids[:1], a[0].logprobs[:1]) for e, a in zip(self.endpoints, answers)}
         odd = odd_ones_out(list(first), lambda a, b: same_model(first[a], first[b]))
         if odd:
