@@ -179,3 +179,28 @@ async def test_the_throughput_panel_has_a_line_per_endpoint():
             lines = {url: line.text for url, line in app.query_one(ThroughputPanel).endpoint_lines.items()}
     assert set(lines) == {first.server.base_url, second.server.base_url}
     assert all("req/s" in text and "answering" in text for text in lines.values()), lines
+
+
+def test_an_endpoint_that_keeps_failing_rests_then_gets_one_trial_request():
+    from types import SimpleNamespace
+
+    from engine.backends.endpoints import EndpointPool
+
+    now = [0.0]
+    pool = EndpointPool([SimpleNamespace(base_url="http://a/v1"), SimpleNamespace(base_url="http://b/v1")],
+                        endpoint_max_concurrent=None, timeout=60, max_retries=5, clock=lambda: now[0])
+    failing, healthy = pool.endpoints
+    for _ in range(3):
+        pool._failed(failing)
+    assert failing.health(now[0]) == "resting" and pool._choose() is healthy
+    now[0] = 2.5  # the first rest is 2 s
+    assert failing.health(now[0]) == "trial"
+    healthy.outstanding = 5  # the idle trial endpoint is now the better choice, for one request at a time
+    assert pool._choose() is failing
+    failing.outstanding = 1
+    assert pool._choose() is healthy
+    pool._failed(failing)  # the trial failed: a longer rest
+    assert failing.resting_until == now[0] + 4.0
+    now[0] = 7.0
+    pool._succeeded(failing, 0.1, [])
+    assert failing.health(now[0]) == "up" and failing.failed_in_a_row == 0
