@@ -137,6 +137,8 @@ def report(args: argparse.Namespace, plan: EvalPlan, wall: float | None) -> None
         return
     this_run = "stopped early" if wall is None else f"this run {wall:.1f}s"
     console = Console()
+    if not console.is_terminal:  # piped or redirected: Rich would assume 80 columns and cut the table's numbers
+        console = Console(width=140)
     console.print(summary_table(rows, f"{count} problems · grader {settings.grader.name} · {backend.backend} · "
                                       f"tokens, requests: per problem · none: no answer read · {this_run}"))
     console.print(f"prompt template: {settings.template!r}", soft_wrap=True)
