@@ -2,7 +2,8 @@
 
 The shape is detected from the first record and every record must have it; what was detected is said in one
 line. The file is checked whole in one streaming pass before any request, and read again as the eval goes, so
-memory does not grow with the number of problems (only their ids are held, to find duplicates and results). The gold answer is what a grader compares against: GSM8K's `#### 42`, MATH's `answer` field or the last
+memory does not grow with the number of problems (only their ids are held, to find duplicates and results).
+The gold answer is what a grader compares against: GSM8K's `#### 42`, MATH's `answer` field or the last
 `\\boxed{...}` of its `solution`, a choice letter.
 """
 

@@ -72,8 +72,9 @@ def check_keymap(keymap: Mapping[str, object], scopes: Iterable[Iterable[Binding
         if not isinstance(keys, str) or not keys.strip():
             raise ConfigError(f"[keymap]: {binding_id} must be a key, or keys separated by commas, got {keys!r}")
         checked[binding_id] = ",".join(canonical_key(key, f"[keymap] {binding_id}") for key in keys.split(","))
+    reserved = reserved_keys()
     for scope in scopes:
-        taken = reserved_keys()
+        taken = dict(reserved)
         for binding in scope:
             keys = checked.get(binding.id, binding.key) if binding.id else binding.key
             for key in keys.split(","):

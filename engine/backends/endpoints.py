@@ -54,7 +54,7 @@ class Endpoint:
         return "trial" if self.failed_in_a_row >= FAILURES_TO_REST else "up"
 
     def describe(self, now: float) -> dict:
-        """What start-up found the endpoint supports, and how it has done since (probes included)."""
+        """What start-up found the endpoint supports, and how its requests have done since."""
         sampler = self.sampler
         return {"base_url": self.url, "honours_n": sampler.honours_n, "token_prompts": sampler.token_prompts,
                 "streams": bool(sampler.streams), "logprobs": "processed" if sampler.processed else "raw",

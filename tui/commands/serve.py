@@ -61,12 +61,13 @@ def serve_command(args: argparse.Namespace) -> int:
     from textual_serve.server import Server
 
     from tui.app import BeamtuiApp, check_backend
+    from tui.keymap import check_keymap
 
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be 1 to 65535, got {args.port}")
     values = merged_values(args)
-    search, backend = settings_from(values)
-    BeamtuiApp(search, backend, keymap=values.get("keymap"))  # checks the keymap
+    _, backend = settings_from(values)  # checked here, used by each tab's own dashboard
+    check_keymap(values.get("keymap") or {}, BeamtuiApp.binding_scopes())
     if backend.backend != "local":
         asyncio.run(check_backend(backend))
     check_port_free(args.host, args.port)
