@@ -41,3 +41,33 @@ def test_every_engine_module_imports_alone_in_a_fresh_interpreter():
         if done.returncode:
             failed[name] = done.stderr.strip().splitlines()[-1]
     assert len(names) > 30 and not failed, failed
+
+
+def test_a_remote_backends_tokenizer_loads_llama_cpps_bindings_alone_and_the_package_still_completes():
+    """The openai backend's local tokenizer needs llama.cpp's ctypes bindings, not the package's high-level
+    classes (0.2 s of start-up); whoever imports `llama_cpp` afterwards must still get all of it."""
+    code = (
+        "import sys\n"
+        "from engine.tokenizers import load_tokenizer\n"
+        "assert load_tokenizer('embedded').encode('hi')\n"
+        "assert 'llama_cpp.llama' not in sys.modules and 'numpy' not in sys.modules, 'high-level package loaded'\n"
+        "import llama_cpp\n"
+        "from llama_cpp import Llama\n"
+        "assert llama_cpp.Llama is Llama and llama_cpp.llama_cpp is sys.modules['llama_cpp.llama_cpp']\n"
+        "assert llama_cpp.__version__\n"
+        "try:\n"
+        "    llama_cpp.no_such_name\n"
+        "except AttributeError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('a missing name resolved')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_openai_backend_does_not_import_the_openai_sdk():
+    """It speaks HTTP through aiohttp: the SDK's import alone was 1.4 s of a 2.1 s start-up."""
+    code = "import sys, engine.backends.openai_compat\nassert 'openai' not in sys.modules\n"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import email.utils
-import json
-import time
 from typing import Any
 
-import httpx2
-import openai
-
+from engine.backends.http_json import JSONClient
 from engine.backends.tempering import estimated_log_p, estimated_log_q
-from engine.errors import BackendError, ConfigError, redact
+from engine.errors import BackendError, ConfigError
 from engine.request_layer import settle
 from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest, Send
 from engine.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
@@ -30,50 +25,6 @@ PROBE_MESSAGES = (Message("user", "Say hi."),)
 PROBE_ALTERNATIVES = 5
 PROBE_TEMPERATURE = 0.5
 LOGPROB_ALTERNATIVES = 20  # asked for when one log-probability must be estimated from the other
-
-
-def retry_after_seconds(headers: Any) -> float | None:
-    """Retry-After as seconds, from either of its two forms."""
-    value = headers.get("retry-after") if headers is not None else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        moment = email.utils.parsedate_to_datetime(value)
-        return max(0.0, moment.timestamp() - time.time()) if moment else None
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__
-    return exc
-
-
-def backend_error(exc: Exception, secret: str | None = None) -> BackendError:
-    """Translate an SDK failure into the request layer's terms: what to retry and how long to wait."""
-    if isinstance(exc, openai.APIConnectionError):
-        # The aiohttp transport reports a refused connection as a connect *timeout*; the root cause tells.
-        root = _root_cause(exc)
-        if isinstance(root, (TimeoutError, asyncio.TimeoutError)) or "Timeout" in type(root).__name__:
-            return BackendError("request timed out", transient=True)
-        return BackendError(f"connection failed ({type(root).__name__}: {_short(str(root), 80)})", transient=True)
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        transient = status in (408, 409, 425, 429) or status >= 500
-        return BackendError(
-            f"HTTP {status}: {_short(redact(exc.message, secret))}",
-            transient=transient,
-            retry_after=retry_after_seconds(exc.response.headers),
-            status=status,
-        )
-    # A 200 whose body is cut short or is not the JSON we expect.
-    return BackendError(f"malformed response ({type(exc).__name__})", transient=True)
-
-
-def _short(text: str, limit: int = 160) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 class OpenAISampler(TokenizerBacked):
@@ -102,16 +53,7 @@ class OpenAISampler(TokenizerBacked):
         self.alternatives = False  # the server returns the top alternatives at each position
         self.processed = False  # its logprobs are of the distribution it sampled from, not the raw model
         self.streams: bool | None = None  # streams completions with logprobs; found out by the first watched request
-        limits = httpx2.Limits(max_connections=max_concurrent, max_keepalive_connections=max_concurrent)
-        # aiohttp under the SDK's httpx interface: at 100 requests a second httpcore's pool alone costs ~2 ms
-        # of CPU per request, enough to hold a 50-wide window at 85% of ideal instead of 92%.
-        self.client = openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=api_key or "not-needed",  # local servers take any key; the SDK insists on one
-            max_retries=0,  # the request layer retries; stacking the SDK's retries would hide them
-            timeout=timeout,
-            http_client=openai.DefaultAioHttpClient(limits=limits, timeout=timeout),
-        )
+        self.client = JSONClient(base_url, api_key, max_concurrent, timeout)
 
     @property
     def model_name(self) -> str:
@@ -198,8 +140,9 @@ class OpenAISampler(TokenizerBacked):
             return [self._continuation(request, *_from_completion_choice(c)) for c in _choices(response)]
         except BackendError:
             raise
-        except (openai.OpenAIError, httpx2.HTTPError, ValueError, TypeError, AttributeError, KeyError) as exc:
-            raise backend_error(exc, self.api_key) from None
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            # A 200 whose body is cut short or is not the JSON we expect.
+            raise BackendError(f"malformed response ({type(exc).__name__})", transient=True) from None
 
     def _alternatives_wanted(self, request: SampleRequest) -> int:
         """How many alternatives to ask for: enough to estimate the log-probability the server does not give."""
@@ -208,8 +151,8 @@ class OpenAISampler(TokenizerBacked):
         estimating = request.temperature not in (0.0, 1.0) and (request.proposal_logprobs or self.processed)
         return LOGPROB_ALTERNATIVES if estimating and self.alternatives else 0
 
-    async def _complete(self, request: SampleRequest, alternatives: int, token_prompt: bool) -> httpx2.Response:
-        return await self._post("/completions", self._completion_body(request, alternatives, token_prompt))
+    async def _complete(self, request: SampleRequest, alternatives: int, token_prompt: bool) -> Any:
+        return await self.client.post("/completions", self._completion_body(request, alternatives, token_prompt))
 
     def _completion_body(self, request: SampleRequest, alternatives: int, token_prompt: bool) -> dict[str, Any]:
         body = self._common(request)
@@ -225,11 +168,9 @@ class OpenAISampler(TokenizerBacked):
         result is the same to the bit. As tokens arrive they are appended to lists handed to `request.watch`.
         Empty when the server sent no event stream."""
         body = self._completion_body(request, alternatives, token_prompt=True) | {"stream": True}
-        stream = await self.client.post("/completions", body=body, cast_to=object, stream=True,
-                                        stream_cls=openai.AsyncStream[object])
         choices: dict[int, dict] = {}
         live: dict[int, tuple[list[int], list[float]]] = {}
-        async for chunk in stream:
+        async for chunk in self.client.events("/completions", body):
             for part in chunk.get("choices") or ():
                 index = int(part["index"])
                 if index not in choices:
@@ -254,7 +195,7 @@ class OpenAISampler(TokenizerBacked):
                 choice["logprobs"]["top_logprobs"] = None
         return [choices[index] for index in sorted(choices)]
 
-    async def _chat(self, request: SampleRequest, alternatives: int) -> httpx2.Response:
+    async def _chat(self, request: SampleRequest, alternatives: int) -> Any:
         body = self._common(request)
         body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
         partial = self.detokenize(request.prompt_ids[request.prompt_len:])
@@ -263,7 +204,7 @@ class OpenAISampler(TokenizerBacked):
             body |= {"continue_final_message": True, "add_generation_prompt": False}
         # llama.cpp's server returns no logprobs without top_logprobs
         body |= {"logprobs": True, "top_logprobs": max(1, alternatives)}
-        return await self._post("/chat/completions", body)
+        return await self.client.post("/chat/completions", body)
 
     def _common(self, request: SampleRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -273,11 +214,6 @@ class OpenAISampler(TokenizerBacked):
         if request.stop:
             body["stop"] = list(request.stop)
         return body
-
-    async def _post(self, path: str, body: dict[str, Any]) -> httpx2.Response:
-        """POST through the SDK's client (its pool, auth and typed errors) without its per-field param transform,
-        which costs ~3 ms per request on a long token-id prompt and shows up as lost parallel efficiency."""
-        return await self.client.post(path, body=body, cast_to=httpx2.Response)
 
     def _prompt_text(self, request: SampleRequest) -> str:
         """The exact text of a token prefix: the rendered chat prompt, then the answer so far."""
@@ -316,12 +252,11 @@ class OpenAISampler(TokenizerBacked):
                             tuple(tuple(position) for position in top) if request.top_logprobs and top else None)
 
     async def aclose(self) -> None:
-        await self.client.close()
+        await self.client.aclose()
 
 
-def _choices(raw) -> list[dict]:
-    """The choices of a raw response, parsed with json alone: the SDK's models cost ~2 ms a response."""
-    body = json.loads(raw.content)
+def _choices(body: Any) -> list[dict]:
+    """The choices of a decoded response."""
     choices = body.get("choices") if isinstance(body, dict) else None
     if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
         raise ValueError("response has no list of choices")

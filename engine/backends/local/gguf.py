@@ -6,13 +6,15 @@ import ctypes
 import functools
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from engine.backends.local.layout import PLAIN, REPACKED, weight_layout
 from engine.backends.local.model_file import load_llama_cpp
 from engine.errors import ConfigError
 from engine.sampler import Message
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class GGUFModel:
@@ -44,6 +46,8 @@ class GGUFModel:
     @functools.cached_property
     def eog(self) -> np.ndarray:
         """Whether each token ends generation; built on first use (a tokenizer alone never needs it)."""
+        import numpy as np
+
         return np.array([self.llama.llama_vocab_is_eog(self.vocab, t) for t in range(self.n_vocab)])
 
     def _tokenize(self, text: str, *, special: bool) -> list[int]:
