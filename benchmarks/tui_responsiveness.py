@@ -2,9 +2,10 @@
 
     python -m benchmarks.tui_responsiveness [STRATEGY ...]     (from the repository root; needs tmux)
 
-A loopback endpoint (tests/fault_server.py, in its own process) answers every request after 1 s, and
-`beamtui` runs in a 160x48 tmux pane, once per strategy, sized to keep 100 requests in flight under a cap of 100
-(beam 100x1, 100 chains, 100 particles, best of 100; greedy and sample send one request at a time). Then:
+A loopback endpoint (tests/fault_server.py, in its own process) answers every request after 1 s with one choice,
+as servers that ignore `n` do, so every candidate is a request of its own. `beamtui` runs in a 160x48 tmux pane,
+once per strategy, sized to keep 100 requests in flight under a cap of 100 (beam 100x1, 100 chains, 100
+particles, best of 100; greedy and sample send one request at a time). Then:
 - key latency: time from `tmux send-keys` to the app writing the frame that shows the result, read from the
   pane's output stream (`tmux pipe-pane`), for `p` (the prompt dialog opens) and `m` (the settings bar
   shows the other mode; Textual rewrites only the cells that change, so a new word is what we look for)
@@ -132,9 +133,11 @@ def measure(strategy: str, port: int) -> tuple[list[float], list[float], float, 
 def main() -> None:
     strategies = sys.argv[1:] or list(WIDTH_FLAGS)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tests.fault_server", "--port", str(port), "--latency", "1.0"],
+    server = subprocess.Popen([sys.executable, "-m", "tests.fault_server", "--port", str(port), "--latency", "1.0",
+                               "--rate-ignore-n", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    print(f"tmux {SIZE[0]}x{SIZE[1]}, loopback endpoint 1 s per request, 100 requests in flight, cap 100; "
+    print(f"tmux {SIZE[0]}x{SIZE[1]}, loopback endpoint 1 s per request (one choice each), 100 requests in flight, "
+          "cap 100; "
           "ten presses of each key per strategy\n")
     print("| strategy | `p` → prompt dialog, median / max | `m` → new mode shown, median / max | UI-thread CPU "
           "(10 s) | blocks begun in the CPU window |")

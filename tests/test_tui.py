@@ -112,11 +112,15 @@ async def test_p_edits_the_prompt_and_enter_starts_a_new_search():
         await pilot.press("p")
         prompt_input = app.screen.query_one("#prompt-input")
         prompt_input.value = ""
-        await pilot.press(*"Name a fruit.")
+        await pilot.press(*"Say more, quietly: m+a.")  # the dashboard's keys type while the prompt is edited
+        assert app.is_running and app.search.mode == "parallel" and app.search.strategy == SMALL.strategy
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.state.run_id != first_run and app.state.status == "finished")
-        assert app.search.prompt == "Name a fruit."
-        assert app.state.search.prompt == "Name a fruit."
+        assert app.search.prompt == "Say more, quietly: m+a."
+        assert app.state.search.prompt == "Say more, quietly: m+a."
+        assert not app.query_one("#prompt-editor").display
+        await pilot.press("p", "escape", "m")  # closed again, the keys are the dashboard's
+        assert app.search.mode == "sequential" and app.search.prompt == "Say more, quietly: m+a."
 
 
 async def test_events_of_a_replaced_run_are_dropped():

@@ -28,11 +28,11 @@ from tui.panels.answer import AnswerPanel
 from tui.panels.log import LogPanel
 from tui.panels.population import PopulationPanel
 from tui.panels.progress import ProgressPanel
+from tui.panels.prompt_editor import PromptEditor
 from tui.panels.settings_bar import SettingsBar, describe
 from tui.panels.throughput import ThroughputPanel
 from tui.panels.timings import TimingsPanel
 from tui.panels.tree import TreePanel
-from tui.screens.prompt import PromptScreen
 from tui.screens.settings import SettingsScreen
 
 REFRESH_HZ = 10
@@ -48,21 +48,24 @@ class BeamtuiApp(App):
     CSS_PATH = "beamtui.tcss"
     TITLE = "beamtui"
     SUB_TITLE = "inference-time search, live"
+    # Priority: the App acts on a key the moment it arrives instead of after a round trip through the focused
+    # widget, each hop waiting out a frame (~45 ms with 100 requests in flight, benchmarks.tui_responsiveness).
+    # `check_action` hands every key to the text fields while one is being edited.
     BINDINGS = [
-        Binding("plus", "width(1)", "width+", id="width_up"),
-        Binding("minus", "width(-1)", "width-", id="width_down"),
-        Binding("right_square_bracket", "depth(1)", "n+", key_display="]", id="depth_up"),
-        Binding("left_square_bracket", "depth(-1)", "n-", key_display="[", id="depth_down"),
-        Binding("t", "temperature(1)", "T+", id="temperature_up"),
-        Binding("T", "temperature(-1)", "T-", id="temperature_down"),
-        Binding("b", "block_tokens(2)", "block+", id="block_tokens_up"),
-        Binding("B", "block_tokens(0.5)", "block-", id="block_tokens_down"),
-        Binding("a", "cycle_strategy", "strategy", id="cycle_strategy"),
-        Binding("m", "toggle_mode", "mode", id="toggle_mode"),
-        Binding("r", "rerun", "rerun", id="rerun"),
-        Binding("p", "edit_prompt", "prompt", id="edit_prompt"),
-        Binding("c", "backend_settings", "backend", id="backend_settings"),
-        Binding("s", "save", "save", id="save_run"),
+        Binding("plus", "width(1)", "width+", id="width_up", priority=True),
+        Binding("minus", "width(-1)", "width-", id="width_down", priority=True),
+        Binding("right_square_bracket", "depth(1)", "n+", key_display="]", id="depth_up", priority=True),
+        Binding("left_square_bracket", "depth(-1)", "n-", key_display="[", id="depth_down", priority=True),
+        Binding("t", "temperature(1)", "T+", id="temperature_up", priority=True),
+        Binding("T", "temperature(-1)", "T-", id="temperature_down", priority=True),
+        Binding("b", "block_tokens(2)", "block+", id="block_tokens_up", priority=True),
+        Binding("B", "block_tokens(0.5)", "block-", id="block_tokens_down", priority=True),
+        Binding("a", "cycle_strategy", "strategy", id="cycle_strategy", priority=True),
+        Binding("m", "toggle_mode", "mode", id="toggle_mode", priority=True),
+        Binding("r", "rerun", "rerun", id="rerun", priority=True),
+        Binding("p", "edit_prompt", "prompt", id="edit_prompt", priority=True),
+        Binding("c", "backend_settings", "backend", id="backend_settings", priority=True),
+        Binding("s", "save", "save", id="save_run", priority=True),
         Binding("q", "quit", "quit", id="quit", priority=True),
     ]
 
@@ -104,16 +107,16 @@ class BeamtuiApp(App):
             yield ThroughputPanel(id="throughput")
             yield TimingsPanel(id="timings")
             yield LogPanel(self.clock, id="log")
+        yield PromptEditor(id="prompt-editor", classes="dialog")
         yield Footer()
 
     @classmethod
     def binding_scopes(cls) -> list[list[Binding]]:
         """The bindings active at once: the dashboard's, and each dialog's over them."""
-        return [cls.BINDINGS, [*SettingsScreen.BINDINGS, *cls.BINDINGS], [*PromptScreen.BINDINGS, *cls.BINDINGS]]
+        return [cls.BINDINGS, [*SettingsScreen.BINDINGS, *cls.BINDINGS], [*PromptEditor.BINDINGS, *cls.BINDINGS]]
 
     def on_mount(self) -> None:
         self.set_keymap(self.keys)
-        self.install_screen(PromptScreen(), "prompt")
         self._panels = [self.query_one(kind) for kind in (PopulationPanel, TreePanel, ProgressPanel,
                                                           ThroughputPanel, AnswerPanel, LogPanel)]
         self._timings = self.query_one(TimingsPanel)
@@ -122,6 +125,8 @@ class BeamtuiApp(App):
         self.start_search()
         self.refresh_timer = None
         self.call_after_refresh(self._start_refreshing)
+
+    _dashboard_actions = frozenset(binding.action.split("(")[0] for binding in BINDINGS)
 
     def _start_refreshing(self) -> None:
         self.refresh_timer = self.set_interval(1 / REFRESH_HZ, self.refresh_panels)
@@ -241,15 +246,12 @@ class BeamtuiApp(App):
         self.start_search()
 
     def action_edit_prompt(self) -> None:
-        def apply(prompt: str | None) -> None:
-            if prompt is not None:
-                self.search = self.search.replace(prompt=prompt)
-                self._show_settings()
-                self.start_search()
+        self.query_one(PromptEditor).open(self.search.prompt)
 
-        screen = self.get_screen("prompt")
-        self.push_screen(screen, apply)
-        screen.edit(self.search.prompt)
+    def on_prompt_editor_submitted(self, message: PromptEditor.Submitted) -> None:
+        self.search = self.search.replace(prompt=message.prompt)
+        self._show_settings()
+        self.start_search()
 
     def action_backend_settings(self) -> None:
         def apply(settings: BackendSettings | None) -> None:
@@ -285,6 +287,12 @@ class BeamtuiApp(App):
             "rounds": [vars(row) for row in state.rounds],
             "measured": [vars(times) for times in self.comparisons.values()],
         }
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The dashboard's keys are off while the prompt or a dialog takes typing."""
+        if action in self._dashboard_actions:
+            return self.screen is self.screen_stack[0] and not self.query_one(PromptEditor).display
+        return True
 
     async def action_quit(self) -> None:
         self.host.shutdown()

@@ -48,12 +48,24 @@ def _growing_cells(strategy: str, live: LiveCandidate) -> tuple[str, ...]:
     return ("…",) * blanks + (f"{live.mean_logprob:.4f}", f"{live.total_tokens}")
 
 
+def _row(mark: str, cells: tuple[str, ...], finished: bool, tail: str, width: int, style: str) -> tuple[Text, ...]:
+    tail = " ".join(tail.split())[-width:]
+    return (
+        Text(mark, style=style, justify="right"),
+        *(Text(cell, style=style, justify="right") for cell in cells),
+        Text("✓" if finished else "", style=style, justify="center"),
+        Text(tail, style=style, no_wrap=True, overflow="ellipsis"),
+    )
+
+
 class PopulationPanel(Vertical):
     BORDER_TITLE = "Beams"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._shown: tuple | None = None
+        self._shape: tuple | None = None
+        self._rows: list[tuple[Text, ...]] = []
         self.table = DataTable(cursor_type="none", zebra_stripes=True, id="population-table")
 
     def compose(self) -> ComposeResult:
@@ -67,34 +79,42 @@ class PopulationPanel(Vertical):
             return
         self._shown = key
         columns = _columns(strategy)
-        table = self.table
         text_width = max(10, self.size.width - sum(w for _, w in columns) - 2 * (len(columns) + 1) - 4)
-        table.clear(columns=True)  # columns too: an auto-width column never shrinks back
-        for label, width in columns:
-            table.add_column(label, width=width)
-        table.add_column("text (tail)", width=text_width)
         room = max(1, self.size.height - 3)  # a wide search has more rows than fit: build only what shows
-        rank = 0
+        rows, rank = [], 0
         for member in members[:room]:
             if member.status in DROPPED:
                 mark, style = DROPPED[member.status], DROPPED_STYLE[member.status]
             else:
                 rank += 1
                 mark, style = (str(member.slot + 1) if strategy == "mcmc" else str(rank)), ""
-            self._row(mark, _cells(strategy, member), member.finished, member.text_tail, text_width, style)
+            rows.append(_row(mark, _cells(strategy, member), member.finished, member.text_tail, text_width, style))
         for live in state.growing[: max(0, room - len(members))]:
-            self._row("…", _growing_cells(strategy, live), False, live.text_tail, text_width, "italic")
+            rows.append(_row("…", _growing_cells(strategy, live), False, live.text_tail, text_width, "italic"))
+        self._fill(columns, text_width, rows)
         self.border_title = TITLES.get(strategy, "Population")
         self.border_subtitle = self._summary(state, members)
 
-    def _row(self, mark: str, cells: tuple[str, ...], finished: bool, tail: str, width: int, style: str) -> None:
-        tail = " ".join(tail.split())[-width:]
-        self.table.add_row(
-            Text(mark, style=style, justify="right"),
-            *(Text(cell, style=style, justify="right") for cell in cells),
-            Text("✓" if finished else "", style=style, justify="center"),
-            Text(tail, style=style, no_wrap=True, overflow="ellipsis"),
-        )
+    def _fill(self, columns: tuple[tuple[str, int], ...], text_width: int, rows: list[tuple[Text, ...]]) -> None:
+        """Rows of the same shape are rewritten cell by cell: rebuilding the table changes its size and costs a
+        layout pass, ~20 ms a frame at 160x48, which delayed key presses while candidates stream."""
+        table = self.table
+        shape = (columns, text_width, len(rows))
+        if shape != self._shape:
+            self._shape = shape
+            table.clear(columns=True)  # columns too: an auto-width column never shrinks back
+            for label, width in columns:
+                table.add_column(label, width=width, key=label)
+            table.add_column("text (tail)", width=text_width, key="text")
+            for number, row in enumerate(rows):
+                table.add_row(*row, key=str(number))
+        else:
+            keys = [label for label, _ in columns] + ["text"]
+            for number, (row, before) in enumerate(zip(rows, self._rows, strict=True)):
+                for column, cell, old in zip(keys, row, before, strict=True):
+                    if (cell.plain, cell.style) != (old.plain, old.style):  # Text's == ignores its style
+                        table.update_cell(str(number), column, cell)
+        self._rows = rows
 
     @staticmethod
     def _summary(state: RunState, members: list[Member]) -> str:
