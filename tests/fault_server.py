@@ -168,11 +168,12 @@ class FaultServer:
         try:
             routed = method == "POST" and path.endswith(("/completions", "/chat/completions"))
             fault = self._draw_fault() if routed else None
+            payload = json.loads(body or b"{}") if routed else {}
             answer = None
             if routed and fault not in ("400", "429", "500", "503", "hang") and self._upstream is None:
                 # The synthetic answer is made while the server "works", not after: 16 tokens cost ~1.5 ms of
                 # Python, which added to `latency` held 50 requests at 0.5 s to 88 answers a second, not 100.
-                answer = await self._answer(path, json.loads(body or b"{}"))
+                answer = await self._answer(path, payload)
             if config.latency:
                 remaining = max(0.0, config.latency - (time.perf_counter() - arrived))
                 if self._capacity is not None:
@@ -206,7 +207,6 @@ class FaultServer:
             if config.rate_slow and self.rng.random() < config.rate_slow:
                 stats.injected["slow"] += 1
                 await asyncio.sleep(config.slow_s)
-            payload = json.loads(body or b"{}")
             status, answer = answer or await self._answer(path, payload)
             if (status == 200 and len(answer.get("choices", ())) > 1 and config.rate_ignore_n
                     and self.rng.random() < config.rate_ignore_n):
