@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import openai_settings, run_cli
 from tests.test_tui import SIZE, SMALL
 from tui.app import BeamtuiApp
+from tui.panels.keys_bar import KeysBar
 from tui.panels.settings_bar import SettingsBar
 
 
@@ -20,6 +21,8 @@ async def test_a_remapped_knob_answers_to_its_new_key_only(fault_server):
         await pilot.press("f5")
         assert "beam:4x2" in app.query_one(SettingsBar).text
         titles = [command.title for command in app.get_system_commands(app.screen)]
+        keys = {description: shown for shown, description in app.query_one(KeysBar).keys}
+    assert keys["width+"] not in ("+", ""), keys
     assert any(title.startswith("width+ (") and "+)" not in title for title in titles), titles
 
 

@@ -15,6 +15,7 @@ from tests.conftest import openai_settings, run_cli
 from tests.fault_server import FaultConfig
 from tests.replay import ManualClock, replay, replay_app
 from tui.app import BeamtuiApp
+from tui.panels.keys_bar import KeysBar
 from tui.panels.log import LogPanel
 from tui.panels.population import PopulationPanel
 from tui.panels.settings_bar import SettingsBar
@@ -121,6 +122,23 @@ async def test_p_edits_the_prompt_and_enter_starts_a_new_search():
         assert not app.query_one("#prompt-editor").display
         await pilot.press("p", "escape", "m")  # closed again, the keys are the dashboard's
         assert app.search.mode == "sequential" and app.search.prompt == "Say more, quietly: m+a."
+
+
+async def test_the_key_bar_shows_the_keys_that_act_now_and_a_click_runs_one(fault_server):
+    app = BeamtuiApp(SMALL, openai_settings(fault_server.base_url))
+    async with app.run_test(size=SIZE) as pilot:
+        bar = app.query_one(KeysBar)
+        await pilot.pause()
+        assert ("m", "mode") in bar.keys and ("esc", "cancel") not in bar.keys
+        await pilot.press("p")
+        await pilot.pause()
+        assert ("esc", "cancel") in bar.keys and ("m", "mode") not in bar.keys  # typing, not knobs
+        await pilot.press("escape")
+        await pilot.pause()
+        assert ("m", "mode") in bar.keys
+        column = str(bar.render()).index(" m mode")
+        await pilot.click(KeysBar, offset=(column + 1, 0))
+        assert app.search.mode == "sequential"
 
 
 async def test_events_of_a_replaced_run_are_dropped():

@@ -15,7 +15,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Grid
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 
 from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
@@ -25,6 +25,7 @@ from engine.settings import STRATEGIES, BackendSettings, SearchSettings
 from tui.engine_host import EngineBatch, EngineFailed, EngineHost, SearchOrder
 from tui.keymap import check_keymap
 from tui.panels.answer import AnswerPanel
+from tui.panels.keys_bar import KeysBar
 from tui.panels.log import LogPanel
 from tui.panels.population import PopulationPanel
 from tui.panels.progress import ProgressPanel
@@ -108,7 +109,7 @@ class BeamtuiApp(App):
             yield TimingsPanel(id="timings")
             yield LogPanel(self.clock, id="log")
         yield PromptEditor(id="prompt-editor", classes="dialog")
-        yield Footer()
+        yield KeysBar(id="keys-bar")
 
     @classmethod
     def binding_scopes(cls) -> list[list[Binding]]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 
 from engine.eval_summary import EvalTally, StrategySummary
 from engine.evaluation import EvalSettings
@@ -24,6 +24,7 @@ from tui.eval_host import EvalHost, EvalResults
 from tui.keymap import check_keymap
 from tui.panels.answer import AnswerPanel
 from tui.panels.eval_table import EvalTablePanel
+from tui.panels.keys_bar import KeysBar
 from tui.panels.line import Line
 from tui.panels.log import LogPanel
 from tui.panels.population import PopulationPanel
@@ -64,7 +65,7 @@ class EvalApp(App):
             yield TreePanel(id="tree")
             yield AnswerPanel(id="answer")
             yield LogPanel(self.clock, id="log")
-        yield Footer()
+        yield KeysBar(id="keys-bar")
 
     def on_mount(self) -> None:
         self.set_keymap(self.keys)

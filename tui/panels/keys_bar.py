@@ -1,0 +1,64 @@
+"""The keys that act now, on one line at the bottom; a click on one runs its action.
+
+Textual's Footer remounts a widget per key whenever the active bindings change. Closing the prompt editor
+then cost three or four layout passes of 40-50 ms each with 100 requests in flight, and a key pressed right
+after waited them out (`m` at 160-260 ms, benchmarks.tui_responsiveness). This bar repaints one line instead.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import events
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widget import Widget
+
+
+class KeysBar(Widget):
+    COMPONENT_CLASSES = {"keys-bar--key", "keys-bar--description"}
+
+    keys: reactive[tuple[tuple[str, str], ...]] = reactive((), layout=False)  # (key as shown, description)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._targets: list[tuple[str, object]] = []  # (action, the node it runs on), as `keys`
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+        self._bindings_changed(self.screen)
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def _bindings_changed(self, screen: Screen) -> None:
+        app = self.app
+        active = screen.active_bindings
+        shown = [(node, binding) for node, binding, enabled, _ in active.values() if binding.show and enabled]
+        palette = active.get(app.COMMAND_PALETTE_BINDING) if app.ENABLE_COMMAND_PALETTE else None
+        if palette is not None and palette.enabled:
+            shown.append((palette.node, palette.binding))
+        self._targets = [(binding.action, node) for node, binding in shown]
+        self.keys = tuple((app.get_key_display(binding), binding.description) for _, binding in shown)
+
+    def _spans(self):
+        """(start column, end column, key as shown, description) for each key, left to right."""
+        column = 0
+        for shown, description in self.keys:
+            width = len(shown) + len(description) + 4  # " key description " and a gap
+            yield column, column + width, shown, description
+            column += width
+
+    def render(self) -> Text:
+        key_style = self.get_component_rich_style("keys-bar--key")
+        description_style = self.get_component_rich_style("keys-bar--description")
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for _, _, shown, description in self._spans():
+            text.append(f" {shown} ", key_style)
+            text.append(f"{description}  ", description_style)
+        return text
+
+    async def on_click(self, event: events.Click) -> None:
+        for (start, end, _, _), (action, node) in zip(self._spans(), self._targets, strict=True):
+            if start <= event.x < end:
+                await self.app.run_action(action, node)
+                return
