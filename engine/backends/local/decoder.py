@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import heapq
 import queue
 import threading
 from collections import OrderedDict
@@ -111,6 +112,7 @@ class BatchDecoder:
         self.prefilling: list[_Job] = []
         self.streams: list[_Stream] = []
         self.cached: OrderedDict[int, tuple[int, ...]] = OrderedDict()  # idle sequence -> tokens in its KV
+        # A min-heap: new streams take the lowest free sequences, so the running ones stay one contiguous range.
         self.free = list(range(n_seq_max))
         self.prefix_tokens_reused = 0
         self.thread = threading.Thread(
@@ -246,7 +248,7 @@ class BatchDecoder:
             self.waiting.pop(0)
             while len(self.free) < missing:
                 self._evict_oldest()
-            job.seqs += [self.free.pop() for _ in range(missing)]
+            job.seqs += [heapq.heappop(self.free) for _ in range(missing)]
             self._copy_live_prefix(job)
             self.prefix_tokens_reused += job.prefill_pos
             self.prefilling.append(job)
@@ -335,7 +337,7 @@ class BatchDecoder:
     def _release(self, seq: int) -> None:
         if seq >= 0:
             self.model.llama.llama_memory_seq_rm(self.memory, seq, -1, -1)
-            self.free.append(seq)
+            heapq.heappush(self.free, seq)
 
     def _park(self, stream: _Stream) -> None:
         """Keep a finished sequence's KV cache for the next block to extend."""
@@ -430,6 +432,10 @@ class BatchDecoder:
             for index, stream in enumerate(job.streams):
                 request.watch(index, stream.tokens, stream.logprobs)
         self.streams.extend(job.streams)
+        # llama.cpp reuses the previous step's compute graph only for the same sequences in ascending order, and a
+        # non-unified cache attends over every stream between the lowest and highest sequence in a batch. Eight
+        # streams as 7..0 decoded at 66 tok/s against 90 as 0..7; as 0, 2, .., 14 at 65 (2-core EPYC, repacked).
+        self.streams.sort(key=lambda stream: stream.seq)
         return job.streams
 
     def _sample(self, logits: np.ndarray, rows: list[tuple[_Stream, int]]) -> None:
