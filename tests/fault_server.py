@@ -165,6 +165,22 @@ class FaultServer:
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         if self.config.group is not None:
             self.config.group.change(+1)
+        left = False
+
+        def leave() -> None:
+            """Out of flight before the answer's last byte goes out: the client may send its next request to
+            another server the moment it has it, and a group's peak must not count both."""
+            nonlocal left
+            if not left:
+                left = True
+                stats.in_flight -= 1
+                if config.group is not None:
+                    config.group.change(-1)
+
+        async def respond(status: int, answer: dict, extra: dict | None = None) -> None:
+            leave()
+            await _respond(writer, status, answer, extra)
+
         try:
             routed = method == "POST" and path.endswith(("/completions", "/chat/completions"))
             fault = self._draw_fault() if routed else None
@@ -182,10 +198,10 @@ class FaultServer:
                 else:
                     await asyncio.sleep(remaining)
             if path.endswith("/models"):
-                await _respond(writer, 200, {"object": "list", "data": [{"id": "synthetic", "object": "model"}]})
+                await respond(200, {"object": "list", "data": [{"id": "synthetic", "object": "model"}]})
                 return True
             if not routed:
-                await _respond(writer, 404, {"error": {"message": f"no route {method} {path}"}})
+                await respond(404, {"error": {"message": f"no route {method} {path}"}})
                 return True
             if fault:
                 stats.injected[fault] += 1
@@ -194,7 +210,7 @@ class FaultServer:
                 if config.echo_auth:  # a careless server that quotes the request back in its error
                     message += f" (Authorization: {headers.get('authorization')})"
                 extra = {"Retry-After": f"{config.retry_after:g}"} if fault == "429" else {}
-                await _respond(writer, int(fault), {"error": {"message": message}}, extra)
+                await respond(int(fault), {"error": {"message": message}}, extra)
                 return True
             if fault == "hang":
                 # Hang until the client gives up (or hang_s passes), like a stuck upstream would.
@@ -217,11 +233,13 @@ class FaultServer:
                     choice["logprobs"] = None
             if fault == "malformed":
                 data = json.dumps(answer).encode()
+                leave()
                 await _respond_raw(writer, 200, data[: max(1, len(data) // 2)])
                 return True
             if fault == "reset":
                 data = json.dumps(answer).encode()
                 head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                leave()
                 writer.write(head.encode() + data[: len(data) // 3])
                 await writer.drain()
                 _reset(writer)
@@ -231,13 +249,11 @@ class FaultServer:
                 await _stream_completion(writer, answer, config.stream_token_s)
                 stats.answered += 1
                 return False  # the event stream ends with the connection
-            await _respond(writer, status, answer)
+            await respond(status, answer)
             stats.answered += status == 200
             return True
         finally:
-            stats.in_flight -= 1
-            if self.config.group is not None:
-                self.config.group.change(-1)
+            leave()
 
     def inject(self, *faults: str) -> None:
         """Faults for the next requests, in order ("" for a clean answer); the rates apply after them."""
