@@ -5,7 +5,7 @@
 A loopback endpoint (tests/fault_server.py) answers after 0.5 s and notes when each request arrives. For each
 command, from the moment the process is spawned: when the first start-up probe arrives (imports, settings, the
 tokenizer), and when the first request of the work itself arrives (the probes run together, so this should be
-the first figure plus one probe round trip). Then gen's steady throughput: 300 questions at cap 50.
+the first figure plus one probe round trip). Then gen's throughput at cap 50, on 300 questions and on 3,000.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tests.fault_server import FaultConfig, ThreadedFaultServer
 
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY_S = 0.5
+STEADY_QUESTIONS = (300, 3000)  # six waves of 50, where the first wave's ramp weighs; then sixty
 ENDPOINT = ("--backend", "openai", "--model", "synthetic", "--tokenizer", "embedded")
 
 
@@ -42,38 +43,46 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch, ThreadedFaultServer(FaultConfig(latency=LATENCY_S)) as server:
-        questions = Path(scratch) / "q.txt"
-        questions.write_text("".join(f"Question {i}: what is {i} plus {i}?\n" for i in range(300)))
+        questions = {count: _questions(Path(scratch), count) for count in STEADY_QUESTIONS}
         base = [sys.executable, "-m", "tui.cli"]
-        commands = {
-            "run": [*base, "run", *ENDPOINT, "--base-url", server.base_url, "--prompt", "hi", "--max-tokens", "4",
-                    "--block-tokens", "4", "--json"],
-            "gen": [*base, "gen", *ENDPOINT, "--base-url", server.base_url, "--questions", str(questions),
-                    "--max-tokens", "16", "--max-concurrent", "50", "--quiet"],
-        }
+
+        def command(name: str, repeat: int, count: int = 300) -> list[str]:
+            if name == "run":
+                return [*base, "run", *ENDPOINT, "--base-url", server.base_url, "--prompt", "hi",
+                        "--max-tokens", "4", "--block-tokens", "4", "--json"]
+            return [*base, "gen", *ENDPOINT, "--base-url", server.base_url, "--questions", str(questions[count]),
+                    "--max-tokens", "16", "--max-concurrent", "50", "--quiet",
+                    "--out", str(Path(scratch) / f"{count}-{repeat}.jsonl")]
+
         print(f"loopback endpoint answering after {LATENCY_S} s; median of {args.repeats} (min-max)\n")
         print("| command | spawn → first probe s | spawn → first work request s | minus one probe round trip s |")
         print("|---|---:|---:|---:|")
-        for name, command in commands.items():
-            samples = []
-            for repeat in range(args.repeats):
-                out = Path(scratch) / f"{name}{repeat}.jsonl"
-                samples.append(first_requests(command + (["--out", str(out)] if name == "gen" else []), server))
+        for name in ("run", "gen"):
+            samples = [first_requests(command(name, repeat), server) for repeat in range(args.repeats)]
             probe, work = zip(*samples, strict=True)
             print(f"| {name} | {_spread(probe)} | {_spread(work)} | {statistics.median(work) - LATENCY_S:.2f} |")
-        spawned = time.perf_counter()
-        done = subprocess.run([*commands["gen"], "--out", str(Path(scratch) / "steady.jsonl")], cwd=ROOT,
-                              capture_output=True, text=True, check=True)
-        wall = time.perf_counter() - spawned
-        summary = done.stderr.strip().splitlines()[0]
-        steady = float(re.search(r"([\d.]+) examples/s", summary).group(1))
-        print(f"\ngen, 300 questions at cap 50, {LATENCY_S} s per request (ideal 100 examples/s):\n    {summary}")
-        print(f"    → {steady:.1f} examples/s from the first request on (gen's own clock); "
-              f"{300 / wall:.1f} examples/s over the process's whole life ({wall:.2f} s)")
+        print(f"\ngen at cap 50, {LATENCY_S} s per request (ideal 100 examples/s); median of {args.repeats} (min-max)\n")
+        print("| questions | examples/s from the first request on (gen's clock) | over the process's whole life |")
+        print("|---:|---:|---:|")
+        for count in STEADY_QUESTIONS:
+            steady, whole = [], []
+            for repeat in range(args.repeats):
+                spawned = time.perf_counter()
+                done = subprocess.run(command("gen", repeat + args.repeats, count), cwd=ROOT, capture_output=True,
+                                      text=True, check=True)
+                whole.append(count / (time.perf_counter() - spawned))
+                steady.append(float(re.search(r"([\d.]+) examples/s", done.stderr).group(1)))
+            print(f"| {count:,} | {_spread(steady, 1)} | {_spread(whole, 1)} |")
 
 
-def _spread(values) -> str:
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+def _questions(scratch: Path, count: int) -> Path:
+    path = scratch / f"questions{count}.txt"
+    path.write_text("".join(f"Question {i}: what is {i} plus {i}?\n" for i in range(count)))
+    return path
+
+
+def _spread(values, digits: int = 2) -> str:
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 if __name__ == "__main__":

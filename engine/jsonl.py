@@ -11,17 +11,22 @@ from engine.errors import ConfigError
 
 
 class JsonlAppender:
-    """Appends one JSON object per line and flushes it at once, so a kill loses no finished line."""
+    """Appends one JSON object per line and flushes it at once, so a kill loses no finished line. The file is
+    opened by the first line: a run with no failures leaves no empty errors file behind."""
 
     def __init__(self, path: Path):
-        self.handle: TextIO = path.open("a", encoding="utf-8")
+        self.path = path
+        self.handle: TextIO | None = None
 
     def write(self, record: dict) -> None:
+        if self.handle is None:
+            self.handle = self.path.open("a", encoding="utf-8")
         self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.handle.flush()
 
     def close(self) -> None:
-        self.handle.close()
+        if self.handle is not None:
+            self.handle.close()
 
 
 def repair_and_load(out: Path, key: Callable[[dict], Hashable]) -> set:
@@ -44,9 +49,13 @@ def repair_and_load(out: Path, key: Callable[[dict], Hashable]) -> set:
 
 
 def check_writable(path: Path) -> None:
+    """Refuse, before any work, an output that cannot be written; a file made to find out is removed again."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
         with path.open("a"):
             pass
+        if not existed:
+            path.unlink()
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None

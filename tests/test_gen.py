@@ -54,6 +54,7 @@ def test_local_model_end_to_end_with_samples(tmp_path):
         assert record["meta"]["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
         assert record["meta"]["temperature"] == 0.7 and record["meta"]["completion_tokens"] >= 1
     assert "4 examples" in done.stderr and "examples/s" in done.stderr
+    assert not (tmp_path / "out.errors.jsonl").exists()  # no failures, no errors file
 
 
 @pytest.mark.parametrize("fault_server", [FaultConfig(latency=0.1)], indirect=True)
