@@ -1,9 +1,9 @@
 """A hostile OpenAI-compatible endpoint for tests and benchmarks, on 127.0.0.1 only.
 
-It answers `/v1/completions` and `/v1/chat/completions` either with its own synthetic tokens and logprobs or
-by proxying to an upstream server (`python -m llama_cpp.server`), and injects faults at configurable rates:
-429 with Retry-After, 500, 503, hangs past the client's timeout, truncated JSON bodies, connections reset
-mid-response, answers without logprobs, `n` ignored, and slow answers. It counts requests and the peak number
+It answers `/v1/completions` and `/v1/chat/completions` either with made-up tokens and logprobs
+(`tests/synthetic_answers.py`) or by proxying to an upstream server (`python -m llama_cpp.server`), and injects
+faults at configurable rates: 429 with Retry-After, 500, 503, hangs past the client's timeout, truncated JSON
+bodies, connections reset mid-response, answers without logprobs, `n` ignored, and slow answers. It counts requests and the peak number
 in flight, so tests can assert what the server saw. `GET /stats` returns the counters as JSON.
 
 Run it by hand: `python -m tests.fault_server --port 8123 --latency 0.3`.
@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
-import math
 import random
 import socket
 import struct
@@ -24,11 +22,10 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+from tests.synthetic_answers import synthetic_chat, synthetic_completion, token_of, word
+
 FAULTS = ("400", "429", "500", "503", "hang", "malformed", "reset", "no_logprobs")
-EOS_TOKEN = 2
-SYNTHETIC_VOCAB = (100, 4000)
 ARRIVALS_KEPT = 64  # enough for start-up measurements, bounded under load tests
-SYNTHETIC_CHOICES = 8  # tokens each position's made-up distribution spreads over
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable"}
 
@@ -275,112 +272,8 @@ class FaultServer:
             response = await self._upstream.post(route, json=payload)
             return response.status_code, response.json()
         if path.endswith("/chat/completions"):
-            return 200, self._synthetic_chat(payload)
-        return 200, self._synthetic_completion(payload)
-
-    def _synthetic_tokens(self, payload: dict, key: str, index: int) -> list[tuple[int, float, dict[int, float]]]:
-        """(token, its reported logprob, the top alternatives) per position, drawn from a small distribution made
-        up per position and tempered like a real server's. Deterministic in (prompt, seed, choice index,
-        temperature), like a seeded server."""
-        seed = f"{key}|{payload.get('seed')}|{index}|{payload.get('temperature')}"
-        rng = random.Random(hashlib.sha256(seed.encode()).digest())
-        temperature = float(payload.get("temperature", 1.0) if payload.get("temperature") is not None else 1.0)
-        processed = self.config.logprobs_mode == "processed" and temperature not in (0.0, 1.0)
-        if self.config.answer_tokens:
-            return self._scripted_tokens(payload)
-        drawn = []
-        # Each position's distribution, drawn in turn from one stream: the same whatever the temperature, as a
-        # model's would be. One seeded stream, not one per position, and no `sample`: the server shares the
-        # client's two cores in benchmarks, and an answer of 16 tokens took 1.0 ms to make and encode (now 0.5).
-        shapes = random.Random(hashlib.sha256(f"{self.config.model}{key}|{index}".encode()).digest())
-        for _ in range(int(payload.get("max_tokens") or 16)):
-            if self.config.eos_rate and rng.random() < self.config.eos_rate:
-                drawn.append((EOS_TOKEN, -rng.random(), {}))
-                break
-            first = shapes.randrange(SYNTHETIC_VOCAB[0], SYNTHETIC_VOCAB[1] - SYNTHETIC_CHOICES)
-            choices = range(first, first + SYNTHETIC_CHOICES)  # neighbours: their logits are what is random
-            logits = [3 * shapes.random() for _ in choices]
-            raw = _log_softmax(logits)
-            sampled = _log_softmax([v / temperature for v in logits]) if temperature > 0 else raw
-            pick = raw.index(max(raw)) if temperature == 0 else _draw(sampled, rng.random())
-            reported = sampled if processed else raw
-            drawn.append((choices[pick], reported[pick], dict(zip(choices, reported, strict=True))))
-        return drawn
-
-    def _scripted_tokens(self, payload: dict) -> list[tuple[int, float, dict[int, float]]]:
-        """The rest of `answer_tokens` after the longest part of it that the (token) prompt already ends with."""
-        script, prompt = self.config.answer_tokens, payload.get("prompt")
-        prompt = prompt if isinstance(prompt, list) else []
-        done = max((j for j in range(len(script) + 1) if j <= len(prompt) and prompt[len(prompt) - j:] ==
-                    list(script[:j])), default=0)
-        rest = [*script[done:], EOS_TOKEN][:int(payload.get("max_tokens") or 16)]
-        return [(token, 0.0, {token: 0.0}) for token in rest]
-
-    def _synthetic_completion(self, payload: dict) -> dict:
-        prompt = payload.get("prompt")
-        as_ids = bool(payload.get("return_tokens_as_token_ids"))
-        top_k = int(payload.get("logprobs") or 0) if self.config.top_logprobs else 0
-        choices = []
-        for index in range(int(payload.get("n") or 1)):
-            drawn = self._synthetic_tokens(payload, json.dumps(prompt), index)
-            name = (lambda t: f"token_id:{t}") if as_ids else _word
-            top = [dict(sorted(((name(t), lp) for t, lp in alts.items()), key=lambda kv: -kv[1])[:top_k])
-                   for _, _, alts in drawn] if top_k > 1 else None
-            choices.append({
-                "index": index,
-                "text": "".join(_word(t) for t, _, _ in drawn),
-                "finish_reason": "stop" if drawn and drawn[-1][0] == EOS_TOKEN else "length",
-                "logprobs": {
-                    "tokens": [name(t) for t, _, _ in drawn],
-                    "token_logprobs": [lp for _, lp, _ in drawn],
-                    "top_logprobs": top,
-                    "text_offset": None,
-                },
-            })
-        return {"id": "cmpl-synthetic", "object": "text_completion", "created": int(time.time()),
-                "model": payload.get("model", "synthetic"), "choices": choices,
-                "usage": {"prompt_tokens": 0, "completion_tokens": sum(len(c["logprobs"]["token_logprobs"])
-                                                                       for c in choices), "total_tokens": 0}}
-
-    def _synthetic_chat(self, payload: dict) -> dict:
-        key = json.dumps(payload.get("messages"))
-        top_k = int(payload.get("top_logprobs") or 0) if self.config.top_logprobs else 0
-        choices = []
-        for index in range(int(payload.get("n") or 1)):
-            drawn = self._synthetic_tokens(payload, key, index)
-            content = [{"token": _word(t), "logprob": lp, "bytes": list(_word(t).encode()),
-                        "top_logprobs": [{"token": _word(alt), "logprob": alt_lp}
-                                         for alt, alt_lp in sorted(alts.items(), key=lambda kv: -kv[1])[:top_k]]
-                        if top_k > 1 else []}
-                       for t, lp, alts in drawn]
-            choices.append({
-                "index": index,
-                "message": {"role": "assistant", "content": "".join(_word(t) for t, _, _ in drawn)},
-                "finish_reason": "stop" if drawn and drawn[-1][0] == EOS_TOKEN else "length",
-                "logprobs": {"content": content} if payload.get("logprobs") else None,
-            })
-        return {"id": "chatcmpl-synthetic", "object": "chat.completion", "created": int(time.time()),
-                "model": payload.get("model", "synthetic"), "choices": choices}
-
-
-def _log_softmax(values: list[float]) -> list[float]:
-    top = max(values)
-    total = math.log(sum(math.exp(v - top) for v in values))
-    return [v - top - total for v in values]
-
-
-def _draw(logprobs: list[float], uniform: float) -> int:
-    cumulative = 0.0
-    for index, logprob in enumerate(logprobs):
-        cumulative += math.exp(logprob)
-        if uniform < cumulative:
-            return index
-    return len(logprobs) - 1
-
-
-def _word(token: int) -> str:
-    return "" if token == EOS_TOKEN else f" w{token}"
-
+            return 200, synthetic_chat(self.config, payload)
+        return 200, synthetic_completion(self.config, payload)
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes, dict[str, str]] | None:
     try:
@@ -423,7 +316,7 @@ async def _stream_completion(writer: asyncio.StreamWriter, answer: dict, pause_s
             logprobs = choice["logprobs"]
             if logprobs and position < len(logprobs["tokens"]):
                 top = logprobs["top_logprobs"]
-                chunk.append({"index": choice["index"], "text": _word(_token_of(logprobs["tokens"][position])),
+                chunk.append({"index": choice["index"], "text": word(token_of(logprobs["tokens"][position])),
                               "finish_reason": None, "logprobs": {
                                   "tokens": [logprobs["tokens"][position]],
                                   "token_logprobs": [logprobs["token_logprobs"][position]],
@@ -436,10 +329,6 @@ async def _stream_completion(writer: asyncio.StreamWriter, answer: dict, pause_s
     writer.write(b"data: [DONE]\n\n")
     await writer.drain()
     writer.close()
-
-
-def _token_of(name: str) -> int:
-    return int(name.split(":")[1]) if name.startswith("token_id:") else -1
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

@@ -13,7 +13,8 @@ from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 from engine.tokenizers import load_tokenizer
 from tests.conftest import openai_settings
-from tests.fault_server import EOS_TOKEN, FaultConfig, ThreadedFaultServer
+from tests.fault_server import FaultConfig, ThreadedFaultServer
+from tests.synthetic_answers import EOS_TOKEN
 
 ANSWER = "早上好，我的朋友！🙂"  # 17 tokens in SmolLM2's byte-level BPE, most of them partial characters
 BLOCKS = (1, 2, 3)

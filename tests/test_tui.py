@@ -213,6 +213,7 @@ async def test_an_unreachable_backend_chosen_in_settings_is_reported(fault_serve
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("c")
         screen = app.screen
+        assert ("esc", "cancel") in screen.query_one(KeysBar).keys  # the dialog's keys, not the dashboard's
         screen.query_one("#backend").value = "openai"
         screen.query_one("#base_url").value = "http://127.0.0.1:9/v1"
         screen.query_one("#model").value = "m"
@@ -229,6 +230,7 @@ async def test_settings_screen_rejects_a_bad_url_and_switches_backend(fault_serv
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("c")
         screen = app.screen
+        assert ("esc", "cancel") in screen.query_one(KeysBar).keys  # the dialog's keys, not the dashboard's
         screen.query_one("#backend").value = "openai"
         screen.query_one("#base_url").value = "not a url"
         screen.query_one("#model").value = "synthetic"

@@ -10,6 +10,7 @@ from textual.widgets import Button, Input, Label, Select
 
 from engine.errors import ConfigError
 from engine.settings import BACKENDS, BackendSettings
+from tui.panels.keys_bar import KeysBar
 
 
 class SettingsScreen(ModalScreen[BackendSettings | None]):
@@ -37,6 +38,7 @@ class SettingsScreen(ModalScreen[BackendSettings | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Apply", variant="primary", id="apply")
                 yield Button("Cancel", id="cancel")
+        yield KeysBar()  # the dialog's own keys: the dashboard's bar under it shows keys that do not act now
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":

@@ -9,20 +9,18 @@ cached prefix lacks, and requests arriving together with a long common prompt pr
 from __future__ import annotations
 
 import concurrent.futures
-import ctypes
-import heapq
 import queue
 import threading
-from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from engine.backends.local.gguf import GGUFModel
+from engine.backends.local.kv_sequences import SequencePool, common_prefix
 from engine.backends.local.layout import REPACKED_ONE_TOKEN
 from engine.backends.local.sampling import sample_token, stream_rng, top_alternatives
+from engine.backends.local.token_batch import TokenBatch
 from engine.errors import BackendError, ConfigError
 from engine.sampler import Continuation, SampleRequest
 
@@ -56,42 +54,6 @@ class _Stream:
     finish: str | None = None
 
 
-class TokenBatch:
-    """A llama_batch whose arrays numpy owns, filled with a few slice assignments.
-
-    Filling llama_batch_init's arrays element by element costs a GIL round trip per field per token, and
-    with the UI thread running those round trips can slow decoding several times over.
-    """
-
-    def __init__(self, llama_cpp, size: int):
-        self.token = np.zeros(size, dtype=np.int32)
-        self.pos = np.zeros(size, dtype=np.int32)
-        self.n_seq_id = np.ones(size, dtype=np.int32)
-        self.seq_ids = np.zeros(size, dtype=np.int32)
-        self.logits = np.zeros(size, dtype=np.int8)
-        pointer = ctypes.POINTER(llama_cpp.llama_seq_id)
-        base = self.seq_ids.ctypes.data
-        self.seq_id_ptrs = (pointer * size)(*(ctypes.cast(base + 4 * i, pointer) for i in range(size)))
-        self.struct = llama_cpp.llama_batch(
-            n_tokens=0,
-            token=self.token.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token)),
-            embd=None,
-            pos=self.pos.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_pos)),
-            n_seq_id=self.n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
-            seq_id=self.seq_id_ptrs,
-            logits=self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
-        )
-
-    def fill(self, tokens: list[int], positions: list[int], seqs: list[int], logits: list[bool]):
-        count = len(tokens)
-        self.token[:count] = tokens
-        self.pos[:count] = positions
-        self.seq_ids[:count] = seqs
-        self.logits[:count] = logits
-        self.struct.n_tokens = count
-        return self.struct
-
-
 class BatchDecoder:
     """Loads a model and owns its llama.cpp context on one thread, serving sample requests with continuous batching.
 
@@ -111,9 +73,7 @@ class BatchDecoder:
         self.waiting: list[_Job] = []  # admitted to the worker, not yet given sequences
         self.prefilling: list[_Job] = []
         self.streams: list[_Stream] = []
-        self.cached: OrderedDict[int, tuple[int, ...]] = OrderedDict()  # idle sequence -> tokens in its KV
-        # A min-heap: new streams take the lowest free sequences, so the running ones stay one contiguous range.
-        self.free = list(range(n_seq_max))
+        self.sequences: SequencePool  # made with the context
         self.prefix_tokens_reused = 0
         self.thread = threading.Thread(
             target=self._serve, args=(path, layout, threads), name="beamtui-llama", daemon=True
@@ -139,6 +99,7 @@ class BatchDecoder:
         if not self.ctx:
             raise ConfigError(f"cannot create a llama.cpp context of {self.n_seq_max} x {self.context} tokens")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.sequences = SequencePool(llama_cpp, self.memory, self.n_seq_max)
         self.batch = TokenBatch(llama_cpp, self.n_batch)
         self.one_token_per_decode = model.layout == REPACKED_ONE_TOKEN
         # Token by token, a long prefill in one step would stall every running stream for seconds.
@@ -215,10 +176,10 @@ class BatchDecoder:
             if not job.future.done():
                 job.future.set_exception(BackendError(reason, transient=False))
         for stream in self.streams:
-            self._release(stream.seq)
+            self.sequences.release(stream.seq)
         for job in self.waiting + self.prefilling:
             for seq in job.seqs:
-                self._release(seq)
+                self.sequences.release(seq)
         self.waiting, self.prefilling, self.streams = [], [], []
 
     def _drop_cancelled(self) -> None:
@@ -226,7 +187,7 @@ class BatchDecoder:
             for job in [job for job in jobs if job.future.cancelled()]:
                 jobs.remove(job)
                 for seq in job.seqs:
-                    self._release(seq)
+                    self.sequences.release(seq)
         for stream in [s for s in self.streams if s.job.future.cancelled()]:
             self.streams.remove(stream)
             self._park(stream)
@@ -239,16 +200,14 @@ class BatchDecoder:
         while self.waiting:
             job = self.waiting[0]
             missing = job.request.n - len(job.seqs)
-            if len(self.free) + len(self.cached) < missing:
+            if self.sequences.available() < missing:
                 self._unpin_behind(job, missing)
-            if len(self.free) + len(self.cached) < missing:
+            if self.sequences.available() < missing:
                 return  # wait for running sequences to finish
             if self._prefix_on_its_way(job):
                 return  # the job ahead is computing this one's prefix: copy it in a step or two
             self.waiting.pop(0)
-            while len(self.free) < missing:
-                self._evict_oldest()
-            job.seqs += [heapq.heappop(self.free) for _ in range(missing)]
+            job.seqs += self.sequences.take(missing)
             self._copy_live_prefix(job)
             self.prefix_tokens_reused += job.prefill_pos
             self.prefilling.append(job)
@@ -260,13 +219,11 @@ class BatchDecoder:
         sequences of an idle decoder and leave a job asking for four stalled until requests timed out
         (measured: an eval of 8 problems took 84 s instead of 15)."""
         for job in reversed(self.waiting):
-            if len(self.free) + len(self.cached) >= missing:
+            if self.sequences.available() >= missing:
                 return
             if job is head or not job.seqs:
                 continue
-            seq = job.seqs.pop()
-            self.cached[seq] = job.request.prompt_ids[: job.prefill_pos]
-            self.cached.move_to_end(seq, last=False)  # evicted first: it is the prefix least sure to be used
+            self.sequences.park(job.seqs.pop(), job.request.prompt_ids[: job.prefill_pos], evict_first=True)
             job.prefill, job.prefill_pos = list(job.request.prompt_ids), 0
 
     def _live_prefixes(self):
@@ -284,7 +241,7 @@ class BatchDecoder:
         """
         prompt = job.request.prompt_ids
         for leader in self.prefilling:
-            shared = min(_common_prefix(leader.request.prompt_ids, prompt), len(prompt) - 1)
+            shared = min(common_prefix(leader.request.prompt_ids, prompt), len(prompt) - 1)
             if shared >= job.prefill_pos + SHARED_PREFIX_MIN and leader.prefill_pos < shared:
                 return True
         return False
@@ -294,7 +251,7 @@ class BatchDecoder:
         prompt = job.request.prompt_ids
         source, best = -1, job.prefill_pos + SHARED_PREFIX_MIN - 1
         for seq, tokens in self._live_prefixes():
-            shared = min(_common_prefix(tokens, prompt), len(prompt) - 1)
+            shared = min(common_prefix(tokens, prompt), len(prompt) - 1)
             if shared > best:
                 source, best = seq, shared
         if source < 0:
@@ -309,41 +266,16 @@ class BatchDecoder:
         job.prefill_pos = best
 
     def _claim_prefix(self, job: _Job) -> None:
-        """Give the job the idle sequence holding the longest prefix of its prompt, trimmed to that prefix.
-
-        At least the last prompt token is always decoded again: its logits are what we sample from.
-        """
+        """Give the job the idle sequence holding the longest prefix of its prompt."""
         job.claimed = True
-        prompt = job.request.prompt_ids
-        best_seq, best_len = -1, 0
-        for seq, tokens in self.cached.items():
-            common = _common_prefix(tokens, prompt)
-            if common > best_len:
-                best_seq, best_len = seq, common
-        best_len = min(best_len, len(prompt) - 1)
-        if best_seq < 0 or best_len == 0:
-            job.prefill = list(prompt)
-            return
-        del self.cached[best_seq]
-        self.model.llama.llama_memory_seq_rm(self.memory, best_seq, best_len, -1)
-        job.seqs = [best_seq]
-        job.prefill = list(prompt[best_len:])
-        job.prefill_pos = best_len
-
-    def _evict_oldest(self) -> None:
-        seq, _ = self.cached.popitem(last=False)
-        self._release(seq)
-
-    def _release(self, seq: int) -> None:
-        if seq >= 0:
-            self.model.llama.llama_memory_seq_rm(self.memory, seq, -1, -1)
-            heapq.heappush(self.free, seq)
+        seq, length = self.sequences.claim(job.request.prompt_ids)
+        job.seqs = [seq] if seq >= 0 else []
+        job.prefill = list(job.request.prompt_ids[length:])
+        job.prefill_pos = length
 
     def _park(self, stream: _Stream) -> None:
         """Keep a finished sequence's KV cache for the next block to extend."""
-        kv_tokens = stream.job.request.prompt_ids + tuple(stream.tokens[:-1])
-        self.cached[stream.seq] = kv_tokens
-        self.cached.move_to_end(stream.seq)
+        self.sequences.park(stream.seq, stream.job.request.prompt_ids + tuple(stream.tokens[:-1]))
 
     def _step(self) -> None:
         tokens: list[int] = []
@@ -397,9 +329,7 @@ class BatchDecoder:
 
     def _decode(self, batch) -> None:
         status = self.model.llama.llama_decode(self.ctx, batch)
-        if status == 1 and self.cached:  # KV cache full: drop idle prefixes and try once more
-            while self.cached:
-                self._evict_oldest()
+        if status == 1 and self.sequences.evict_all():  # KV cache full: drop idle prefixes and try once more
             status = self.model.llama.llama_decode(self.ctx, batch)
         if status != 0:
             raise RuntimeError(
@@ -479,13 +409,4 @@ class BatchDecoder:
                 text = text[:cut]
         return Continuation(tuple(tokens), text, tuple(stream.logprobs), stream.finish or "length",
                             tuple(stream.proposal_logprobs), tuple(stream.alternatives) or None)
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    limit = min(len(a), len(b))
-    i = 0
-    while i < limit and a[i] == b[i]:
-        i += 1
-    return i
-
 
