@@ -20,11 +20,18 @@ from tui.panels.log import LogPanel
 from tui.panels.population import PopulationPanel
 from tui.panels.settings_bar import SettingsBar
 from tui.panels.tree import TreePanel
+from tui.screens.settings import SettingsScreen
 
 SIZE = (160, 48)
 SMALL = SearchSettings(prompt="Name a color.", beam_width=2, n_per_beam=2, block_tokens=4, max_tokens=8, seed=5,
                        temperature=1.0)
 LOCAL = BackendSettings(max_concurrent=16, threads=2)
+
+
+def dialog_keys(app) -> tuple:
+    """The keys the settings dialog's own bar shows; empty until it is open and mounted."""
+    bars = app.screen.query(KeysBar) if isinstance(app.screen, SettingsScreen) else ()
+    return bars[0].keys if bars else ()
 
 
 async def wait_for(pilot, condition, timeout=60.0):
@@ -212,8 +219,8 @@ async def test_an_unreachable_backend_chosen_in_settings_is_reported(fault_serve
     app = BeamtuiApp(SMALL, LOCAL)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("c")
+        await wait_for(pilot, lambda: ("esc", "cancel") in dialog_keys(app))  # the dialog's, not the dashboard's
         screen = app.screen
-        assert ("esc", "cancel") in screen.query_one(KeysBar).keys  # the dialog's keys, not the dashboard's
         screen.query_one("#backend").value = "openai"
         screen.query_one("#base_url").value = "http://127.0.0.1:9/v1"
         screen.query_one("#model").value = "m"
@@ -229,8 +236,8 @@ async def test_settings_screen_rejects_a_bad_url_and_switches_backend(fault_serv
     app = BeamtuiApp(SMALL, LOCAL)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("c")
+        await wait_for(pilot, lambda: ("esc", "cancel") in dialog_keys(app))  # the dialog's, not the dashboard's
         screen = app.screen
-        assert ("esc", "cancel") in screen.query_one(KeysBar).keys  # the dialog's keys, not the dashboard's
         screen.query_one("#backend").value = "openai"
         screen.query_one("#base_url").value = "not a url"
         screen.query_one("#model").value = "synthetic"
@@ -339,5 +346,6 @@ def test_settings_screen_snapshot(snap_compare):
     async def replayed(pilot):
         await replay(pilot, clock, "beam", then=1.0)
         await pilot.press("c")
+        await wait_for(pilot, lambda: dialog_keys(pilot.app))  # mounted, under a loaded CPU too
 
     assert snap_compare(replay_app("beam", clock), terminal_size=SIZE, run_before=replayed)
