@@ -218,7 +218,7 @@ class Generator:
     async def _request(self, question: Question, n: int) -> SampleRequest:
         settings = self.settings
         messages = self.system + (Message("user", question.text),)
-        # On a thread of its own: llama.cpp's tokenizer takes ~0.7 ms a prompt (2-core EPYC), with the GIL
+        # On a thread of its own: llama.cpp's tokenizer takes 0.34 ms a prompt alone (2-core EPYC), with the GIL
         # released; on the event loop it delayed arriving answers (benchmarks.startup: 93 → 96 examples/s).
         render = asyncio.get_running_loop().run_in_executor(self._renderer, self.sampler.render_chat, messages)
         prompt = tuple(await render)

@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass, field
 from tests.synthetic_answers import synthetic_chat, synthetic_completion, token_of, word
 
 FAULTS = ("400", "429", "500", "503", "hang", "malformed", "reset", "no_logprobs")
-ARRIVALS_KEPT = 64  # enough for start-up measurements, bounded under load tests
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable"}
 
@@ -72,6 +71,7 @@ class FaultConfig:
     capacity: int = 0  # requests worked on at once (each taking `latency`); 0: no limit
     model: str = ""  # another value makes up another model's distributions (a replica that is not one)
     group: InFlightGroup | None = field(default=None, compare=False, repr=False)  # counts in flight across servers
+    arrivals_kept: int = 64  # enough for start-up measurements, bounded under load tests
 
 
     def rate(self, fault: str) -> float:
@@ -85,7 +85,7 @@ class ServerStats:
     peak_in_flight: int = 0
     answered: int = 0
     injected: Counter = field(default_factory=Counter)
-    arrivals: list[float] = field(default_factory=list)  # wall-clock times of the first ARRIVALS_KEPT requests
+    arrivals: list[float] = field(default_factory=list)  # wall-clock times of the first `arrivals_kept` requests
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -156,7 +156,7 @@ class FaultServer:
         arrived = time.perf_counter()
         stats, config = self.stats, self.config
         stats.requests += 1
-        if len(stats.arrivals) < ARRIVALS_KEPT:
+        if len(stats.arrivals) < config.arrivals_kept:
             stats.arrivals.append(time.time())
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
