@@ -123,6 +123,9 @@ class RequestLayer:
         self.timeout = timeout
         # A backend whose SDK retries on its own must not be retried again on top.
         self.max_retries = 0 if getattr(sampler, "retries_inside", False) else max_retries
+        # A backend that bounds its own waiting (the local decoder: no progress, not slow progress) gets no
+        # per-attempt deadline on top.
+        self.times_itself = getattr(sampler, "times_itself", False)
         self.emit = emit
         self.rng = rng or random.Random()
         self.clock = clock
@@ -189,7 +192,7 @@ class RequestLayer:
                 started = self.clock()
                 error: BackendError | None = None
                 try:
-                    async with asyncio.timeout(self.timeout):
+                    async with asyncio.timeout(None if self.times_itself else self.timeout):
                         continuations = await self.sampler.sample(request)
                     _check_logprobs(continuations)
                 except TimeoutError:

@@ -25,7 +25,7 @@ from engine.events import (
     SearchStarted,
 )
 from engine.request_layer import LatencyWindow
-from engine.search import SearchResult
+from engine.search import SearchResult, answer_is
 from engine.settings import BackendSettings, SearchSettings
 
 RATE_WINDOW_S = 60
@@ -90,6 +90,8 @@ class RunState:
     status: str = "starting"  # idle | starting | running | finished | failed | cancelled
     seed: int | None = None
     approximate: bool = False
+    answer_is: str = ""  # what the answer will be: a draw from p^alpha, a mode-seeking choice, a heuristic's
+    answer_kind: str = ""  # the same, short
     round: int = 0
     block: int = 0
     max_blocks: int = 0
@@ -114,7 +116,12 @@ class RunState:
     error: str | None = None
     started_at: float = 0.0
     latencies: LatencyWindow = field(default_factory=LatencyWindow)
-    completions: deque = field(default_factory=deque)  # (time, tokens) of finished requests, last minute
+    completions: deque = field(default_factory=deque)  # (time, tokens) as they were generated, last minute
+    answered: deque = field(default_factory=deque)  # times requests finished, last minute
+    # This round's tokens: from finished requests, from the growing continuations, and the most already counted.
+    round_finished_tokens: int = 0
+    round_streamed_tokens: int = 0
+    round_counted_tokens: int = 0
     endpoints: dict[str, EndpointTally] = field(default_factory=dict)  # by base URL, with several endpoints
     log: list[tuple[float, str]] = field(default_factory=list)  # (clock, line) not yet shown; drained by the reader
 
@@ -150,6 +157,8 @@ class RunState:
             self.status = "running"
             self.seed = event.seed
             self.approximate = event.approximate
+            self.answer_is = answer_is(event.settings)
+            self.answer_kind = self.answer_is.partition(":")[0]
             self.say(f"search {event.run_id} started on {event.backend}: {event.settings.strategy}, seed "
                      f"{event.seed}, {event.prompt_tokens} prompt tokens, cap {event.max_concurrent}"
                      + (" (log-probabilities estimated by the backend)" if event.approximate else ""))
@@ -157,6 +166,7 @@ class RunState:
             self.round, self.block, self.max_blocks, self.stage = event.round, event.block, event.max_blocks, \
                 event.stage
             self.growing = ()
+            self.round_finished_tokens = self.round_streamed_tokens = self.round_counted_tokens = 0
         elif isinstance(event, RequestStarted):
             self.in_flight = event.in_flight
         elif isinstance(event, RequestRetried):
@@ -172,11 +182,14 @@ class RunState:
         elif isinstance(event, CandidatesGrowing):
             if event.round == self.round:
                 self.growing = event.candidates
+                self.round_streamed_tokens = sum(c.tokens for c in event.candidates)
+                self._count_tokens(now)
         elif isinstance(event, PopulationUpdated):
             self._population(event, now)
         elif isinstance(event, RoundFinished):
             row = RoundRow(event.round, event.block, self.stage, event.wall_s, event.sum_request_s, event.requests,
                            event.failed)
+            self._count_tokens(now, event.tokens)
             self.rounds.append(row)
             self.best_text, self.best_score = event.best_text, event.best_score
             self.say(f"round {event.round} (block {event.block}/{self.max_blocks}, {self.stage}): "
@@ -189,8 +202,9 @@ class RunState:
         self.in_flight = event.in_flight
         self.requests_done += 1
         self.latencies.add(event.latency_s)
-        self.tokens += event.completion_tokens
-        self.completions.append((now, event.completion_tokens))
+        self.round_finished_tokens += event.completion_tokens
+        self._count_tokens(now)
+        self.answered.append(now)
         if event.endpoint:
             tally = self.endpoints.setdefault(event.endpoint, EndpointTally())
             if event.error:
@@ -205,6 +219,18 @@ class RunState:
         if event.error:
             self.failures += 1
             self.say(f"request {event.request_id} failed after {event.retries} retries: {event.error}")
+
+    def _count_tokens(self, now: float, known: int | None = None) -> None:
+        """Count the round's tokens as they are generated, not when their request ends: what the growing
+        continuations hold (streaming backends) or what finished requests brought, whichever is more, and at the
+        round's end its exact total."""
+        if known is None:
+            known = max(self.round_finished_tokens, self.round_streamed_tokens)
+        new = known - self.round_counted_tokens
+        if new > 0:
+            self.tokens += new
+            self.completions.append((now, new))
+            self.round_counted_tokens = known
 
     def _population(self, event: PopulationUpdated, now: float) -> None:
         self.population = list(event.members)
@@ -232,6 +258,7 @@ class RunState:
         answer = result.answer
         if answer is not None:
             self.best_text, self.best_score = answer.text, answer.score
+        self.approximate = result.approximate
         if result.error:
             self.fail(result.error)
             return
@@ -271,8 +298,8 @@ class RunState:
         now = self.clock()
         self._forget(now)
         span = min(window_s, max(now - self.started_at, 1e-9))
-        recent = [(t, n) for t, n in self.completions if now - t <= window_s]
-        return sum(n for _, n in recent) / span, len(recent) / span
+        tokens = sum(n for t, n in self.completions if now - t <= window_s)
+        return tokens / span, sum(1 for t in self.answered if now - t <= window_s) / span
 
     def token_rate_history(self, buckets: int = RATE_WINDOW_S) -> list[float]:
         """Tokens per second in each of the last `buckets` seconds, oldest first."""
@@ -288,6 +315,8 @@ class RunState:
     def _forget(self, now: float) -> None:
         while self.completions and now - self.completions[0][0] > RATE_WINDOW_S:
             self.completions.popleft()
+        while self.answered and now - self.answered[0] > RATE_WINDOW_S:
+            self.answered.popleft()
 
 
 @dataclass

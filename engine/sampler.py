@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-FinishReason = Literal["stop", "length"]
+# "stop": the model ended the answer (end-of-sequence or a stop string); "length": the token budget ran out. A
+# server may give others ("content_filter", "abort"): they are kept as they are and never count as an end.
+FinishReason = str
 Quality = Literal["exact", "estimated", "unavailable"]
 
 # Live progress of one continuation: (index among the request's n, the token ids so far, their log p so far).
@@ -56,6 +58,9 @@ class Continuation:
     # With SampleRequest.top_logprobs: the best alternatives at each position, as (token id, log p).
     top_logprobs: tuple[tuple[tuple[int, float], ...], ...] | None = None
     endpoint: str | None = None  # which endpoint answered, when requests are spread over several
+    # The per-token logprobs are not all the server's own: text re-tokenised on our side got an even share of the
+    # total, or an end-of-sequence token the server did not score is missing from them.
+    logprobs_estimated: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,8 @@ class Sampler(Protocol):
     async def sample(self, request: SampleRequest) -> list[Continuation]: ...
 
     def logprob_quality(self, temperature: float) -> LogprobQuality:
-        """What the continuations of a request at `temperature` carry: exact, estimated, or no log q."""
+        """What the continuations of a request at `temperature` that asks for log q carry: exact, estimated,
+        or none."""
 
     def tokenize(self, text: str) -> list[int]: ...
 

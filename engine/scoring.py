@@ -17,7 +17,8 @@ class Candidate:
     """A partial or complete answer: the tokens after the prompt, with log p and log q of each.
 
     `node` is its place in the search tree and `parent` the node it continues (-1: the prompt).
-    `score` is what its strategy ranks by; `log_weight` is its SMC importance weight.
+    `score` is what its strategy ranks by; `log_weight` is its SMC importance weight. `finish_reason` is the
+    backend's word for why its last continuation ended; only "stop" makes it `finished`.
     """
 
     token_ids: tuple[int, ...] = ()
@@ -29,6 +30,7 @@ class Candidate:
     node: int = 0
     parent: int = -1
     log_weight: float = 0.0
+    finish_reason: str | None = None
 
     @property
     def length(self) -> int:

@@ -8,14 +8,14 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, RunFailed
 from engine.events import EventSink, SearchFinished, SearchStarted, discard
 from engine.live import LiveBoard, report_growth
 from engine.request_layer import RequestLayer
 from engine.sampler import Message, Sampler
 from engine.scoring import Candidate, mean_logprob, target_logprob
 from engine.settings import BackendSettings, SearchSettings
-from engine.strategies.base import RoundTiming, SearchContext, Strategy
+from engine.strategies.base import Outcome, RoundTiming, SearchContext, Strategy
 from engine.strategies.baselines import Greedy, Sample
 from engine.strategies.beam import BeamSearch
 from engine.strategies.best_of_n import BestOfN
@@ -56,6 +56,11 @@ class SearchResult:
         return {
             "run_id": self.run_id,
             "strategy": self.settings.strategy,
+            "spec": self.settings.spec,
+            "answer_is": answer_is(self.settings),
+            "settings": {"alpha": self.settings.alpha, "temperature": self.settings.proposal_temperature,
+                         "block_tokens": self.settings.block_tokens, "max_tokens": self.settings.max_tokens,
+                         "mode": self.settings.mode},
             "seed": self.seed,
             "answer": None if self.answer is None else candidate_json(self.answer, alpha),
             "candidates": [candidate_json(c, alpha) for c in self.candidates],
@@ -73,6 +78,11 @@ class SearchResult:
         }
 
 
+def answer_is(settings: SearchSettings) -> str:
+    """What a search with these settings answers with, in a line."""
+    return STRATEGIES[settings.strategy].answer_is(settings)
+
+
 def candidate_json(candidate: Candidate, alpha: float) -> dict:
     return {
         "text": candidate.text,
@@ -82,6 +92,7 @@ def candidate_json(candidate: Candidate, alpha: float) -> dict:
         "log_weight": round(candidate.log_weight, 6),
         "tokens": candidate.length,
         "finished": candidate.finished,
+        "finish_reason": candidate.finish_reason,
     }
 
 
@@ -110,6 +121,11 @@ async def run_search(
     settings.validate()
     strategy = STRATEGIES[settings.strategy]()
     quality = sampler.logprob_quality(settings.proposal_temperature)
+    if quality.logp == "unavailable":
+        raise ConfigError(
+            f"{sampler.name} reports only the tempered distribution's log-probabilities at temperature "
+            f"{settings.proposal_temperature:g}, and no alternatives to recover log p from; use --temperature 1"
+        )
     if strategy.needs_proposal_logprobs and quality.logq == "unavailable":
         raise ConfigError(
             f"{settings.strategy} needs the proposal's log-probabilities, which {sampler.name} cannot give at "
@@ -126,13 +142,16 @@ async def run_search(
     prompt_ids = tuple(sampler.render_chat(messages))
     approximate = quality.approximate if strategy.needs_proposal_logprobs else quality.logp == "estimated"
     live = LiveBoard(sampler.detokenize) if watch_growth else None
-    search = SearchContext(settings, sampler, layer, emit, run_id, seed, messages, prompt_ids, live)
+    search = SearchContext(settings, sampler, layer, emit, run_id, seed, messages, prompt_ids, live,
+                           needs_proposal_logprobs=strategy.needs_proposal_logprobs)
     reused_before = getattr(sampler, "prefix_tokens_reused", 0)
     emit(SearchStarted(run_id, settings, sampler.name, seed, len(prompt_ids), layer.max_concurrent, approximate))
     started = time.perf_counter()
     reporter = asyncio.create_task(report_growth(live, emit, run_id)) if live else None
     try:
         outcome = await strategy.run(search)
+    except RunFailed as exc:  # the backend cannot give what the strategy needs: this search ends here
+        outcome = Outcome(None, [], "error", str(exc))
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -152,7 +171,7 @@ async def run_search(
         error=outcome.error,
         prefix_tokens_reused=getattr(sampler, "prefix_tokens_reused", 0) - reused_before,
         stop_reason=outcome.stop_reason,
-        approximate=approximate,
+        approximate=approximate or search.logprobs_estimated,
     )
     emit(SearchFinished(run_id, result))
     return result

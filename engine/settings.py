@@ -16,10 +16,17 @@ MODES = ("parallel", "sequential")
 APIS = ("completions", "chat")
 WEIGHTS = ("auto", "plain", "repacked", "repacked-one-token")  # local weight layout; auto probes the fastest safe
 STRATEGIES = ("beam", "mcmc", "smc", "best-of-n", "greedy", "sample")
-SMC_OUTPUTS = ("best", "sample")
+# What mcmc and smc answer with: "sample", a draw from p^alpha (a chain's final state chosen uniformly, a
+# particle drawn by weight); "best", the highest target alpha*log p in the final population (mode-seeking).
+OUTPUTS = ("sample", "best")
+OUTPUT_STRATEGIES = ("mcmc", "smc")
 
 KEYED_HOSTS = ("openai.com", "x.ai")  # hosted APIs that refuse keyless requests; local servers need none
 DEFAULT_PROMPT = "Explain in three sentences why the sky is blue."
+
+# The sizes a strategy's spec names, in order (beam:WIDTHxN).
+SPEC_FIELDS = {"beam": ("beam_width", "n_per_beam"), "mcmc": ("chains", "mcmc_steps"), "smc": ("particles",),
+               "best-of-n": ("best_of",), "greedy": (), "sample": ()}
 
 # The setting each strategy calls its width: how many answers it keeps alive at once.
 WIDTH_FIELD = {"beam": "beam_width", "mcmc": "chains", "smc": "particles", "best-of-n": "best_of"}
@@ -49,7 +56,8 @@ class SearchSettings:
     # smc
     particles: int = 8
     ess_threshold: float = 0.5  # resample when the effective sample size drops below this fraction of particles
-    smc_output: Literal["best", "sample"] = "best"
+    # mcmc and smc
+    output: Literal["sample", "best"] = "sample"
     # best-of-n
     best_of: int = 8
 
@@ -94,8 +102,8 @@ class SearchSettings:
             raise ConfigError(f"length-penalty must be >= 0, got {self.length_penalty!r}")
         if not 0 < self.ess_threshold <= 1:
             raise ConfigError(f"ess-threshold must be in (0, 1], got {self.ess_threshold!r}")
-        if self.smc_output not in SMC_OUTPUTS:
-            raise ConfigError(f"smc-output must be one of {', '.join(SMC_OUTPUTS)}, got {self.smc_output!r}")
+        if self.output not in OUTPUTS:
+            raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.strategy in ("mcmc", "smc") and self.proposal_temperature == 0:
@@ -109,28 +117,27 @@ class SearchSettings:
 
     @property
     def spec(self) -> str:
-        """The strategy and its sizes in one word, as eval's --strategies takes them: beam:4x4, mcmc:2x5."""
-        if self.strategy == "beam":
-            return f"beam:{self.beam_width}x{self.n_per_beam}"
-        if self.strategy == "mcmc":
-            return f"mcmc:{self.chains}x{self.mcmc_steps}"
-        if self.strategy == "smc":
-            return f"smc:{self.particles}"
-        if self.strategy == "best-of-n":
-            return f"best-of-n:{self.best_of}"
-        return self.strategy
+        """The strategy, its sizes and (when not the default) its output in one word, as eval's --strategies
+        takes them: beam:4x4, mcmc:2x5, smc:8:best."""
+        sizes = "x".join(str(getattr(self, name)) for name in SPEC_FIELDS[self.strategy])
+        output = ":best" if self.strategy in OUTPUT_STRATEGIES and self.output == "best" else ""
+        return f"{self.strategy}:{sizes}{output}" if sizes else self.strategy
 
     def with_spec(self, spec: str) -> SearchSettings:
-        """These settings with the strategy and sizes of a spec (the inverse of `spec`): greedy, sample,
-        best-of-n:8, beam:4x4, mcmc:2x5, smc:8."""
-        name, _, sizes = spec.strip().partition(":")
-        fields = {"beam": ("beam_width", "n_per_beam"), "mcmc": ("chains", "mcmc_steps"), "smc": ("particles",),
-                  "best-of-n": ("best_of",), "greedy": (), "sample": ()}.get(name)
+        """These settings with the strategy, sizes and output of a spec (the inverse of `spec`): greedy, sample,
+        best-of-n:8, beam:4x4, mcmc:2x5, smc:8, smc:8:best, mcmc:2x5:sample."""
+        name, _, rest = spec.strip().partition(":")
+        sizes, _, output = rest.partition(":")
+        fields = SPEC_FIELDS.get(name)
         parts = sizes.split("x") if sizes else []
-        if fields is None or len(parts) > len(fields) or not all(p.isdigit() for p in parts):
+        if (fields is None or len(parts) > len(fields) or not all(p.isdigit() for p in parts)
+                or (output and (name not in OUTPUT_STRATEGIES or output not in OUTPUTS))):
             raise ConfigError(f"unknown strategy spec {spec!r}: use greedy, sample, best-of-n:N, beam:WxN, "
-                              "mcmc:CHAINSxSTEPS or smc:PARTICLES")
-        return self.replace(strategy=name, **{f: int(p) for f, p in zip(fields, parts, strict=False)})
+                              "mcmc:CHAINSxSTEPS[:best] or smc:PARTICLES[:best]")
+        changes = {f: int(p) for f, p in zip(fields, parts, strict=False)}
+        if name in OUTPUT_STRATEGIES:
+            changes["output"] = output or "sample"
+        return self.replace(strategy=name, **changes)
 
     def with_width(self, width: int) -> SearchSettings:
         """The same search at another width (beam width, chains, particles or N, by strategy)."""

@@ -19,6 +19,7 @@ from engine.errors import ConfigError
 
 class Tokenizer(Protocol):
     template: str
+    eos_id: int | None  # the end-of-sequence token, which a server that answers in text shows as no text
 
     def encode(self, text: str) -> list[int]:
         """Plain text to ids; special-token markup stays text."""
@@ -36,6 +37,7 @@ class HFTokenizer:
     def __init__(self, name: str):
         self._tok = _load_hf_tokenizer(name)
         self.template = "hf:" + name if self._tok.chat_template else "none (raw prompt)"
+        self.eos_id = self._tok.eos_token_id
 
     def encode(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False))

@@ -61,6 +61,11 @@ class FaultConfig:
     eos_rate: float = 0.0  # chance that a synthetic token ends the answer
     logprobs_mode: str = "raw"  # or "processed": report log q of the tempered draw, as vLLM can
     top_logprobs: bool = True  # return the top alternatives when asked
+    top_logprobs_cap: int = 0  # return at most this many alternatives (OpenAI's API: 20, some servers 5); 0: any
+    token_prompts: bool = True  # False: refuse token-id prompts with a 500 and answer in token strings (llama.cpp)
+    finish_reason: str = ""  # when set, every answer reports this finish reason ("content_filter", "abort")
+    scores_eos: bool = True  # False: the end-of-sequence token gets no logprob entry (llama.cpp)
+    chain: object = field(default=None, compare=False)  # a tests.synthetic.MarkovSampler to answer from
     echo_auth: bool = False  # error bodies quote the request's Authorization header
     seed: int = 0
     script: tuple[str, ...] = ()  # faults for the first requests, in order ("" for none); then the rates apply
@@ -146,6 +151,8 @@ class FaultServer:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:
+            return  # stopped: end quietly (Python 3.11's stream callback logs a cancelled task as an error)
         finally:
             self._connections.discard(task)
             writer.transport.abort()
@@ -271,6 +278,8 @@ class FaultServer:
             route = "/chat/completions" if path.endswith("/chat/completions") else "/completions"
             response = await self._upstream.post(route, json=payload)
             return response.status_code, response.json()
+        if not self.config.token_prompts and isinstance(payload.get("prompt"), list):
+            return 500, {"error": {"message": "Input validation error: prompt must be a string"}}
         if path.endswith("/chat/completions"):
             return 200, synthetic_chat(self.config, payload)
         return 200, synthetic_completion(self.config, payload)
@@ -368,11 +377,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8123)
     for name, value in asdict(FaultConfig()).items():
-        if name == "group":
+        if name in ("group", "chain"):
             continue  # for servers in one test process
         flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, action="store_true")
+        if isinstance(value, bool):  # --name or --no-name, defaulting to the config's own default
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         elif isinstance(value, tuple):
             parser.add_argument(flag, type=lambda text: tuple(text.split(",")), default=value)
         else:

@@ -71,6 +71,7 @@ class MarkovSampler:
         tokens = [[] for _ in range(request.n)]
         logprobs = [[] for _ in range(request.n)]
         proposal = [[] for _ in range(request.n)]
+        alternatives = [[] for _ in range(request.n)]
         done = [False] * request.n
         if request.watch is not None:
             for index in range(request.n):
@@ -88,13 +89,16 @@ class MarkovSampler:
                     continue
                 probs = self.next_probs(states[index])
                 token, log_q = draw(probs, request.temperature, rngs[index].random())
+                if request.top_logprobs:
+                    alternatives[index].append(top_alternatives(probs, request.top_logprobs))
                 logprobs[index].append(math.log(probs[token]))
                 proposal[index].append(log_q)
                 tokens[index].append(token)
                 states[index] = token
                 done[index] = token == self.eos
         return [Continuation(tuple(t), self.detokenize(t), tuple(lp), "stop" if t and t[-1] == self.eos else "length",
-                             tuple(q)) for t, lp, q in zip(tokens, logprobs, proposal, strict=True)]
+                             tuple(q), tuple(a) if request.top_logprobs else None)
+                for t, lp, q, a in zip(tokens, logprobs, proposal, alternatives, strict=True)]
 
     def tokenize(self, text: str) -> list[int]:
         return [self.words.index(word) for word in text.split()]
@@ -107,6 +111,46 @@ class MarkovSampler:
 
     async def aclose(self) -> None:
         return None
+
+
+def top_alternatives(probs: Sequence[float], count: int) -> tuple[tuple[int, float], ...]:
+    """The `count` likeliest next tokens with their raw log p, best first (as many at every position, as Tinker
+    gives them: an impossible token has log p = -inf)."""
+    ranked = sorted(range(len(probs)), key=lambda t: -probs[t])[:count]
+    return tuple((t, math.log(probs[t]) if probs[t] > 0 else -math.inf) for t in ranked)
+
+
+class ChainTokenizer:
+    """The engine's Tokenizer protocol over a chain's words, so a remote backend (OpenAI over HTTP, Tinker) can
+    run on the chain: a word's text is the word after a space, the end-of-sequence token has no text, and the
+    whole prompt is one token whose text ends in a marker that is no word of the chain."""
+
+    template = "chain"
+    PROMPT_END = "<|answer|>"
+
+    def __init__(self, sampler: MarkovSampler):
+        self.words = sampler.words
+        self.eos_id = sampler.eos
+
+    def encode(self, text: str) -> list[int]:
+        return [self.words.index(word) for word in text.split()]
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return "".join(f" {self.words[t]}" for t in token_ids if t not in (PROMPT_TOKEN, self.eos_id))
+
+    def chat_prompt(self, messages: Sequence[Message]) -> str:
+        return "".join(m.content for m in messages) + " " + self.PROMPT_END
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return [PROMPT_TOKEN]
+
+
+def chain_state(sampler: MarkovSampler, prompt: list[int] | str) -> int:
+    """Where the chain stands after a prompt: its last word, or the start after the prompt itself."""
+    if isinstance(prompt, str):
+        words = prompt.split()
+        return sampler.words.index(words[-1]) if words and words[-1] in sampler.words else PROMPT_TOKEN
+    return prompt[-1] if prompt and 0 <= prompt[-1] < len(sampler.words) else PROMPT_TOKEN
 
 
 def _spaced(word: str) -> str:
@@ -166,10 +210,25 @@ def sequence_logprob(sampler: MarkovSampler, tokens: Sequence[int]) -> float:
     return total
 
 
+def answers(sampler: MarkovSampler, length: int) -> list[tuple[int, ...]]:
+    """Every answer of at most `length` words: ended by the end-of-sequence word, or cut at `length`."""
+    if sampler.eos is None:
+        return list(itertools.product(range(len(sampler.start_probs)), repeat=length))
+    found, growing = [], [()]
+    for _ in range(length):
+        grown = []
+        for seq in growing:
+            state = seq[-1] if seq else PROMPT_TOKEN
+            for token, prob in enumerate(sampler.next_probs(state)):
+                if prob > 0:
+                    (found if token == sampler.eos else grown).append(seq + (token,))
+        growing = grown
+    return found + growing
+
+
 def power_distribution(sampler: MarkovSampler, alpha: float, length: int) -> dict[tuple[int, ...], float]:
-    """The exact p^alpha over every answer of `length` words, normalised."""
-    weights = {seq: math.exp(alpha * sequence_logprob(sampler, seq))
-               for seq in itertools.product(range(len(sampler.start_probs)), repeat=length)}
+    """The exact p^alpha over every answer of at most `length` words, normalised."""
+    weights = {seq: math.exp(alpha * sequence_logprob(sampler, seq)) for seq in answers(sampler, length)}
     total = sum(weights.values())
     return {seq: w / total for seq, w in weights.items()}
 
@@ -181,7 +240,7 @@ def tempered_distribution(sampler: MarkovSampler, temperature: float, length: in
         return [w / sum(weights) for w in weights]
 
     result = {}
-    for seq in itertools.product(range(len(sampler.start_probs)), repeat=length):
+    for seq in answers(sampler, length):
         state, prob = PROMPT_TOKEN, 1.0
         for token in seq:
             prob *= tempered(sampler.next_probs(state))[token]

@@ -24,18 +24,19 @@ Drawn = list[tuple[int, float, dict[int, float]]]  # (token, its reported logpro
 
 def synthetic_completion(config: FaultConfig, payload: dict) -> dict:
     prompt = payload.get("prompt")
-    as_ids = bool(payload.get("return_tokens_as_token_ids"))
-    top_k = int(payload.get("logprobs") or 0) if config.top_logprobs else 0
+    as_ids = bool(payload.get("return_tokens_as_token_ids")) and config.token_prompts
+    top_k = _alternatives(config, int(payload.get("logprobs") or 0))
+    text_of = _text_of(config)
     choices = []
     for index in range(int(payload.get("n") or 1)):
-        drawn = _tokens(config, payload, json.dumps(prompt), index)
-        name = (lambda t: f"token_id:{t}") if as_ids else word
+        drawn, finish = _scored(config, _tokens(config, payload, json.dumps(prompt), index))
+        name = (lambda t: f"token_id:{t}") if as_ids else text_of
         top = [dict(sorted(((name(t), lp) for t, lp in alts.items()), key=lambda kv: -kv[1])[:top_k])
                for _, _, alts in drawn] if top_k > 1 else None
         choices.append({
             "index": index,
-            "text": "".join(word(t) for t, _, _ in drawn),
-            "finish_reason": _finish(drawn),
+            "text": "".join(text_of(t) for t, _, _ in drawn),
+            "finish_reason": finish,
             "logprobs": {
                 "tokens": [name(t) for t, _, _ in drawn],
                 "token_logprobs": [lp for _, lp, _ in drawn],
@@ -51,19 +52,20 @@ def synthetic_completion(config: FaultConfig, payload: dict) -> dict:
 
 def synthetic_chat(config: FaultConfig, payload: dict) -> dict:
     key = json.dumps(payload.get("messages"))
-    top_k = int(payload.get("top_logprobs") or 0) if config.top_logprobs else 0
+    top_k = _alternatives(config, int(payload.get("top_logprobs") or 0))
+    text_of = _text_of(config)
     choices = []
     for index in range(int(payload.get("n") or 1)):
-        drawn = _tokens(config, payload, key, index)
-        content = [{"token": word(t), "logprob": lp, "bytes": list(word(t).encode()),
-                    "top_logprobs": [{"token": word(alt), "logprob": alt_lp}
+        drawn, finish = _scored(config, _tokens(config, payload, key, index))
+        content = [{"token": text_of(t), "logprob": lp, "bytes": list(text_of(t).encode()),
+                    "top_logprobs": [{"token": text_of(alt), "logprob": alt_lp}
                                      for alt, alt_lp in sorted(alts.items(), key=lambda kv: -kv[1])[:top_k]]
                     if top_k > 1 else []}
                    for t, lp, alts in drawn]
         choices.append({
             "index": index,
-            "message": {"role": "assistant", "content": "".join(word(t) for t, _, _ in drawn)},
-            "finish_reason": _finish(drawn),
+            "message": {"role": "assistant", "content": "".join(text_of(t) for t, _, _ in drawn)},
+            "finish_reason": finish,
             "logprobs": {"content": content} if payload.get("logprobs") else None,
         })
     return {"id": "chatcmpl-synthetic", "object": "chat.completion", "created": int(time.time()),
@@ -79,6 +81,30 @@ def token_of(name: str) -> int:
     return int(name.split(":")[1]) if name.startswith("token_id:") else -1
 
 
+def _alternatives(config: FaultConfig, asked: int) -> int:
+    """How many alternatives a position gets: what was asked, within the server's own limit."""
+    if not config.top_logprobs:
+        return 0
+    return min(asked, config.top_logprobs_cap) if config.top_logprobs_cap else asked
+
+
+def _text_of(config: FaultConfig):
+    """A token's text: the chain's word after a space (its end of sequence has none), or a made-up word."""
+    if config.chain is None:
+        return word
+    words, eos = config.chain.words, config.chain.eos
+    return lambda token: "" if token == eos else f" {words[token]}"
+
+
+def _scored(config: FaultConfig, drawn: Drawn) -> tuple[Drawn, str]:
+    """The tokens a server reports, and its finish reason. A server that does not score the end-of-sequence
+    token (llama.cpp's) leaves it out."""
+    finish = config.finish_reason or _finish(config, drawn)
+    if finish == "stop" and not config.scores_eos:
+        drawn = drawn[:-1]
+    return drawn, finish
+
+
 def _tokens(config: FaultConfig, payload: dict, key: str, index: int) -> Drawn:
     if config.answer_tokens:
         return _scripted(config.answer_tokens, payload)
@@ -86,6 +112,8 @@ def _tokens(config: FaultConfig, payload: dict, key: str, index: int) -> Drawn:
     rng = random.Random(hashlib.sha256(seed.encode()).digest())
     temperature = float(payload.get("temperature", 1.0) if payload.get("temperature") is not None else 1.0)
     processed = config.logprobs_mode == "processed" and temperature not in (0.0, 1.0)
+    if config.chain is not None:
+        return _chain_tokens(config, payload, rng, temperature, processed)
     drawn = []
     # Each position's distribution, drawn in turn from one stream: the same whatever the temperature, as a
     # model's would be. One seeded stream, not one per position, and no `sample`: the server shares the
@@ -116,8 +144,34 @@ def _scripted(script: tuple[int, ...], payload: dict) -> Drawn:
     return [(token, 0.0, {token: 0.0}) for token in rest]
 
 
-def _finish(drawn: Drawn) -> str:
-    return "stop" if drawn and drawn[-1][0] == EOS_TOKEN else "length"
+def _chain_tokens(config: FaultConfig, payload: dict, rng: random.Random, temperature: float,
+                  processed: bool) -> Drawn:
+    """A draw from the enumerable chain of tests/synthetic.py, from where the prompt leaves it, each token with
+    the raw log p (or, `processed`, the log q it was drawn with) of it and of every alternative."""
+    from tests.synthetic import chain_state
+
+    chain = config.chain
+    messages = payload.get("messages")
+    prompt = payload.get("prompt") if messages is None else "".join(m["content"] for m in messages)
+    state = chain_state(chain, prompt)
+    drawn: Drawn = []
+    for _ in range(int(payload.get("max_tokens") or 16)):
+        probs = chain.next_probs(state)
+        possible = [t for t, p in enumerate(probs) if p > 0]
+        raw = [math.log(probs[t]) for t in possible]
+        tempered = _log_softmax([v / temperature for v in raw]) if temperature > 0 else raw
+        pick = raw.index(max(raw)) if temperature == 0 else _draw(tempered, rng.random())
+        reported = tempered if processed else raw
+        state = possible[pick]
+        drawn.append((state, reported[pick], dict(zip(possible, reported, strict=True))))
+        if state == chain.eos:
+            break
+    return drawn
+
+
+def _finish(config: FaultConfig, drawn: Drawn) -> str:
+    end = config.chain.eos if config.chain is not None else EOS_TOKEN
+    return "stop" if drawn and drawn[-1][0] == end else "length"
 
 
 def _log_softmax(values: list[float]) -> list[float]:

@@ -1,71 +1,172 @@
-"""The power samplers are exact: on a model whose distribution can be enumerated (tests/synthetic.py), the answers
-of SMC and MCMC match p^alpha over whole answers, and plain sampling at temperature 1/alpha does not.
+"""The power samplers are exact on every path a user can take: on a model whose distribution can be enumerated
+(tests/synthetic.py), the answers of SMC and MCMC match p^alpha over whole answers, and plain sampling at
+temperature 1/alpha does not.
 
-Alpha 2, answers of 4 words over a 4-word vocabulary: 256 answers, p^alpha computed exactly. The Markov chain's
-per-state normalisers differ, so token-level tempering lands 0.33 in total variation from p^alpha. With 1000
-draws, an exact sampler's empirical distribution sits 0.065 from the truth on average (0.083 at the 98th
-percentile, by simulation); the tests allow 0.11, and require tempered sampling to be further than 0.25.
-Seeds are fixed, so every machine draws the same answers.
+The chain has four words and an end-of-sequence word, so answers have different lengths; alpha 2, answers of at
+most 4 words: 340 answers, p^alpha computed exactly. Per-state normalisers differ, so token-level tempering lands
+0.41 in total variation from p^alpha. The same chain is served in-process, over HTTP by the fault server in each
+logprob mode real servers have (raw logprobs with top alternatives, processed logprobs, text-only prompts and
+answers), and through the Tinker stand-in (raw and scaled logprobs).
+
+With 1000 draws, an exact sampler's empirical distribution sits 0.063 from the truth on average (0.086 at the
+98th percentile, by simulation of exact draws from this chain); the tests allow 0.11 and
+require tempered sampling to be further than 0.25. Seeds are fixed, so every machine draws the same answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 
+import pytest
+
+from engine.backends.factory import open_sampler
+from engine.backends.tinker_sdk import TinkerSampler
+from engine.errors import ConfigError
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
-from tests.synthetic import MarkovSampler, power_distribution, tempered_distribution, total_variation
+from tests.chain_paths import LIMITS, collect, over_tinker, served
+from tests.fault_server import FaultConfig
+from tests.synthetic import ChainTokenizer, MarkovSampler, power_distribution, tempered_distribution, total_variation
+from tests.tinker_standin import LocalTinkerClient
 
 ALPHA = 2.0
 LENGTH = 4
 DRAWS = 1000
 EXACT_WITHIN = 0.11
 BASE = SearchSettings(prompt="Name four colours.", alpha=ALPHA, max_tokens=LENGTH)
-LIMITS = BackendSettings(max_concurrent=64, max_retries=0)
+SMC = BASE.replace(strategy="smc", particles=16, block_tokens=2)
+MCMC = BASE.replace(strategy="mcmc", chains=8, mcmc_steps=10, block_tokens=LENGTH)
+
+# State 0 spreads its next word evenly; state 1 almost always says "green"; "." ends the answer.
+WORDS = ("red", "blue", "green", "gold", ".")
+START = (0.5, 0.4, 0.05, 0.05, 0.0)
+TRANSITIONS = (
+    (0.2, 0.2, 0.2, 0.2, 0.2),
+    (0.02, 0.02, 0.86, 0.05, 0.05),
+    (0.25, 0.35, 0.15, 0.1, 0.15),
+    (0.35, 0.15, 0.15, 0.15, 0.2),
+    START,  # never used: "." ends the answer
+)
 
 
-def draws(settings: SearchSettings, runs: int, *, every_chain: bool = False) -> Counter:
-    sampler = MarkovSampler()
-
-    async def collect() -> Counter:
-        counts: Counter = Counter()
-        for seed in range(runs):
-            result = await run_search(settings.replace(seed=seed), sampler, LIMITS)
-            assert result.error is None
-            answers = result.candidates if every_chain else [result.answer]
-            counts.update(answer.token_ids for answer in answers)
-        return counts
-
-    return asyncio.run(collect())
+def chain() -> MarkovSampler:
+    return MarkovSampler(START, TRANSITIONS, words=WORDS, eos=WORDS.index("."))
 
 
 def exact() -> dict:
-    return power_distribution(MarkovSampler(), ALPHA, LENGTH)
+    return power_distribution(chain(), ALPHA, LENGTH)
 
 
 def test_the_chain_makes_tempered_sampling_differ_from_the_power_target():
-    sampler = MarkovSampler()
-    tempered = tempered_distribution(sampler, 1 / ALPHA, LENGTH)
+    tempered = tempered_distribution(chain(), 1 / ALPHA, LENGTH)
+    assert sum(tempered.values()) == pytest.approx(1)
     assert total_variation({k: v * 1e9 for k, v in tempered.items()}, exact()) > 0.3
 
 
 def test_plain_sampling_at_one_over_alpha_does_not_match_p_alpha():
-    counts = draws(BASE.replace(strategy="sample"), DRAWS)
+    counts, _ = asyncio.run(collect(chain(), BASE.replace(strategy="sample"), DRAWS))
     assert total_variation(counts, exact()) > 0.25
 
 
-def test_smc_draws_from_p_alpha():
-    settings = BASE.replace(strategy="smc", particles=16, block_tokens=1, smc_output="sample")
-    counts = draws(settings, DRAWS)
+def test_smc_answers_are_draws_from_p_alpha_in_process():
+    counts, results = asyncio.run(collect(chain(), SMC, DRAWS))
+    assert sum(counts.values()) == DRAWS and not any(r.approximate for r in results)
+    assert total_variation(counts, exact()) < EXACT_WITHIN
+
+
+def test_mcmc_answers_are_draws_from_p_alpha_in_process():
+    """The answer itself (a chain chosen uniformly), not every chain: 1000 searches."""
+    counts, _ = asyncio.run(collect(chain(), MCMC, DRAWS))
+    assert total_variation(counts, exact()) < EXACT_WITHIN
+
+
+def test_best_output_is_the_mode_seeking_choice_and_far_from_p_alpha():
+    counts, results = asyncio.run(collect(chain(), SMC.replace(output="best"), 300))
+    for result in results:
+        assert result.answer.score == max(c.score for c in result.candidates)
+    assert total_variation(counts, exact()) > 0.3
+
+
+# (id, fault server config): each mode of logprobs real OpenAI-compatible servers have.
+HTTP_PATHS = [
+    ("ids-raw-top20", dict(logprobs_mode="raw", top_logprobs_cap=20)),  # vLLM's default
+    ("ids-processed", dict(logprobs_mode="processed")),  # vLLM with logprobs-mode processed_logprobs
+    ("text-raw-top20", dict(logprobs_mode="raw", token_prompts=False, top_logprobs_cap=20)),  # text only
+]
+
+
+@pytest.mark.parametrize("mode", [config for _, config in HTTP_PATHS], ids=[name for name, _ in HTTP_PATHS])
+@pytest.mark.parametrize("settings", [SMC, MCMC], ids=["smc", "mcmc"])
+def test_power_samplers_are_exact_over_http(mode, settings):
+    every_chain = settings.strategy == "mcmc"  # eight independent chains a search: 125 searches, 1000 draws
+    runs = DRAWS // settings.chains if every_chain else DRAWS
+    (counts, results), sampler = served(chain(), FaultConfig(**mode), settings, runs, every_chain=every_chain)
+    assert sampler.processed == (mode["logprobs_mode"] == "processed")
+    assert sampler.token_prompts == mode.get("token_prompts", True)
     assert sum(counts.values()) == DRAWS
     assert total_variation(counts, exact()) < EXACT_WITHIN
 
 
-def test_mcmc_draws_from_p_alpha():
-    """Each chain is an independent Metropolis-Hastings sampler, so 8 chains a run for 125 runs are 1000 draws;
-    the run's answer is its best chain, which is what --chains exists for."""
-    settings = BASE.replace(strategy="mcmc", chains=8, mcmc_steps=20, block_tokens=2)
-    counts = draws(settings, DRAWS // 8, every_chain=True)
-    assert sum(counts.values()) == DRAWS
+@pytest.mark.parametrize("scaled", [False, True], ids=["raw", "scaled"])
+@pytest.mark.parametrize("settings", [SMC, MCMC], ids=["smc", "mcmc"])
+def test_power_samplers_are_exact_through_tinker(scaled, settings):
+    every_chain = settings.strategy == "mcmc"
+    runs = DRAWS // settings.chains if every_chain else DRAWS
+    (counts, _), sampler = over_tinker(chain(), LocalTinkerClient(chain(), scaled=scaled), settings, runs,
+                                             every_chain=every_chain)
+    assert sampler.scaled is scaled
     assert total_variation(counts, exact()) < EXACT_WITHIN
+
+
+def test_a_server_with_raw_logprobs_and_no_alternatives_is_refused_for_mcmc():
+    with pytest.raises(ConfigError, match="mcmc needs the proposal's log-probabilities"):
+        served(chain(), FaultConfig(top_logprobs=False), MCMC, 1)
+
+
+def test_a_server_with_processed_logprobs_and_no_alternatives_is_refused():
+    """It gives log q but no way to log p: it looks like a raw server whose log q cannot be had."""
+    with pytest.raises(ConfigError, match="needs the proposal's log-probabilities"):
+        served(chain(), FaultConfig(logprobs_mode="processed", top_logprobs=False), SMC, 1)
+
+
+class NoTopkTinker(LocalTinkerClient):
+    """A service that ignores topk_sample_logprobs: raw logprobs and nothing to estimate log q from."""
+
+    async def sample(self, prompt, num_samples, sampling_params, topk_sample_logprobs=0):
+        return await super().sample(prompt, num_samples, sampling_params, 0)
+
+
+@pytest.mark.parametrize("settings", [SMC, MCMC], ids=["smc", "mcmc"])
+def test_a_backend_that_returns_no_log_q_fails_the_search_with_one_line(settings):
+    model = chain()
+    sampler = TinkerSampler(model="chain", api_key=None, max_concurrent=8, timeout=30,
+                            sampling_client=NoTopkTinker(model, scaled=False))
+    sampler.tokenizer = ChainTokenizer(model)
+
+    async def go():
+        await open_sampler(BackendSettings(backend="tinker", model="chain"), sampler)
+        return await run_search(settings.replace(seed=1), sampler, LIMITS)
+
+    result = asyncio.run(go())
+    assert result.answer is None and result.stop_reason == "error"
+    assert result.error == (f"{settings.strategy} needs log q of every proposed token, and the tinker backend "
+                            "(chain) returned no log q at temperature 0.5")
+
+
+def test_alternatives_cut_to_two_make_an_approximate_run():
+    """Top-2 alternatives out of five words: log q is an estimate, and the run says so."""
+    (_, results), _ = served(chain(), FaultConfig(top_logprobs_cap=2), SMC, 4)
+    assert all(r.approximate for r in results)
+
+
+def test_a_text_server_that_does_not_score_the_end_token_makes_an_approximate_run():
+    (_, results), _ = served(chain(), FaultConfig(token_prompts=False, scores_eos=False, top_logprobs_cap=20), SMC, 20)
+    assert any(r.approximate for r in results)
+    assert all(r.approximate for r in results if any(c.finished for c in r.candidates))
+
+
+def test_a_text_server_that_scores_every_token_keeps_the_run_exact():
+    (_, results), _ = served(chain(), FaultConfig(token_prompts=False, top_logprobs_cap=20), BASE.replace(
+        strategy="smc", particles=4, block_tokens=2, temperature=1.0), 20)
+    assert any(c.finished for r in results for c in r.candidates)
+    assert not any(r.approximate for r in results)

@@ -20,7 +20,7 @@ from engine.request_layer import RequestLayer
 from engine.settings import BackendSettings
 from tests.conftest import ROOT, run_cli
 from tests.fault_server import FaultConfig
-from tests.test_tinker_backend import LocalTinkerClient
+from tests.tinker_standin import LocalTinkerClient
 
 
 def lines(path):

@@ -222,3 +222,26 @@ async def test_prefixes_pinned_by_queued_jobs_never_starve_the_job_ahead_of_them
     queued = [local_sampler.sample(request(i)) for i in range(slots)]
     answers = await asyncio.wait_for(asyncio.gather(head, *queued), timeout=120)
     assert len(answers[0]) == 4 and all(len(a) == 1 for a in answers[1:])
+
+
+async def test_a_slow_decoder_is_never_cut_off_and_a_stalled_one_is(local_sampler, monkeypatch):
+    """A busy machine makes decoding slow, not stuck: a request that takes longer than the timeout but keeps
+    decoding is answered on its first attempt; a decoder that stands still for the timeout fails the request."""
+    from engine.request_layer import RequestLayer
+
+    decoder = local_sampler.decoder
+    real_step = type(decoder)._step
+    monkeypatch.setattr(local_sampler, "stall_timeout", 0.4)
+    monkeypatch.setattr(decoder, "_step", lambda: (time.sleep(0.05), real_step(decoder)))  # 20 steps a second
+    layer = RequestLayer(local_sampler, max_concurrent=4, timeout=0.4, max_retries=3)
+    request = SampleRequest(prompt_ids(local_sampler), n=2, max_tokens=24, temperature=1.0, seed=5)
+    started = time.perf_counter()
+    continuations = await layer.sample(request)
+    assert time.perf_counter() - started > 1.0  # well past the 0.4 s timeout
+    assert len(continuations) == 2 and layer.stats.retries == 0 and layer.stats.failures == 0
+
+    monkeypatch.setattr(decoder, "_step", lambda: (time.sleep(1.0), real_step(decoder)))  # stands still
+    with pytest.raises(BackendError, match="made no progress for 0.4s"):
+        await RequestLayer(local_sampler, max_concurrent=4, timeout=0.4, max_retries=0).sample(request)
+    monkeypatch.setattr(decoder, "_step", lambda: real_step(decoder))
+    await asyncio.sleep(1.2)  # the cancelled request's sequences come back at the decoder's next step

@@ -102,6 +102,22 @@ async def test_chat_mode_scores_from_chat_logprobs(fault_server):
     assert all(beam.logprobs and len(beam.logprobs) == beam.length for beam in result.candidates)
 
 
+@pytest.mark.parametrize("fault_server", [FaultConfig(finish_reason="content_filter", eos_rate=0.5)], indirect=True)
+async def test_only_stop_ends_an_answer_and_other_finish_reasons_are_kept(fault_server):
+    """A filtered or aborted answer is not an ended one: it stays open, and says why it stopped."""
+    settings = openai_settings(fault_server.base_url)
+    sampler = await open_sampler(settings)
+    try:
+        search = SearchSettings(prompt="hi", beam_width=2, n_per_beam=2, block_tokens=4, max_tokens=8, seed=1)
+        result = await run_search(search, sampler, settings)
+    finally:
+        await sampler.aclose()
+    assert result.candidates and result.stop_reason != "finished"
+    for candidate in result.candidates:
+        assert candidate.finish_reason == "content_filter" and not candidate.finished
+    assert result.to_json()["answer"]["finish_reason"] == "content_filter"
+
+
 @pytest.mark.parametrize("fault_server", [FaultConfig(rate_no_logprobs=1.0)], indirect=True)
 async def test_an_endpoint_without_logprobs_is_refused_at_start(fault_server):
     with pytest.raises(ConfigError, match="no logprobs"):

@@ -10,10 +10,12 @@ import pytest
 
 from engine.backends.factory import open_sampler
 from engine.backends.tinker_sdk import TinkerSampler
+from engine.errors import ConfigError
 from engine.search import run_search
 from engine.settings import STRATEGIES, BackendSettings, SearchSettings
 from tests.conftest import openai_settings, run_cli
-from tests.test_tinker_backend import TINKER, LocalTinkerClient
+from tests.test_tinker_backend import TINKER
+from tests.tinker_standin import LocalTinkerClient
 
 LOCAL = BackendSettings(max_concurrent=16)
 SIZES = {"beam_width": 2, "n_per_beam": 2, "chains": 2, "mcmc_steps": 2, "particles": 3, "best_of": 3}
@@ -93,6 +95,31 @@ def test_run_json_reports_what_each_strategy_did(fault_server, strategy):
     assert bench.returncode == 0, bench.stderr
     row = json.loads(bench.stdout)["rows"][0]
     assert row["strategy"] == strategy and row["same_answer"] is True and row["requests"] >= 1
+
+
+def test_a_spec_names_sizes_and_the_samplers_output_and_reads_back():
+    base = SearchSettings()
+    for spec in ("smc:8", "smc:8:best", "mcmc:2x5", "mcmc:2x5:best", "beam:4x4", "greedy", "best-of-n:8"):
+        assert base.with_spec(spec).spec == spec
+    assert base.with_spec("smc:8:sample").output == "sample" and base.with_spec("smc:8:sample").spec == "smc:8"
+    assert base.replace(output="best").with_spec("mcmc:2x5").output == "sample"  # a spec names its output whole
+    for bad in ("beam:2x2:best", "smc:8:mode", "greedy:best"):
+        with pytest.raises(ConfigError, match="unknown strategy spec"):
+            base.with_spec(bad)
+
+
+@pytest.mark.parametrize("strategy", ["mcmc", "smc"])
+def test_run_json_says_what_the_answer_is_and_the_old_flag_name_still_works(fault_server, strategy):
+    endpoint = ["--backend", "openai", "--base-url", fault_server.base_url, "--model", "synthetic",
+                "--tokenizer", "embedded", "--temperature", "1"]
+    for flag, output in (("--output", "best"), ("--smc-output", "sample")):
+        done = run_cli("run", "--strategy", strategy, "--prompt", "hi", "--block-tokens", "3", "--max-tokens", "6",
+                       "--seed", "1", "--json", flag, output, *endpoint)
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result["spec"].endswith(":best") == (output == "best")
+        assert result["answer_is"].startswith("a draw from p^alpha" if output == "sample" else "the likeliest")
+        assert result["settings"]["alpha"] == 4.0 and result["settings"]["temperature"] == 1.0
 
 
 @pytest.mark.parametrize("streams", [True, False])

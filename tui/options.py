@@ -20,7 +20,8 @@ from engine.settings import (
     APIS,
     BACKENDS,
     MODES,
-    SMC_OUTPUTS,
+    OUTPUT_STRATEGIES,
+    OUTPUTS,
     STRATEGIES,
     WEIGHTS,
     WIDTH_FIELD,
@@ -40,9 +41,10 @@ class Flag:
     type: type | None = str  # None: a switch
     choices: tuple[str, ...] | None = None
     commands: frozenset[str] = SEARCHING
-    strategy: str | None = None  # set on flags that only one strategy reads
+    strategy: str | tuple[str, ...] | None = None  # set on flags that only these strategies read
     in_config: bool = True  # may be set in the TOML config
     many: bool = False  # may be given more than once
+    aliases: tuple[str, ...] = ()  # older names still taken, on the command line and in the config
 
     @property
     def name(self) -> str:
@@ -71,8 +73,9 @@ FLAGS = (
     Flag("particles", "smc: particles (default 8)", int, strategy="smc"),
     Flag("ess_threshold", "smc: resample below this fraction of particles as ESS (default 0.5)", float,
          strategy="smc"),
-    Flag("smc_output", "smc: the heaviest particle (best, default) or one drawn by weight (sample)",
-         choices=SMC_OUTPUTS, strategy="smc"),
+    Flag("output", "mcmc, smc: answer with a draw from p^alpha (sample, default: a chain's final state chosen "
+         "uniformly, a particle drawn by weight) or the highest alpha*log p of the final population (best, "
+         "mode-seeking)", choices=OUTPUTS, strategy=OUTPUT_STRATEGIES, aliases=("smc_output",)),
     Flag("best_of", "best-of-n: answers to choose from (default 8)", int, strategy="best-of-n"),
     # Where requests go
     Flag("backend", "local (default), openai or tinker", choices=BACKENDS, commands=EVERYWHERE),
@@ -96,9 +99,10 @@ FLAGS = (
     Flag("config", "a TOML file with the same settings as the flags", commands=EVERYWHERE, in_config=False),
 )
 BY_DEST = {flag.dest: flag for flag in FLAGS}
+BY_NAME = BY_DEST | {alias: flag for flag in FLAGS for alias in flag.aliases}
 SEARCH_FIELDS = {f.dest for f in FLAGS} & set(SearchSettings.__dataclass_fields__)
 BACKEND_FIELDS = {f.dest for f in FLAGS} & set(BackendSettings.__dataclass_fields__)
-STRATEGY_FLAGS = {f.dest: f.strategy for f in FLAGS if f.strategy}
+STRATEGY_FLAGS = {f.dest: (f.strategy,) if isinstance(f.strategy, str) else f.strategy for f in FLAGS if f.strategy}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -131,7 +135,7 @@ def add_flags(parser: argparse.ArgumentParser, command: str, *, required: Iterab
             options["choices"] = flag.choices
         if flag.dest in required:
             options["required"] = True
-        group.add_argument(flag.name, **options)
+        group.add_argument(flag.name, *("--" + alias.replace("_", "-") for alias in flag.aliases), **options)
 
 
 def command_flags(parser: argparse.ArgumentParser) -> set[str]:
@@ -159,9 +163,9 @@ def refuse_misplaced(given: Iterable[str], command: str, accepted: set[str]) -> 
 def refuse_other_strategies(given: Iterable[str], strategy: str) -> None:
     """A flag read only by another strategy would be ignored by this run: say so instead."""
     for dest in given:
-        owner = STRATEGY_FLAGS.get(dest)
-        if owner and owner != strategy:
-            raise ConfigError(f"{BY_DEST[dest].name} is a setting of --strategy {owner}, not {strategy}")
+        owners = STRATEGY_FLAGS.get(dest)
+        if owners and strategy not in owners:
+            raise ConfigError(f"{BY_DEST[dest].name} is a setting of --strategy {' or '.join(owners)}, not {strategy}")
 
 
 def merged_values(args: argparse.Namespace) -> dict:
@@ -213,7 +217,7 @@ def read_config(path: str) -> dict:
                 raise ConfigError(f"[keymap] in {path} must be a table of binding ids to keys")
             values["keymap"] = value
             continue
-        flag = BY_DEST.get(key.replace("-", "_"))
+        flag = BY_NAME.get(key.replace("-", "_"))
         if flag is None or not flag.in_config:
             raise ConfigError(f"unknown setting {key!r} in {path}")
         expected = flag.type or bool

@@ -16,7 +16,8 @@ def create_sampler(settings: BackendSettings) -> Sampler:
         from engine.backends.local.backend import LocalSampler
 
         layout = None if settings.weights == "auto" else settings.weights
-        return LocalSampler(settings.model_path, latency=settings.latency, threads=settings.threads, layout=layout)
+        return LocalSampler(settings.model_path, latency=settings.latency, threads=settings.threads, layout=layout,
+                            stall_timeout=settings.timeout)
     if settings.backend == "openai":
         from engine.backends.openai_compat import OpenAISampler
 

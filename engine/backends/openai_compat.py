@@ -221,12 +221,14 @@ class OpenAISampler(TokenizerBacked):
         prompt = tokenizer.chat_prompt(request.messages) if request.messages else ""
         return prompt + tokenizer.decode(request.prompt_ids[request.prompt_len:])
 
-    def _continuation(self, request: SampleRequest, ids: list[int] | None, text: str, values: list[float],
-                      top: list[list[tuple[int, float]]], finish: str) -> Continuation:
+    def _continuation(self, request: SampleRequest, ids: list[int] | None, pieces: list[str], text: str,
+                      values: list[float], top: list[list[tuple[int, float]]], finish: str | None) -> Continuation:
         """Log p and log q of each token from what the server said, estimated where it said only one of them.
 
-        Servers that answer with token strings are re-tokenised here: the total log-probability of the text is
-        exact, spread evenly over our tokens when the counts differ."""
+        Log q is worked out only when the request asks for it: from raw logprobs it needs the top alternatives.
+        Servers that answer with token strings are mapped back to our ids one for one when each string is one
+        token of ours (the end-of-sequence token shows as an empty string); otherwise the text is re-tokenised
+        and the total log-probability, which stays exact, is spread evenly (marked estimated)."""
         temperature = request.temperature
         alternatives = [[lp for _, lp in position] for position in top]
         logp: list[float] | None = values
@@ -239,17 +241,38 @@ class OpenAISampler(TokenizerBacked):
             logq = values
             logp = [estimated_log_p(v, a, temperature) for v, a in zip(values, alternatives, strict=True)] \
                 if alternatives else None
-        elif alternatives:
+        elif alternatives and request.proposal_logprobs:
             logq = [estimated_log_q(v, a, temperature) for v, a in zip(values, alternatives, strict=True)]
+        estimated = False
         if ids is None:
-            ids = self.tokenize(text)
-            logp = _fit(logp, len(ids)) if logp else logp
-            logq = _fit(logq, len(ids)) if logq else logq
+            ids = self._ids_of_pieces(pieces, text, finish)
+            if ids is None or len(ids) != len(values):
+                ids, estimated = self.tokenize(text), True
+                logp = _fit(logp, len(ids)) if logp else logp
+                logq = _fit(logq, len(ids)) if logq else logq
+            elif finish == "stop" and (not ids or ids[-1] != self._tokenizer().eos_id):
+                estimated = True  # ended without scoring its end-of-sequence token, as llama.cpp's server does
         if logp is None:
             raise BackendError(f"{self.base_url} gave no raw log-probabilities at temperature {temperature:g}",
                                transient=False)
-        return Continuation(tuple(ids), text, tuple(logp), _finish(finish), tuple(logq) if logq else None,
-                            tuple(tuple(position) for position in top) if request.top_logprobs and top else None)
+        return Continuation(tuple(ids), text, tuple(logp), finish or "length", tuple(logq) if logq else None,
+                            tuple(tuple(position) for position in top) if request.top_logprobs and top else None,
+                            logprobs_estimated=estimated)
+
+    def _ids_of_pieces(self, pieces: list[str], text: str, finish: str | None) -> list[int] | None:
+        """Our token id for each token string of the server, when each is exactly one token of ours and they
+        make up the text; a last empty string of an answer that stopped is the end-of-sequence token."""
+        tokenizer = self._tokenizer()
+        ids: list[int] = []
+        for index, piece in enumerate(pieces):
+            if not piece and index == len(pieces) - 1 and finish == "stop" and tokenizer.eos_id is not None:
+                ids.append(tokenizer.eos_id)
+                continue
+            piece_ids = tokenizer.encode(piece) if piece else []
+            if len(piece_ids) != 1:
+                return None
+            ids.append(piece_ids[0])
+        return ids if "".join(pieces) == text else None
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -264,16 +287,17 @@ def _choices(body: Any) -> list[dict]:
 
 
 def _from_completion_choice(choice: dict):
-    """(ids or None, text, log-probabilities, top alternatives, finish reason) of a /v1/completions choice."""
+    """(ids or None, token strings, text, log-probabilities, top alternatives, finish reason) of a
+    /v1/completions choice."""
     logprobs = choice.get("logprobs") or {}
     values = [float(v) for v in logprobs.get("token_logprobs") or []]
-    tokens = logprobs.get("tokens") or []
+    tokens = [str(t) for t in logprobs.get("tokens") or []]
     ids = None
     if tokens and all(t.startswith(TOKEN_ID_PREFIX) for t in tokens):
         ids = [int(t[len(TOKEN_ID_PREFIX):]) for t in tokens]
     top = [[(_token_id(key), float(value)) for key, value in (entry or {}).items()]
            for entry in logprobs.get("top_logprobs") or []]
-    return ids, choice.get("text") or "", values, top if len(top) == len(values) and all(top) else [], \
+    return ids, tokens, choice.get("text") or "", values, top if len(top) == len(values) and all(top) else [], \
         choice.get("finish_reason")
 
 
@@ -281,8 +305,9 @@ def _from_chat_choice(choice: dict):
     """The same, from a /v1/chat/completions choice; chat answers carry text, so ids are ours to make."""
     content = (choice.get("logprobs") or {}).get("content") or []
     values = [float(item["logprob"]) for item in content]
+    tokens = [str(item.get("token", "")) for item in content]
     top = [[(-1, float(alt["logprob"])) for alt in item.get("top_logprobs") or []] for item in content]
-    return None, (choice.get("message") or {}).get("content") or "", values, top if all(top) else [], \
+    return None, tokens, (choice.get("message") or {}).get("content") or "", values, top if all(top) else [], \
         choice.get("finish_reason")
 
 
@@ -299,10 +324,6 @@ def _first_alternatives(continuation: Continuation) -> list[float]:
 
 async def _constant(value):
     return value
-
-
-def _finish(reason: str | None) -> str:
-    return "length" if reason == "length" else "stop"
 
 
 def _fit(values: list[float], count: int) -> list[float]:

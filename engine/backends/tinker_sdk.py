@@ -195,13 +195,13 @@ class TinkerSampler(TokenizerBacked):
             logp = logq = reported
         elif raw is not None:  # the service reported log q; compute_logprobs gave log p
             logp, logq = raw, reported
-        elif top:
+        elif top and request.proposal_logprobs:
             logp = reported
             logq = [estimated_log_q(v, [lp for _, lp in alts or ()], temperature)
                     for v, alts in zip(reported, top, strict=True)]
         else:
             logp, logq = reported, None
-        finish = "length" if sequence.stop_reason == "length" else "stop"
+        finish = str(sequence.stop_reason or "length")
         alternatives = tuple(tuple(alts or ()) for alts in top) if request.top_logprobs and top else None
         return Continuation(tokens, self.detokenize(tokens), tuple(logp), finish,
                             tuple(logq) if logq is not None else None, alternatives)

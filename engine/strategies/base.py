@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine.errors import BackendError
+from engine.errors import BackendError, RunFailed
 from engine.events import EventSink, Member, PopulationUpdated, RoundFinished, RoundStarted, Status
 from engine.live import TEXT_TAIL_CHARS, LiveBoard
 from engine.request_layer import RequestLayer, RequestStats, RequestTag, settle
 from engine.sampler import Continuation, Message, Sampler, SampleRequest
-from engine.scoring import Candidate, mean_logprob, target_logprob
+from engine.scoring import Candidate, mean_logprob, target_logprob, weighted_choice
 from engine.settings import SearchSettings
 
 
@@ -53,6 +53,11 @@ class Strategy(Protocol):
     name: str
     needs_proposal_logprobs: bool  # MCMC and SMC correct for the proposal with log q; the others only rank
 
+    @staticmethod
+    def answer_is(settings: SearchSettings) -> str:
+        """What the answer is, in a line: a draw from p^alpha, a mode-seeking choice, or a heuristic's. The
+        words before the first colon name it short, for a panel's title."""
+
     async def run(self, search: SearchContext) -> Outcome: ...
 
 
@@ -62,8 +67,10 @@ Outcomes = list[list[Continuation] | BackendError]
 class SearchContext:
     def __init__(self, settings: SearchSettings, sampler: Sampler, layer: RequestLayer, emit: EventSink,
                  run_id: str, seed: int, messages: tuple[Message, ...], prompt_ids: tuple[int, ...],
-                 live: LiveBoard | None = None):
+                 live: LiveBoard | None = None, *, needs_proposal_logprobs: bool = False):
         self.settings = settings
+        self.needs_proposal_logprobs = needs_proposal_logprobs
+        self.logprobs_estimated = False  # some continuation's per-token logprobs were not all the server's own
         self.sampler = sampler
         self.layer = layer
         self.emit = emit
@@ -98,6 +105,7 @@ class SearchContext:
             seed=derive_seed(self.seed, "request", *key) >> 33,
             messages=self.messages,
             prompt_len=len(self.prompt_ids),
+            proposal_logprobs=self.needs_proposal_logprobs,
         )
 
     def block_budget(self, used: int, block: int) -> int:
@@ -132,12 +140,29 @@ class SearchContext:
         for outcome in outcomes:
             if isinstance(outcome, BaseException) and not isinstance(outcome, BackendError):
                 raise outcome
+            if not isinstance(outcome, BackendError):
+                self._check(outcome)
         before = self._usage_before
         self.rounds.append(RoundTiming(
             self.round_number, block, stage, wall, stats.sum_latency_s - before[2], stats.requests - before[0],
             stats.failures - before[1], stats.completion_tokens - before[3],
         ))
         return outcomes
+
+    def _check(self, continuations: list[Continuation]) -> None:
+        """A strategy that corrects for the proposal cannot go on without log q of every token: an empty or
+        misaligned q would silently change what it samples from."""
+        for continuation in continuations:
+            self.logprobs_estimated |= continuation.logprobs_estimated
+            logq = continuation.proposal_logprobs
+            if self.needs_proposal_logprobs and (logq is None or len(logq) != len(continuation.token_ids)):
+                count = len(continuation.token_ids)
+                lacked = "no log q" if logq is None else f"log q for {len(logq)} of {count} tokens"
+                raise RunFailed(
+                    f"{self.settings.strategy} needs log q of every proposed token, and the {self.sampler.name} "
+                    f"backend ({self.sampler.model_name}) returned {lacked} at temperature "
+                    f"{self.settings.proposal_temperature:g}"
+                )
 
     def extend(self, parent: Candidate, continuation: Continuation, score: float | None = None,
                log_weight: float | None = None) -> Candidate:
@@ -151,6 +176,7 @@ class SearchContext:
             proposal_logprobs=parent.proposal_logprobs + (continuation.proposal_logprobs or ()),
             text=self.sampler.detokenize(token_ids),
             finished=continuation.finish_reason == "stop",
+            finish_reason=continuation.finish_reason,
             score=target_logprob(logprobs, self.alpha) if score is None else score,
             node=next(self._nodes),
             parent=parent.node,
@@ -185,6 +211,19 @@ def failure(outcomes: Outcomes) -> str:
     """The reason a round produced nothing, from its last error."""
     errors = [str(o) for o in outcomes if isinstance(o, BackendError)]
     return errors[-1] if errors else "no continuations"
+
+
+def choose_output(search: SearchContext, population: Sequence[Candidate], weights: Sequence[float]) -> Candidate | None:
+    """The answer of a sampler (mcmc, smc) from its final population: with output "sample" one member drawn in
+    proportion to `weights`, a draw from the target; with "best" the highest target score, ties drawn at random
+    (never settled by token ids, which would favour some answers for no reason)."""
+    if not population:
+        return None
+    rng = search.rng("output")
+    if search.settings.output == "sample":
+        return population[weighted_choice(weights, rng.random())]
+    top = max(c.score for c in population)
+    return rng.choice([c for c in population if c.score == top])
 
 
 ROOT = Candidate(node=0, parent=-1)  # the prompt: every search starts here

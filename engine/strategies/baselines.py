@@ -9,6 +9,10 @@ from engine.strategies.best_of_n import BestOfN
 class Greedy(BestOfN):
     name = "greedy"
 
+    @staticmethod
+    def answer_is(settings) -> str:
+        return "greedy: the likeliest token at each step (temperature 0)"
+
     def count(self, search: SearchContext) -> int:
         return 1
 
@@ -21,6 +25,11 @@ class Sample(BestOfN):
     p^alpha over answers (the exactness test shows the gap)."""
 
     name = "sample"
+
+    @staticmethod
+    def answer_is(settings) -> str:
+        return (f"one proposal draw: temperature {settings.proposal_temperature:g} at each token, which is not "
+                "p^alpha")
 
     def count(self, search: SearchContext) -> int:
         return 1

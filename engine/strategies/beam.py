@@ -17,6 +17,10 @@ class BeamSearch:
     name = "beam"
     needs_proposal_logprobs = False
 
+    @staticmethod
+    def answer_is(settings) -> str:
+        return "a heuristic's best: the beam with the highest alpha*log p / length^penalty, not a draw from p^alpha"
+
     async def run(self, search: SearchContext) -> Outcome:
         settings = search.settings
         active: list[Candidate] = [ROOT] * settings.beam_width

@@ -11,6 +11,11 @@ class BestOfN:
     name = "best-of-n"
     needs_proposal_logprobs = False
 
+    @staticmethod
+    def answer_is(settings) -> str:
+        return (f"the likeliest of {settings.best_of}: the proposal with the highest alpha*log p, mode-seeking, not a "
+                "draw from p^alpha")
+
     def count(self, search: SearchContext) -> int:
         return search.settings.best_of
 

@@ -5,8 +5,9 @@ After each block it takes `mcmc_steps` Metropolis-Hastings steps against p^alpha
 a token position uniformly, regenerate the suffix from there up to the block's end, and accept with
 probability min(1, p(new)^alpha q(old) / (p(old)^alpha q(new))) (`scoring.mh_log_acceptance`). With enough
 steps the last block's chain state is a draw from p^alpha over whole answers. `chains` run concurrently (the
-reference implementation's ParallelMCMC): every round asks one request per chain. The answer is the chain
-with the best target score.
+reference implementation's ParallelMCMC): every round asks one request per chain. The answer (`output`) is a
+chain's final state chosen uniformly, a draw from p^alpha as steps grow ("sample"), or the final state with the
+highest target alpha*log p, a mode-seeking choice ("best").
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 from engine.errors import BackendError
 from engine.scoring import Candidate, accepts, mh_log_acceptance, rank
-from engine.strategies.base import ROOT, Outcome, SearchContext, failure
+from engine.strategies.base import ROOT, Outcome, SearchContext, choose_output, failure
 
 
 @dataclass
@@ -31,6 +32,12 @@ class Chain:
 class MetropolisHastings:
     name = "mcmc"
     needs_proposal_logprobs = True
+
+    @staticmethod
+    def answer_is(settings) -> str:
+        if settings.output == "best":
+            return "the likeliest chain: the final state with the highest alpha*log p, mode-seeking, not a draw"
+        return "a draw from p^alpha: one chain's final state, chosen uniformly"
 
     async def run(self, search: SearchContext) -> Outcome:
         settings = search.settings
@@ -109,10 +116,11 @@ class MetropolisHastings:
 
     @staticmethod
     def _outcome(search: SearchContext, chains: list[Chain], stop_reason: str, error: str | None = None) -> Outcome:
-        states = rank(c.state for c in chains if c.state.length)
+        finals = [c.state for c in chains if c.state.length and not c.failed]
         proposed = sum(c.proposed for c in chains)
         accepted = sum(c.accepted for c in chains)
         stats = {"proposals": proposed, "accepted": accepted,
                  "acceptance_rate": round(accepted / proposed, 4) if proposed else None,
                  "chains_failed": sum(c.failed for c in chains)}
-        return Outcome(states[0] if states else None, states, stop_reason, error, stats)
+        answer = choose_output(search, finals, [1.0] * len(finals))
+        return Outcome(answer, rank(finals), stop_reason, error, stats)

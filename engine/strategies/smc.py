@@ -5,8 +5,10 @@ default: the paper proves it the prefix-only proposal of least incremental weigh
 log importance weight grows by alpha * log p(block) - log q(block), so the weighted particles target p^alpha.
 When the effective sample size falls below `ess_threshold` of the particle count they are resampled
 systematically and their weights equalised, as the paper does with threshold 0.5. We correct weights per block
-rather than per token (the same product), and record which particle each copy came from. The answer is the
-heaviest particle, or with `smc_output = "sample"` one drawn by weight: a draw from p^alpha as particles grow.
+rather than per token (the same product), and record which particle each copy came from. A particle's `score`
+is its target alpha*log p, as in every strategy; its weight is `log_weight`. The answer (`output`) is a particle
+drawn by weight, a draw from p^alpha as particles grow ("sample"), or the particle with the highest target, a
+mode-seeking choice ("best").
 """
 
 from __future__ import annotations
@@ -21,16 +23,22 @@ from engine.scoring import (
     effective_sample_size,
     log_sum_exp,
     normalized_weights,
+    rank,
     smc_log_weight_increment,
     systematic_resample,
-    weighted_choice,
 )
-from engine.strategies.base import ROOT, Outcome, SearchContext, failure
+from engine.strategies.base import ROOT, Outcome, SearchContext, choose_output, failure
 
 
 class SequentialMonteCarlo:
     name = "smc"
     needs_proposal_logprobs = True
+
+    @staticmethod
+    def answer_is(settings) -> str:
+        if settings.output == "best":
+            return "the likeliest particle: the one with the highest alpha*log p, mode-seeking, not a draw"
+        return "a draw from p^alpha: one final particle, drawn by weight"
 
     async def run(self, search: SearchContext) -> Outcome:
         settings = search.settings
@@ -62,7 +70,7 @@ class SequentialMonteCarlo:
                     if index < len(continuations):
                         grown[slot] = self._extend(search, parent, continuations[index])
                     else:  # a lost request: the particle cannot keep up, so it leaves the population
-                        grown[slot] = dataclasses.replace(parent, score=-math.inf, log_weight=-math.inf)
+                        grown[slot] = dataclasses.replace(parent, log_weight=-math.inf)
             if all(p.log_weight == -math.inf for p in grown):
                 return self._outcome(search, particles, resamples, ess, "error",
                                      f"block {block} failed: every particle's request failed ({failure(outcomes)})")
@@ -76,14 +84,14 @@ class SequentialMonteCarlo:
                 particles, dropped = self._resample(search, particles, weights, block)
                 resamples += 1
             members = self._members(search, particles, dropped)
-            search.report(members, max(particles, key=lambda p: p.log_weight), ess=ess, resampled=bool(dropped))
+            search.report(members, rank(p for p in particles if p.log_weight > -math.inf)[0], ess=ess,
+                          resampled=bool(dropped))
         return self._outcome(search, particles, resamples, ess, stop_reason)
 
     @staticmethod
     def _extend(search: SearchContext, parent: Candidate, continuation) -> Candidate:
         increment = smc_log_weight_increment(search.alpha, continuation.logprobs, continuation.proposal_logprobs)
-        log_weight = parent.log_weight + increment
-        return search.extend(parent, continuation, score=log_weight, log_weight=log_weight)
+        return search.extend(parent, continuation, log_weight=parent.log_weight + increment)
 
     @staticmethod
     def _resample(search: SearchContext, particles: list[Candidate], weights: list[float], block: int):
@@ -93,7 +101,7 @@ class SequentialMonteCarlo:
         kept = set(chosen)
         dropped = [(slot, p) for slot, p in enumerate(particles) if slot not in kept]
         copies = [particles[i] for i in chosen]
-        equalised = {p.node: dataclasses.replace(p, score=mean, log_weight=mean) for p in copies}
+        equalised = {p.node: dataclasses.replace(p, log_weight=mean) for p in copies}
         return [equalised[p.node] for p in copies], dropped
 
     @staticmethod
@@ -112,10 +120,5 @@ class SequentialMonteCarlo:
         stats = {"resamples": resamples, "final_ess": round(ess, 4), "particles": len(particles)}
         if not alive:
             return Outcome(None, [], stop_reason, error, stats)
-        ranked = sorted({p.node: p for p in alive}.values(), key=lambda p: (-p.log_weight, p.token_ids))
-        if search.settings.smc_output == "sample":
-            weights = normalized_weights([p.log_weight for p in alive])
-            answer = alive[weighted_choice(weights, search.rng("output").random())]
-        else:
-            answer = ranked[0]
-        return Outcome(answer, ranked, stop_reason, error, stats)
+        answer = choose_output(search, alive, normalized_weights([p.log_weight for p in alive]))
+        return Outcome(answer, rank({p.node: p for p in alive}.values()), stop_reason, error, stats)

@@ -21,11 +21,11 @@ class AnswerPanel(VerticalScroll):
         yield self.text
 
     def show(self, state: RunState) -> None:
-        shown = (state.best_text, state.best_score, state.status)
+        shown = (state.best_text, state.best_score, state.status, state.answer_kind)
         if shown == self._shown:
             return
         self._shown = shown
         final = state.status == "finished"
-        self.border_title = "Answer · final" if final else "Answer · best so far"
+        self.border_title = f"Answer · final · {state.answer_kind}" if final else "Answer · best so far"
         self.border_subtitle = "" if state.best_score is None else f"score {state.best_score:.4f}"
         self.text.update(state.best_text.strip() or "…")

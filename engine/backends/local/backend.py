@@ -19,6 +19,9 @@ class LocalSampler(TokenizerBacked):
 
     name = "local"
     honours_n = True
+    # In-process decoding is never cut off while it makes progress: on a busy machine a request is slower, not
+    # lost. The request layer leaves the timeout to `sample`, which applies it to the decoder standing still.
+    times_itself = True
 
     def __init__(
         self,
@@ -30,12 +33,14 @@ class LocalSampler(TokenizerBacked):
         n_seq_max: int = 16,
         n_batch: int = 512,
         layout: str | None = None,
+        stall_timeout: float = 60.0,
     ):
         self.path = Path(model_path).expanduser() if model_path else None
         self.layout = layout
         self.latency = latency
         self.threads = threads or max(1, os.cpu_count() or 1)
         self.context, self.n_seq_max, self.n_batch = context, n_seq_max, n_batch
+        self.stall_timeout = stall_timeout
         self.model: GGUFModel | None = None
         self.decoder: BatchDecoder | None = None
 
@@ -66,7 +71,19 @@ class LocalSampler(TokenizerBacked):
             await asyncio.sleep(self.latency)
         if not request.prompt_ids:
             raise BackendError("empty prompt", transient=False)
-        return await asyncio.wrap_future(self.decoder.submit(request))
+        decoder = self.decoder
+        answer = asyncio.wrap_future(decoder.submit(request))
+        try:
+            while True:
+                steps = decoder.steps
+                done, _ = await asyncio.wait({answer}, timeout=self.stall_timeout)
+                if done:
+                    return answer.result()
+                if decoder.steps == steps:
+                    raise BackendError(f"the local decoder made no progress for {self.stall_timeout:g}s",
+                                       transient=True)
+        finally:
+            answer.cancel()  # a cancelled search gives its sequences back at the decoder's next step
 
     @property
     def tokenizer(self) -> GGUFModel | None:

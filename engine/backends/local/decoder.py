@@ -75,6 +75,7 @@ class BatchDecoder:
         self.streams: list[_Stream] = []
         self.sequences: SequencePool  # made with the context
         self.prefix_tokens_reused = 0
+        self.steps = 0  # llama_decode calls made: a waiting request's sign that the decoder is moving
         self.thread = threading.Thread(
             target=self._serve, args=(path, layout, threads), name="beamtui-llama", daemon=True
         )
@@ -278,6 +279,7 @@ class BatchDecoder:
         self.sequences.park(stream.seq, stream.job.request.prompt_ids + tuple(stream.tokens[:-1]))
 
     def _step(self) -> None:
+        self.steps += 1
         tokens: list[int] = []
         positions: list[int] = []
         seqs: list[int] = []

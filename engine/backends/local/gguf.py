@@ -40,7 +40,8 @@ class GGUFModel:
         template = llama_cpp.llama_model_chat_template(self.model, None)
         self.chat_template = template.decode() if template else None
         self.bos_text = self.piece(llama_cpp.llama_vocab_bos(self.vocab), special=True)
-        self.eos_text = self.piece(llama_cpp.llama_vocab_eos(self.vocab), special=True)
+        self.eos_id = llama_cpp.llama_vocab_eos(self.vocab)
+        self.eos_text = self.piece(self.eos_id, special=True)
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
 
     @functools.cached_property
