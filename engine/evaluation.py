@@ -29,6 +29,10 @@ from engine.settings import BackendSettings, SearchSettings
 DEFAULT_STRATEGIES = "greedy,sample,best-of-n:4,beam:2x2"
 
 
+# What eval's searches use unless told: short answers, and one fixed seed so a rerun resumes the same draws.
+EVAL_SEARCH_DEFAULTS = {"max_tokens": 32, "block_tokens": 16, "seed": 0}
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     search: SearchSettings  # shared settings: alpha, temperature, block and max tokens, mode

@@ -74,6 +74,11 @@ class GenSettings:
         return self
 
 
+# The search settings gen reads, at gen's own defaults (the teacher's temperature, not the power proposal).
+GEN_SEARCH_DEFAULTS = {name: GenSettings.__dataclass_fields__[name].default
+                       for name in ("max_tokens", "temperature", "seed", "mode")}
+
+
 @dataclass(frozen=True)
 class Question:
     id: str

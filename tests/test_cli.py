@@ -83,7 +83,7 @@ BAD_INPUT = [
     (["run", "--prompt", "x", "--model-path", "/nonexistent/model.gguf"], "model file not found"),
     (["run", "--prompt", "x", "--weights", "fast"], "invalid choice: 'fast'"),
     (["run", "--prompt", "   "], "prompt is empty"),
-    (["run"], "the following arguments are required: --prompt"),
+    (["run"], "beamtui run needs a prompt: --prompt TEXT, or prompt = \"...\" in the --config file"),
     (["run", "--prompt", "x", "--strategy", "mcmc", "--beam-width", "3"],
      "--beam-width is a setting of --strategy beam, not mcmc"),
     (["run", "--prompt", "x", "--strategy", "smc", "--particles", "0"], "particles must be an integer >= 1"),
@@ -210,3 +210,58 @@ def test_root_flags_reach_run_end_to_end():
                    "--block-tokens", "4", "--max-tokens", "4", "--seed", "1", "--json")
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["candidates"]) == 3
+
+
+EXAMPLE_CONFIG = "assets/beamtui.example.toml"
+FAST = ["--max-tokens", "4", "--block-tokens", "4", "--beam-width", "1", "--n-per-beam", "1"]
+
+
+def test_run_takes_its_prompt_from_the_config_alone():
+    done = run_cli("run", "--config", EXAMPLE_CONFIG, *FAST, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["answer"]["tokens"] >= 1
+
+
+def test_every_subcommand_reads_the_shipped_example_config(tmp_path):
+    questions = tmp_path / "q.txt"
+    questions.write_text("What is 2 plus 2?\n")
+    runs = {
+        "bench": ["bench", "--config", EXAMPLE_CONFIG, "--widths", "1", *FAST, "--json"],
+        "gen": ["gen", "--config", EXAMPLE_CONFIG, "--questions", str(questions), "--out",
+                str(tmp_path / "teacher.jsonl"), "--max-tokens", "4", "--quiet"],
+        "eval": ["eval", "--config", EXAMPLE_CONFIG, "--problems", "assets/arithmetic.jsonl", "--limit", "1",
+                 "--strategies", "greedy", "--max-tokens", "4", "--block-tokens", "4", "--out", str(tmp_path / "eval.jsonl"), "--quiet"],
+    }
+    for name, argv in runs.items():
+        done = run_cli(*argv)
+        assert done.returncode == 0, (name, done.stderr)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "--max-tokens", "4"], 'beamtui run needs a prompt: --prompt TEXT, or prompt = "..." in the --config file'),
+    (["bench", "--mode", "sequential"], "--mode does not apply to `beamtui bench` (bench runs both modes and times "
+                                        "each)"),
+    (["eval", "--problems", "assets/arithmetic.jsonl", "--strategy", "beam"],
+     "--strategy does not apply to `beamtui eval` (eval compares several: --strategies greedy,beam:2x2,smc:8)"),
+    (["run", "--prompt", "hi", "--mod", "m"], "unrecognized arguments: --mod m"),  # never read as --model
+])
+def test_misplaced_and_missing_input_gets_one_line_that_says_what_to_do(argv, message):
+    done = run_cli(*argv)
+    assert done.returncode == 2 and done.stderr == f"beamtui: error: {message}\n"
+
+
+def test_a_keymap_typo_is_refused_by_run_as_by_the_dashboard(tmp_path):
+    config = tmp_path / "keys.toml"
+    config.write_text('[keymap]\nwidth_upp = "ctrl+up"\n')
+    done = run_cli("run", "--config", str(config), "--prompt", "hi", *FAST)
+    assert done.returncode == 2 and "unknown binding id 'width_upp'" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "bench", "gen", "eval", "serve"])
+def test_help_shows_true_defaults_examples_and_no_internal_names(command):
+    done = run_cli(command, "--help")
+    assert done.returncode == 0
+    assert "examples:\n  beamtui " + command in done.stdout
+    assert "_AFTER_COMMAND" not in done.stdout and "default 128; gen" not in done.stdout
+    expected = {"eval": "(default: 32)", "gen": "(default: 256)"}.get(command, "(default: 128)")
+    assert f"tokens per answer at most {expected}" in " ".join(done.stdout.split())

@@ -9,7 +9,16 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from engine.errors import BeamtuiError, ConfigError, RunFailed
-from tui.options import OneLineParser, add_flags, command_flags, fail, join_repeated, refuse_misplaced
+from tui.options import (
+    OneLineParser,
+    add_command,
+    add_flags,
+    command_flags,
+    fail,
+    join_repeated,
+    refuse_misplaced,
+    unrecognized,
+)
 
 EXIT_INTERRUPTED = 130
 COMMANDS = ("run", "bench", "gen", "eval", "serve")
@@ -24,11 +33,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_flags(parser, "tui")
     commands = parser.add_subparsers(dest="command", parser_class=OneLineParser, metavar="{" + ",".join(COMMANDS) + "}")
 
-    run = commands.add_parser("run", help="run one search and print the answer")
-    add_flags(run, "run", required=("prompt",))
+    run = add_command(
+        commands, "run", "run one search and print the answer",
+        "Live progress goes to stderr; the answer, the final candidates and the timings to stdout (one JSON object "
+        "with --json). The prompt comes from --prompt or the config file.",
+        ["beamtui run --prompt 'What is 17 * 23?' --strategy smc --particles 8",
+         "beamtui run --config assets/beamtui.example.toml --json"])
+    add_flags(run, "run")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
-    bench = commands.add_parser("bench", help="time the same search sequentially and in parallel")
+    bench = add_command(
+        commands, "bench", "time the same search sequentially and in parallel",
+        "Each width runs twice with the same seed, one request at a time and then concurrently, and the table "
+        "gives both measured times, the speedup and whether the answers agree.",
+        ["beamtui bench --strategy beam --widths 1,2,4 --max-tokens 32",
+         "beamtui bench --strategy smc --widths 4,8 --backend openai --base-url http://127.0.0.1:8000/v1 "
+         "--model MODEL"])
     add_flags(bench, "bench")
     bench.add_argument("--widths", default="1,2,4,8",
                        help="comma-separated widths of the strategy: beam width, chains, particles or N "
@@ -65,8 +85,11 @@ def run_async(main: Callable[[], Awaitable[int]]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser, subparsers = build_parser()
-    args = join_repeated(parser.parse_args(argv))
+    args, extras = parser.parse_known_args(argv)
+    args = join_repeated(args)
     command = args.command or "tui"
+    if extras:
+        fail(unrecognized(extras, command), 2)
     try:
         refuse_misplaced(vars(args), command, command_flags(subparsers.get(command, parser)) | {"command"})
     except ConfigError as exc:

@@ -8,6 +8,7 @@ before a subcommand that does not take it is refused with one line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tomllib
 from collections.abc import Iterable
@@ -45,6 +46,7 @@ class Flag:
     in_config: bool = True  # may be set in the TOML config
     many: bool = False  # may be given more than once
     aliases: tuple[str, ...] = ()  # older names still taken, on the command line and in the config
+    unset: str | None = None  # what the setting's default of None means, for --help
 
     @property
     def name(self) -> str:
@@ -56,64 +58,113 @@ FLAGS = (
     Flag("prompt", "the user prompt to answer"),
     Flag("system_prompt", "a system message placed before the prompt (gen: the teacher's instructions)",
          commands=SEARCHING | {"gen", "eval"}),
-    Flag("strategy", "beam (default), mcmc, smc, best-of-n, greedy or sample", choices=STRATEGIES),
-    Flag("block_tokens", "tokens per block (default 32)", int, commands=SEARCHING | {"eval"}),
-    Flag("max_tokens", "tokens per answer at most (default 128; gen 256)", int, commands=EVERYWHERE),
-    Flag("alpha", "power-sampling exponent: target p^alpha (default 4)", float, commands=SEARCHING | {"eval"}),
-    Flag("temperature", "proposal temperature (default 1/alpha; gen 0.7)", float, commands=EVERYWHERE),
-    Flag("seed", "seed for a reproducible run (default: random, reported; gen 0)", int, commands=EVERYWHERE),
-    Flag("mode", "send each round's requests in parallel (default) or one at a time", choices=MODES,
-         commands=EVERYWHERE),
+    Flag("strategy", "beam, mcmc, smc, best-of-n, greedy or sample", choices=STRATEGIES),
+    Flag("block_tokens", "tokens per block", int, commands=SEARCHING | {"eval"}),
+    Flag("max_tokens", "tokens per answer at most", int, commands=EVERYWHERE),
+    Flag("alpha", "power-sampling exponent: target p^alpha", float, commands=SEARCHING | {"eval"}),
+    Flag("temperature", "proposal temperature", float, commands=EVERYWHERE, unset="1/alpha"),
+    Flag("seed", "seed for a reproducible run", int, commands=EVERYWHERE, unset="random, reported"),
+    Flag("mode", "send each round's requests in parallel or one at a time", choices=MODES,
+         commands=EVERYWHERE - {"bench"}),  # bench runs both
     # Strategy settings
-    Flag("beam_width", "beam: beams kept after each block (default 4)", int, strategy="beam"),
-    Flag("n_per_beam", "beam: continuations sampled per beam per block (default 4)", int, strategy="beam"),
-    Flag("length_penalty", "beam: score = alpha*sum(logp)/len^penalty (default 1)", float, strategy="beam"),
-    Flag("chains", "mcmc: chains run together (default 2)", int, strategy="mcmc"),
-    Flag("mcmc_steps", "mcmc: Metropolis-Hastings steps after each block (default 5)", int, strategy="mcmc"),
-    Flag("particles", "smc: particles (default 8)", int, strategy="smc"),
-    Flag("ess_threshold", "smc: resample below this fraction of particles as ESS (default 0.5)", float,
-         strategy="smc"),
-    Flag("output", "mcmc, smc: answer with a draw from p^alpha (sample, default: a chain's final state chosen "
-         "uniformly, a particle drawn by weight) or the highest alpha*log p of the final population (best, "
-         "mode-seeking)", choices=OUTPUTS, strategy=OUTPUT_STRATEGIES, aliases=("smc_output",)),
-    Flag("best_of", "best-of-n: answers to choose from (default 8)", int, strategy="best-of-n"),
+    Flag("beam_width", "beam: beams kept after each block", int, strategy="beam"),
+    Flag("n_per_beam", "beam: continuations sampled per beam per block", int, strategy="beam"),
+    Flag("length_penalty", "beam: score = alpha*sum(logp)/len^penalty", float, strategy="beam"),
+    Flag("chains", "mcmc: chains run together", int, strategy="mcmc"),
+    Flag("mcmc_steps", "mcmc: Metropolis-Hastings steps after each block", int, strategy="mcmc"),
+    Flag("particles", "smc: particles", int, strategy="smc"),
+    Flag("ess_threshold", "smc: resample below this fraction of particles as ESS", float, strategy="smc"),
+    Flag("output", "mcmc, smc: answer with a draw from p^alpha (sample: a chain's final state chosen uniformly, a "
+         "particle drawn by weight) or the highest alpha*log p of the final population (best, mode-seeking)",
+         choices=OUTPUTS, strategy=OUTPUT_STRATEGIES, aliases=("smc_output",)),
+    Flag("best_of", "best-of-n: answers to choose from", int, strategy="best-of-n"),
     # Where requests go
-    Flag("backend", "local (default), openai or tinker", choices=BACKENDS, commands=EVERYWHERE),
+    Flag("backend", "local, openai or tinker", choices=BACKENDS, commands=EVERYWHERE),
     Flag("base_url", "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1; again for each further replica "
          "(TOML: base-urls = [...])", commands=EVERYWHERE, many=True),
     Flag("tinker_clients", "Tinker sampling clients to spread requests over, each with the SDK's own limit of 400 "
-         "dispatched requests (default 1)", int, commands=EVERYWHERE),
-    Flag("endpoint_max_concurrent", "requests in flight per endpoint at most (default: only the global cap)", int,
-         commands=EVERYWHERE),
+         "dispatched requests", int, commands=EVERYWHERE),
+    Flag("endpoint_max_concurrent", "requests in flight per endpoint at most", int, commands=EVERYWHERE,
+         unset="only the global cap"),
     Flag("model", "model name on the endpoint, or Tinker base model", commands=EVERYWHERE),
-    Flag("model_path", "a GGUF file for the local backend (default: embedded SmolLM2-135M)", commands=EVERYWHERE),
-    Flag("tokenizer", "tokenizer for remote backends: .gguf file, 'embedded', or HF name", commands=EVERYWHERE),
-    Flag("api", "completions (default) or chat, for chat-only endpoints", choices=APIS, commands=EVERYWHERE),
-    Flag("max_concurrent", "requests in flight at most (default 32)", int, commands=EVERYWHERE),
-    Flag("timeout", "seconds per request attempt (default 60)", float, commands=EVERYWHERE),
-    Flag("max_retries", "retries per request on 429/5xx/timeouts (default 5)", int, commands=EVERYWHERE),
+    Flag("model_path", "a GGUF file for the local backend", commands=EVERYWHERE, unset="the embedded SmolLM2-135M"),
+    Flag("tokenizer", "tokenizer for remote backends: .gguf file, 'embedded', or HF name", commands=EVERYWHERE,
+         unset="the model's"),
+    Flag("api", "completions or chat, for chat-only endpoints", choices=APIS, commands=EVERYWHERE),
+    Flag("max_concurrent", "requests in flight at most", int, commands=EVERYWHERE),
+    Flag("timeout", "seconds per request attempt; on the local backend, seconds the decoder may stand still",
+         float, commands=EVERYWHERE),
+    Flag("max_retries", "retries per request on 429/5xx/timeouts", int, commands=EVERYWHERE),
     Flag("latency", "simulated network delay per local request, in seconds", float, commands=EVERYWHERE),
-    Flag("threads", "CPU threads for the local model (default: all cores)", int, commands=EVERYWHERE),
+    Flag("threads", "CPU threads for the local model", int, commands=EVERYWHERE, unset="all cores"),
     Flag("weights", "local weight layout: auto (probed, fastest safe) or one of plain, repacked, "
          "repacked-one-token", choices=WEIGHTS, commands=EVERYWHERE),
     Flag("config", "a TOML file with the same settings as the flags", commands=EVERYWHERE, in_config=False),
 )
 BY_DEST = {flag.dest: flag for flag in FLAGS}
 BY_NAME = BY_DEST | {alias: flag for flag in FLAGS for alias in flag.aliases}
+BY_NAME_FLAG = {"--" + name.replace("_", "-") for name in BY_NAME}
 SEARCH_FIELDS = {f.dest for f in FLAGS} & set(SearchSettings.__dataclass_fields__)
 BACKEND_FIELDS = {f.dest for f in FLAGS} & set(BackendSettings.__dataclass_fields__)
 STRATEGY_FLAGS = {f.dest: (f.strategy,) if isinstance(f.strategy, str) else f.strategy for f in FLAGS if f.strategy}
 
 
+# Flags people reach for that mean something else here, and what to use instead.
+HINTS = {"--strategy": "eval compares several: --strategies greedy,beam:2x2,smc:8",
+         "--mode": "bench runs both modes and times each"}
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """Bad flags end in one line on stderr and exit code 2, without the usage block."""
+    """Bad flags end in one line on stderr and exit code 2, without the usage block. No abbreviations: `--mode`
+    must never be read as `--model`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"beamtui: error: {message}\n")
 
 
-def add_flags(parser: argparse.ArgumentParser, command: str, *, required: Iterable[str] = ()) -> None:
-    """Every shared flag that `command` takes, unset unless given."""
+def add_command(commands, name: str, summary: str, description: str, examples: Iterable[str]):
+    """A subcommand's parser: a line for the list of commands, a paragraph and examples for its own --help."""
+    return commands.add_parser(
+        name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {description}",
+        epilog="examples:\n" + "\n".join(f"  {example}" for example in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def unrecognized(extras: list[str], command: str) -> str:
+    """What to say of arguments no parser took: a known flag given to a command that does not read it is
+    named as such, with a hint where there is one."""
+    flag = extras[0].partition("=")[0]
+    if flag not in BY_NAME_FLAG and flag not in HINTS:
+        return f"unrecognized arguments: {' '.join(extras)}"
+    where = "beamtui" if command == "tui" else f"beamtui {command}"
+    return f"{flag} does not apply to `{where}`" + (f" ({HINTS[flag]})" if flag in HINTS else "")
+
+
+def command_defaults(command: str) -> dict:
+    """What each setting is when not given, for `command`: the settings' own defaults, and eval's and gen's."""
+    from engine.evaluation import EVAL_SEARCH_DEFAULTS
+    from engine.gen import GEN_SEARCH_DEFAULTS
+
+    defaults = {f.name: f.default for settings in (SearchSettings, BackendSettings)
+                for f in dataclasses.fields(settings)}
+    return defaults | {"eval": EVAL_SEARCH_DEFAULTS, "gen": GEN_SEARCH_DEFAULTS}.get(command, {})
+
+
+def flag_help(flag: Flag, default: object) -> str:
+    """The flag's help with its true default, read from the settings rather than written out by hand."""
+    if flag.type is None or flag.many or flag.dest in ("prompt", "system_prompt", "model"):
+        return flag.help
+    shown = flag.unset if default is None else f"{default:g}" if isinstance(default, float) else str(default)
+    return f"{flag.help} (default: {shown})" if shown is not None else flag.help
+
+
+def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """Every shared flag that `command` takes, unset unless given, its help showing the command's default."""
+    defaults = command_defaults(command)
     groups: dict[str, argparse._ArgumentGroup] = {}
     for flag in FLAGS:
         if command not in flag.commands:
@@ -123,7 +174,7 @@ def add_flags(parser: argparse.ArgumentParser, command: str, *, required: Iterab
         # A repeatable flag given after the subcommand lands apart: argparse would let it overwrite the copies
         # given before the subcommand, and join_repeated puts the two together.
         dest = flag.dest + AFTER_COMMAND if flag.many and command != "tui" else flag.dest
-        options: dict = {"dest": dest, "help": flag.help, "default": argparse.SUPPRESS}
+        options: dict = {"dest": dest, "help": flag_help(flag, defaults.get(flag.dest)), "default": argparse.SUPPRESS}
         if flag.type is None:
             options["action"] = "store_true"
         elif flag.many:
@@ -131,10 +182,10 @@ def add_flags(parser: argparse.ArgumentParser, command: str, *, required: Iterab
             options["type"] = flag.type
         else:
             options["type"] = flag.type
+        if flag.type is not None:
+            options["metavar"] = "{" + ",".join(flag.choices) + "}" if flag.choices else flag.dest.upper()
         if flag.choices:
             options["choices"] = flag.choices
-        if flag.dest in required:
-            options["required"] = True
         group.add_argument(flag.name, *("--" + alias.replace("_", "-") for alias in flag.aliases), **options)
 
 

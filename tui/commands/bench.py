@@ -10,6 +10,7 @@ from rich.table import Table
 from engine.backends.factory import open_sampler
 from engine.bench import BenchRow, run_bench
 from engine.errors import ConfigError
+from tui.keymap import check_dashboard_keymap
 from tui.options import merged_values, refuse_other_strategies, settings_from
 
 
@@ -36,7 +37,9 @@ def bench_table(rows: list[BenchRow], title: str) -> Table:
 
 
 async def bench_command(args) -> int:
-    search, backend = settings_from(merged_values(args))
+    values = merged_values(args)
+    check_dashboard_keymap(values)
+    search, backend = settings_from(values)
     refuse_other_strategies(vars(args), search.strategy)
     widths = parse_widths(args.widths)
     if search.width_field is None and widths != [1]:

@@ -18,20 +18,33 @@ from rich.table import Table
 from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
 from engine.eval_summary import StrategySummary, read_records, summarize
-from engine.evaluation import DEFAULT_STRATEGIES, EvalSettings, Evaluator, parse_strategies
+from engine.evaluation import (
+    DEFAULT_STRATEGIES,
+    EVAL_SEARCH_DEFAULTS,
+    EvalSettings,
+    Evaluator,
+    parse_strategies,
+)
 from engine.grading import GRADERS, TEMPLATES, check_template, parse_grader
 from engine.jsonl import check_writable
 from engine.problems import ProblemSet, read_problems
 from engine.request_layer import RequestLayer
 from engine.settings import BackendSettings
-from tui.options import add_flags, merged_values, settings_from
+from tui.options import add_command, add_flags, merged_values, settings_from
 
 # Short answers by default: the shipped problems need a few tokens, and the default eval must fit in minutes.
-EVAL_DEFAULTS = {"max_tokens": 32, "block_tokens": 16, "seed": 0}
 
 
 def add_eval_parser(commands) -> None:
-    evaluate = commands.add_parser("eval", help="compare strategies on a problem file: accuracy, cost, confidence")
+    evaluate = add_command(
+        commands, "eval", "compare strategies on a problem file: accuracy, cost, confidence",
+        "Every strategy answers every problem; results are appended to --out as they come, and a rerun resumes "
+        "it. A strategy is a spec: greedy, sample, best-of-n:N, beam:WIDTHxN, mcmc:CHAINSxSTEPS[:best], "
+        "smc:PARTICLES[:best] (mcmc and smc answer with a draw from p^alpha unless :best asks for the likeliest "
+        "of their final population).",
+        ["beamtui eval --problems assets/arithmetic.jsonl --limit 20 --out /tmp/eval.jsonl",
+         "beamtui eval --problems assets/arithmetic.jsonl --strategies greedy,smc:8,smc:8:best,mcmc:2x5 "
+         "--samples 4 --out /tmp/eval.jsonl --json"])
     evaluate.add_argument("--problems", required=True,
                           help=".jsonl: {question|problem|prompt, answer}, GSM8K, MATH or multiple choice")
     evaluate.add_argument("--strategies", default=DEFAULT_STRATEGIES,
@@ -70,7 +83,7 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
     if args.tui and args.quiet:
         raise ConfigError("--quiet turns off the progress bars; --tui shows the dashboard instead: give one")
     given = merged_values(args)
-    values = EVAL_DEFAULTS | given
+    values = EVAL_SEARCH_DEFAULTS | given
     if "block_tokens" not in given:
         values["block_tokens"] = min(values["block_tokens"], values["max_tokens"])
     base, backend = settings_from(values | {"prompt": "(each problem's)"})

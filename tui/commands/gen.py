@@ -13,18 +13,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
-from engine.gen import Generator, GenProgress, GenSettings, check_questions
+from engine.gen import GEN_SEARCH_DEFAULTS, Generator, GenProgress, GenSettings, check_questions
 from engine.jsonl import check_writable
 from engine.request_layer import RequestLayer
 from engine.settings import BackendSettings
 from engine.shards import Shard
-from tui.options import add_flags, backend_settings, merged_values
+from tui.keymap import check_dashboard_keymap
+from tui.options import add_command, add_flags, backend_settings, merged_values
 
-GEN_DEFAULTS = {"max_tokens": 256, "temperature": 0.7, "seed": 0, "mode": "parallel"}
 
 
 def add_gen_parser(commands) -> None:
-    gen = commands.add_parser("gen", help="generate teacher data (prompt distillation) to resumable JSONL")
+    gen = add_command(
+        commands, "gen", "generate teacher data (prompt distillation) to resumable JSONL",
+        "Each question is answered by the teacher (the system prompt plus the question); each output line holds "
+        "the question and the answer only, appended and flushed as it arrives. A rerun resumes the file.",
+        ["beamtui gen --questions questions.txt --out teacher.jsonl --system-prompt 'Answer briefly.'",
+         "beamtui gen --questions q.jsonl --out teacher.jsonl --num-samples 4 --backend openai "
+         "--base-url http://127.0.0.1:8000/v1 --model MODEL"])
     gen.add_argument("--questions", required=True, help=".txt (one per line) or .jsonl ({question|prompt, id?})")
     gen.add_argument("--out", help="output JSONL; a rerun resumes it (not needed with --compare)")
     gen.add_argument("--system-prompt-file", help="read the teacher's instructions from a file")
@@ -40,7 +46,7 @@ def add_gen_parser(commands) -> None:
 
 
 def gen_settings(args: argparse.Namespace, values: dict, out: Path) -> GenSettings:
-    values = GEN_DEFAULTS | values
+    values = GEN_SEARCH_DEFAULTS | values
     shard = Shard.parse(args.shard) if args.shard is not None else None
     system = values.get("system_prompt")
     if args.system_prompt_file and system is not None:
@@ -65,6 +71,7 @@ async def gen_command(args: argparse.Namespace) -> int:
     if args.compare is not None and args.shard is not None:
         raise ConfigError("--compare times the first N questions of the file; it takes no --shard")
     values = merged_values(args)
+    check_dashboard_keymap(values)
     backend = backend_settings(values)
     settings = gen_settings(args, values, Path(args.out or "unused.jsonl"))
     total = check_questions(settings)

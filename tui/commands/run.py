@@ -13,10 +13,12 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.backends.factory import open_sampler
+from engine.errors import ConfigError
 from engine.events import Event, discard
 from engine.run_state import RunState
 from engine.search import SearchResult, run_search
 from engine.settings import BackendSettings, SearchSettings
+from tui.keymap import check_dashboard_keymap
 from tui.options import merged_values, refuse_other_strategies, settings_from
 
 TEXT_PREVIEW_CHARS = 70
@@ -108,6 +110,9 @@ def summary_line(result: SearchResult) -> str:
 
 async def run_command(args) -> int:
     values = merged_values(args)
+    if not values.get("prompt"):
+        raise ConfigError('beamtui run needs a prompt: --prompt TEXT, or prompt = "..." in the --config file')
+    check_dashboard_keymap(values)
     search, backend = settings_from(values)
     refuse_other_strategies(vars(args), search.strategy)
     out = Console()

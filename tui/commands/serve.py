@@ -15,13 +15,16 @@ import sys
 from pathlib import Path
 
 from engine.errors import ConfigError
-from tui.options import BY_DEST, add_flags, merged_values, settings_from
+from tui.options import BY_DEST, add_command, add_flags, merged_values, settings_from
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def add_serve_parser(commands) -> None:
-    serve = commands.add_parser("serve", help="the dashboard in a browser (textual-serve)")
+    serve = add_command(
+        commands, "serve", "the dashboard in a browser (textual-serve)",
+        "Each browser tab runs the same dashboard as `beamtui`, with the same flags.",
+        ["beamtui serve", "beamtui serve --port 8080 --strategy smc"])
     add_flags(serve, "serve")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default 127.0.0.1; anyone who can reach it can drive the search)")
