@@ -49,9 +49,11 @@ def repair_and_load(out: Path, key: Callable[[dict], Hashable]) -> set:
 
 
 def check_writable(path: Path) -> None:
-    """Refuse, before any work, an output that cannot be written; a file made to find out is removed again."""
+    """Refuse, before any work, an output that cannot be written; a file made to find out is removed again. A
+    missing directory is refused too, not made: it is more often a typo than a wish."""
+    if not path.parent.is_dir():
+        raise ConfigError(f"cannot write {path}: no directory {path.parent}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         existed = path.exists()
         with path.open("a"):
             pass

@@ -137,7 +137,10 @@ class SearchSettings:
         changes = {f: int(p) for f, p in zip(fields, parts, strict=False)}
         if name in OUTPUT_STRATEGIES:
             changes["output"] = output or "sample"
-        return self.replace(strategy=name, **changes)
+        try:
+            return self.replace(strategy=name, **changes)
+        except ConfigError as exc:
+            raise ConfigError(f"strategy spec {spec!r}: {exc}") from None
 
     def with_width(self, width: int) -> SearchSettings:
         """The same search at another width (beam width, chains, particles or N, by strategy)."""

@@ -11,7 +11,7 @@ from engine.errors import ConfigError
 from tests.conftest import run_cli
 from tests.fault_server import FaultConfig
 from tui.cli import build_parser
-from tui.options import FLAGS, merged_values, refuse_misplaced, settings_from
+from tui.options import FLAGS, merged_values, read_config, refuse_misplaced, settings_from
 
 SMALL = ["--beam-width", "2", "--n-per-beam", "2", "--block-tokens", "6", "--max-tokens", "12", "--seed", "1"]
 
@@ -96,6 +96,10 @@ BAD_INPUT = [
     (["--prompt", "x", "gen", "--questions", "q.txt", "--out", "o.jsonl"], "--prompt does not apply to `beamtui gen`"),
     (["--beam-width", "3", "gen", "--questions", "q.txt", "--out", "o.jsonl"],
      "--beam-width does not apply to `beamtui gen`"),
+    (["gen", "--questions", "assets/arithmetic.jsonl", "--out", "/no-such-dir/teacher.jsonl"],
+     "cannot write /no-such-dir/teacher.jsonl: no directory /no-such-dir"),
+    (["eval", "--problems", "assets/arithmetic.jsonl", "--strategies", "greedy,beam:0x2"],
+     "strategy spec 'beam:0x2': beam-width must be an integer >= 1, got 0"),
     (["bench", "--widths", "1,x"], "--widths must be comma-separated integers"),
     (["bench", "--widths", "0"], "--widths must be integers >= 1"),
     (["bench", "--strategy", "greedy", "--widths", "1,2"], "--strategy greedy has no width"),
@@ -265,3 +269,10 @@ def test_help_shows_true_defaults_examples_and_no_internal_names(command):
     assert "_AFTER_COMMAND" not in done.stdout and "default 128; gen" not in done.stdout
     expected = {"eval": "(default: 32)", "gen": "(default: 256)"}.get(command, "(default: 128)")
     assert f"tokens per answer at most {expected}" in " ".join(done.stdout.split())
+
+
+def test_a_config_value_of_the_wrong_type_is_named_in_words(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('beam-width = "four"\n')
+    with pytest.raises(ConfigError, match="setting 'beam-width' in .* must be an integer, got 'four'"):
+        read_config(str(config))

@@ -193,7 +193,7 @@ BAD_INPUT = [
     (["--questions", "Q", "--out", "OUT", "--system-prompt", "a", "--system-prompt-file", "Q"],
      "give --system-prompt or --system-prompt-file, not both"),
     (["--questions", "Q", "--out", "OUT", "--mode", "concurrent"], "invalid choice: 'concurrent'"),
-    (["--questions", "Q", "--out", "OUT", "--strategy", "beam"], "unrecognized arguments: --strategy"),
+    (["--questions", "Q", "--out", "OUT", "--strategy", "beam"], "--strategy does not apply to `beamtui gen`"),
     (["--questions", "Q", "--out", "OUT", "--shard", "3/3"], "I must be 0 to N-1"),
     (["--questions", "Q", "--out", "OUT", "--shard", "one of two"], "--shard takes I/N"),
     (["--questions", "Q", "--compare", "2", "--shard", "0/2"], "it takes no --shard"),

@@ -110,8 +110,8 @@ STRATEGY_FLAGS = {f.dest: (f.strategy,) if isinstance(f.strategy, str) else f.st
 
 
 # Flags people reach for that mean something else here, and what to use instead.
-HINTS = {"--strategy": "eval compares several: --strategies greedy,beam:2x2,smc:8",
-         "--mode": "bench runs both modes and times each"}
+HINTS = {("eval", "--strategy"): "eval compares several: --strategies greedy,beam:2x2,smc:8",
+         ("bench", "--mode"): "bench runs both modes and times each"}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -138,10 +138,11 @@ def unrecognized(extras: list[str], command: str) -> str:
     """What to say of arguments no parser took: a known flag given to a command that does not read it is
     named as such, with a hint where there is one."""
     flag = extras[0].partition("=")[0]
-    if flag not in BY_NAME_FLAG and flag not in HINTS:
+    if flag not in BY_NAME_FLAG:
         return f"unrecognized arguments: {' '.join(extras)}"
     where = "beamtui" if command == "tui" else f"beamtui {command}"
-    return f"{flag} does not apply to `{where}`" + (f" ({HINTS[flag]})" if flag in HINTS else "")
+    hint = HINTS.get((command, flag))
+    return f"{flag} does not apply to `{where}`" + (f" ({hint})" if hint else "")
 
 
 def command_defaults(command: str) -> dict:
@@ -275,7 +276,8 @@ def read_config(path: str) -> dict:
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
-            raise ConfigError(f"setting {key!r} in {path} must be a {expected.__name__}, got {value!r}")
+            kind = {int: "an integer", float: "a number", bool: "true or false"}.get(expected, "a string")
+            raise ConfigError(f"setting {key!r} in {path} must be {kind}, got {value!r}")
         if flag.choices and value not in flag.choices:
             raise ConfigError(f"setting {key!r} in {path} must be one of {', '.join(flag.choices)}, got {value!r}")
         values[flag.dest] = value

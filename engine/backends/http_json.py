@@ -69,7 +69,9 @@ def error_message(body: bytes) -> str:
 def transport_error(exc: BaseException) -> BackendError:
     if isinstance(exc, TimeoutError):
         return BackendError("request timed out", transient=True)
-    return BackendError(f"connection failed ({type(exc).__name__}: {short(str(exc), 80)})", transient=True)
+    cause = getattr(exc, "os_error", None)  # aiohttp's connector errors wrap the socket's own, which says it best
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else short(str(exc), 120)
+    return BackendError(f"connection failed ({type(exc).__name__}: {reason})", transient=True)
 
 
 def short(text: str, limit: int = 160) -> str:
