@@ -268,7 +268,7 @@ async def test_knobs_are_in_the_command_palette():
     app = BeamtuiApp(SMALL, LOCAL)
     async with app.run_test(size=SIZE):
         titles = [command.title for command in app.get_system_commands(app.screen)]
-    for needle in ("width+ (+)", "mode (m)", "prompt (p)", "save (s)", "backend (c)", "strategy (a)"):
+    for needle in ("width+ (+)", "mode (m)", "prompt (p)", "save (s)", "backend (c)", "strategy (a)", "keys (?)"):
         assert any(needle in title for title in titles), needle
 
 
@@ -349,3 +349,64 @@ def test_settings_screen_snapshot(snap_compare):
         await wait_for(pilot, lambda: dialog_keys(pilot.app))  # mounted, under a loaded CPU too
 
     assert snap_compare(replay_app("beam", clock), terminal_size=SIZE, run_before=replayed)
+
+
+async def test_at_80x24_quit_and_help_are_on_the_key_bar_and_help_lists_every_key():
+    from tui.screens.keys import KeysScreen
+
+    app = BeamtuiApp(SMALL, LOCAL)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        shown = [shown for _, _, shown, _ in app.query_one(KeysBar)._spans()]
+        assert shown[:2] == ["q", "?"] and len(shown) < len(BeamtuiApp.BINDINGS)  # the rest behind ?
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, KeysScreen)
+        table = app.screen.query_one("#keys-table")
+        assert table.row_count == len(BeamtuiApp.BINDINGS)
+        assert all(sentence for _, _, sentence in app.screen.rows)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, KeysScreen)
+
+
+async def test_palette_entries_say_what_each_key_does():
+    app = BeamtuiApp(SMALL, LOCAL)
+    async with app.run_test(size=SIZE):
+        commands = {command.title: command.help for command in app.get_system_commands(app.screen)}
+    assert commands["T+ (t)"] == "Raise the proposal temperature by 0.05."
+    assert not any(text.startswith("the ") and text.endswith(" key") for text in commands.values())
+
+
+async def test_s_mid_run_saves_a_run_marked_partial(tmp_path):
+    app = BeamtuiApp(SMALL.replace(max_tokens=64, block_tokens=8), LOCAL, save_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state.status == "running")
+        await pilot.press("s")
+        (path,) = tmp_path.glob(f"beamtui-*-{app.state.run_id}-partial.json")
+        saved = json.loads(path.read_text())
+    assert saved["partial"] is True and saved["status"] == "running" and saved["result"] is None
+
+
+def test_keys_screen_at_80x24(snap_compare):
+    clock = ManualClock()
+
+    async def replayed(pilot):
+        await replay(pilot, clock, "beam", then=1.0)
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+
+    assert snap_compare(replay_app("beam", clock), terminal_size=(80, 24), run_before=replayed)
+
+
+def test_settings_dialog_at_80x24_scrolls_to_its_buttons(snap_compare):
+    clock = ManualClock()
+
+    async def replayed(pilot):
+        await replay(pilot, clock, "beam", then=1.0)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: dialog_keys(pilot.app))
+        pilot.app.screen.query_one("#apply").scroll_visible(animate=False)
+        await pilot.pause(0.1)
+
+    assert snap_compare(replay_app("beam", clock), terminal_size=(80, 24), run_before=replayed)

@@ -34,6 +34,7 @@ from tui.panels.settings_bar import SettingsBar, describe
 from tui.panels.throughput import ThroughputPanel
 from tui.panels.timings import TimingsPanel
 from tui.panels.tree import TreePanel
+from tui.screens.keys import KeysScreen
 from tui.screens.settings import SettingsScreen
 
 REFRESH_HZ = 10
@@ -52,22 +53,41 @@ class BeamtuiApp(App):
     # Priority: the App acts on a key the moment it arrives instead of after a round trip through the focused
     # widget, each hop waiting out a frame (~45 ms with 100 requests in flight, benchmarks.tui_responsiveness).
     # `check_action` hands every key to the text fields while one is being edited.
+    # In the order the key bar shows them: when it is too narrow for all, the first ones stay and `?` lists all.
     BINDINGS = [
-        Binding("plus", "width(1)", "width+", id="width_up", priority=True),
-        Binding("minus", "width(-1)", "width-", id="width_down", priority=True),
-        Binding("right_square_bracket", "depth(1)", "n+", key_display="]", id="depth_up", priority=True),
-        Binding("left_square_bracket", "depth(-1)", "n-", key_display="[", id="depth_down", priority=True),
-        Binding("t", "temperature(1)", "T+", id="temperature_up", priority=True),
-        Binding("T", "temperature(-1)", "T-", id="temperature_down", priority=True),
-        Binding("b", "block_tokens(2)", "block+", id="block_tokens_up", priority=True),
-        Binding("B", "block_tokens(0.5)", "block-", id="block_tokens_down", priority=True),
-        Binding("a", "cycle_strategy", "strategy", id="cycle_strategy", priority=True),
-        Binding("m", "toggle_mode", "mode", id="toggle_mode", priority=True),
-        Binding("r", "rerun", "rerun", id="rerun", priority=True),
-        Binding("p", "edit_prompt", "prompt", id="edit_prompt", priority=True),
-        Binding("c", "backend_settings", "backend", id="backend_settings", priority=True),
-        Binding("s", "save", "save", id="save_run", priority=True),
-        Binding("q", "quit", "quit", id="quit", priority=True),
+        Binding("q", "quit", "quit", id="quit", priority=True, tooltip="Quit beamtui; the search stops with it."),
+        Binding("question_mark", "show_keys", "keys", key_display="?", id="show_keys", priority=True,
+                tooltip="List every key with what it does."),
+        Binding("p", "edit_prompt", "prompt", id="edit_prompt", priority=True,
+                tooltip="Edit the prompt; Enter starts a new search with it."),
+        Binding("r", "rerun", "rerun", id="rerun", priority=True,
+                tooltip="Run the search again with a fresh seed."),
+        Binding("a", "cycle_strategy", "strategy", id="cycle_strategy", priority=True,
+                tooltip="Switch to the next strategy: beam, mcmc, smc, best-of-n, greedy, sample."),
+        Binding("m", "toggle_mode", "mode", id="toggle_mode", priority=True,
+                tooltip="Switch between parallel and sequential requests; the same seed runs again, so the "
+                        "Timings panel can compare the two measured times."),
+        Binding("c", "backend_settings", "backend", id="backend_settings", priority=True,
+                tooltip="Change the backend, endpoint, model or request cap; Apply restarts the search."),
+        Binding("s", "save", "save", id="save_run", priority=True,
+                tooltip="Save the run (settings, result, timings) as JSON in the directory beamtui started in; "
+                        "a run still going is saved as partial."),
+        Binding("plus", "width(1)", "width+", id="width_up", priority=True,
+                tooltip="One more beam, chain, particle or answer, by strategy."),
+        Binding("minus", "width(-1)", "width-", id="width_down", priority=True,
+                tooltip="One fewer beam, chain, particle or answer."),
+        Binding("right_square_bracket", "depth(1)", "n+", key_display="]", id="depth_up", priority=True,
+                tooltip="More continuations per beam (beam) or Metropolis-Hastings steps per block (mcmc)."),
+        Binding("left_square_bracket", "depth(-1)", "n-", key_display="[", id="depth_down", priority=True,
+                tooltip="Fewer continuations per beam (beam) or steps per block (mcmc)."),
+        Binding("t", "temperature(1)", "T+", id="temperature_up", priority=True,
+                tooltip=f"Raise the proposal temperature by {TEMPERATURE_STEP:g}."),
+        Binding("T", "temperature(-1)", "T-", id="temperature_down", priority=True,
+                tooltip=f"Lower the proposal temperature by {TEMPERATURE_STEP:g}."),
+        Binding("b", "block_tokens(2)", "block+", id="block_tokens_up", priority=True,
+                tooltip="Double the tokens per block."),
+        Binding("B", "block_tokens(0.5)", "block-", id="block_tokens_down", priority=True,
+                tooltip="Halve the tokens per block."),
     ]
 
     def __init__(
@@ -114,7 +134,8 @@ class BeamtuiApp(App):
     @classmethod
     def binding_scopes(cls) -> list[list[Binding]]:
         """The bindings active at once: the dashboard's, and each dialog's over them."""
-        return [cls.BINDINGS, [*SettingsScreen.BINDINGS, *cls.BINDINGS], [*PromptEditor.BINDINGS, *cls.BINDINGS]]
+        return [cls.BINDINGS, [*SettingsScreen.BINDINGS, *cls.BINDINGS], [*PromptEditor.BINDINGS, *cls.BINDINGS],
+                [*KeysScreen.BINDINGS, *cls.BINDINGS]]
 
     def on_mount(self) -> None:
         self.set_keymap(self.keys)
@@ -264,14 +285,18 @@ class BeamtuiApp(App):
         self.push_screen(SettingsScreen(self.backend), apply)
 
     def action_save(self) -> None:
-        path = self.save_dir / f"beamtui-{time.strftime('%Y%m%d-%H%M%S')}-{self.state.run_id}.json"
+        """The run as JSON in `save_dir` (where beamtui started); a run still going is saved as partial."""
+        partial = not self.state.finished
+        name = f"beamtui-{time.strftime('%Y%m%d-%H%M%S')}-{self.state.run_id}{'-partial' if partial else ''}.json"
+        path = (self.save_dir / name).resolve()
         try:
             path.write_text(json.dumps(self.run_summary(), indent=2, ensure_ascii=False))
         except OSError as exc:
             self.notify(f"cannot save {path}: {exc.strerror}", severity="error")
             return
-        self.state.say(f"saved {path}")
-        self.notify(f"saved {path}")
+        said = f"saved the {'partial ' if partial else ''}run to {path}"
+        self.state.say(said)
+        self.notify(said)
 
     def run_summary(self) -> dict:
         state = self.state
@@ -279,6 +304,7 @@ class BeamtuiApp(App):
         return {
             "run_id": state.run_id,
             "status": state.status,
+            "partial": not state.finished,  # saved while the search ran: no result yet
             "settings": {"search": vars(state.search), "backend": vars(state.backend)},
             "seed": state.seed,
             "events": {"requests": state.requests_done, "retries": state.retries, "failures": state.failures,
@@ -295,6 +321,9 @@ class BeamtuiApp(App):
             return self.screen is self.screen_stack[0] and not self.query_one(PromptEditor).display
         return True
 
+    def action_show_keys(self) -> None:
+        self.push_screen(KeysScreen(self.BINDINGS, self.get_key_display, self.keys))
+
     async def action_quit(self) -> None:
         self.host.shutdown()
         self.exit()
@@ -310,7 +339,7 @@ class BeamtuiApp(App):
                     binding = replace(binding, key=self.keys[binding.id], key_display=None)
                 key = self.get_key_display(binding)
                 yield SystemCommand(
-                    f"{binding.description} ({key})", f"the {key} key",
+                    f"{binding.description} ({key})", binding.tooltip,
                     lambda action=binding.action: self.run_action(action),
                 )
 

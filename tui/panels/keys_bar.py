@@ -41,10 +41,13 @@ class KeysBar(Widget):
         self.keys = tuple((app.get_key_display(binding), binding.description) for _, binding in shown)
 
     def _spans(self):
-        """(start column, end column, key as shown, description) for each key, left to right."""
+        """(start column, end column, key as shown, description) for each key that fits whole, left to right: the
+        bindings come most important first, so a narrow bar keeps quit and `?` (every key) and drops the rest."""
         column = 0
         for shown, description in self.keys:
             width = len(shown) + len(description) + 4  # " key description " and a gap
+            if column + width - 2 > self.size.width:
+                return
             yield column, column + width, shown, description
             column += width
 
@@ -58,7 +61,7 @@ class KeysBar(Widget):
         return text
 
     async def on_click(self, event: events.Click) -> None:
-        for (start, end, _, _), (action, node) in zip(self._spans(), self._targets, strict=True):
+        for (start, end, _, _), (action, node) in zip(self._spans(), self._targets, strict=False):
             if start <= event.x < end:
                 await self.app.run_action(action, node)
                 return

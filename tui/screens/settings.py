@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
@@ -22,7 +22,7 @@ class SettingsScreen(ModalScreen[BackendSettings | None]):
 
     def compose(self) -> ComposeResult:
         s = self.settings
-        with Vertical(id="settings-dialog", classes="dialog"):
+        with VerticalScroll(id="settings-dialog", classes="dialog"):  # scrolls to Apply on a short terminal
             yield Label("Backend settings · Apply restarts the search · Esc cancels")
             yield Label("backend")
             yield Select([(name, name) for name in BACKENDS], value=s.backend, allow_blank=False, id="backend")
