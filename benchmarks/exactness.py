@@ -6,8 +6,8 @@
 The chain (below) has four weather words and an end-of-sequence word; answers of at most 5 words, alpha 3: 1,364
 answers, p^alpha enumerated. Its per-state normalisers differ, so tempering each token at 1/alpha lands 0.81
 in total variation from p^alpha. Each path draws 2,000 answers: in-process; over HTTP through the OpenAI backend
-to the fault server with raw logprobs and top-20 alternatives (vLLM's default), processed logprobs, top-5
-alternatives only, and text-only prompts and answers; through the Tinker backend to its stand-in with raw and
+to the fault server with raw logprobs and top-20 alternatives (vLLM's default), processed logprobs, text-only
+prompts and answers, and top-2 alternatives only (log q truly estimated: the chain has five words); through the Tinker backend to its stand-in with raw and
 scaled logprobs. smc answers with one particle drawn by weight (2,000 searches); mcmc counts the final state of
 each of 8 independent chains (250 searches; its answer is one of them chosen uniformly, the same law).
 """
@@ -56,7 +56,7 @@ PATHS = {
                                                         every_chain=ev),
     "openai text, raw + top-20": lambda s, runs, ev: served(
         chain(), FaultConfig(token_prompts=False, top_logprobs_cap=20), s, runs, every_chain=ev),
-    "openai ids, raw + top-5": lambda s, runs, ev: served(chain(), FaultConfig(top_logprobs_cap=5), s, runs,
+    "openai ids, raw + top-2": lambda s, runs, ev: served(chain(), FaultConfig(top_logprobs_cap=2), s, runs,
                                                           every_chain=ev),
     "tinker, raw": lambda s, runs, ev: over_tinker(chain(), LocalTinkerClient(chain(), scaled=False), s, runs,
                                                    every_chain=ev),
@@ -81,7 +81,7 @@ def noise(exact: dict, draws: int, repeats: int = 200) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noise", action="store_true", help="only the exact sampler's spread, by simulation")
-    parser.add_argument("--paths", default="", help="comma-separated path names to run (default: all)")
+    parser.add_argument("--paths", default="", help="path names to run, separated by semicolons (default: all)")
     args = parser.parse_args()
     exact = power_distribution(chain(), ALPHA, LENGTH)
     tempered = tempered_distribution(chain(), 1 / ALPHA, LENGTH)
@@ -92,7 +92,7 @@ def main() -> None:
     print(f"an exact sampler's {DRAWS} draws: TV {mean:.3f} on average, {p98:.3f} at the 98th percentile")
     if args.noise:
         return
-    chosen = [p.strip() for p in args.paths.split(",") if p.strip()] or list(PATHS)
+    chosen = [p.strip() for p in args.paths.split(";") if p.strip()] or list(PATHS)
     print(f"\n| path | {' | '.join(STRATEGIES)} | labelled |\n|---|{'---:|' * len(STRATEGIES)}---|")
     for path in chosen:
         cells, labels = [], set()

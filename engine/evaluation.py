@@ -125,7 +125,8 @@ class Evaluator:
         run_id = hashlib.sha256(f"{problem.id}|{strategy.spec}|{k}".encode()).hexdigest()[:12]
         search = strategy.replace(prompt=prompt, seed=_seed(settings.seed, problem.id, k))
         result = await run_search(search, self.sampler, self.backend, self.emit, run_id=run_id, layer=self.layer,
-                                  watch_growth=self.emit is not discard)
+                                  watch_growth=self.emit is not discard,
+                                  answer_key=settings.grader.answer_key(problem))
         usage = result.usage  # this search's own requests, though the layer is shared
         text = result.answer.text if result.answer is not None else ""
         grade = settings.grader.grade(text, problem)

@@ -88,13 +88,16 @@ class Member:
     parent: int  # the node it continues; 0 is the prompt
     slot: int  # its place in the population: beam rank, particle, chain or sample index
     status: Status
-    score: float  # what its strategy ranks by (beam: length-normalised; SMC: log weight; others: target)
+    score: float  # what its strategy ranks by (beam: length-normalised; the others: the target)
     target: float  # alpha * sum(log p)
     mean_logprob: float
     tokens: int
     finished: bool
     text_tail: str
     weight: float | None = None  # SMC: normalised importance weight
+    log_weight: float | None = None  # SMC: log importance weight
+    group: str | None = None  # vote: what this answer answers
+    votes: int = 0  # vote: answers in its group
     position: int | None = None  # MCMC proposal: the token its suffix was regenerated from
     proposed: int = 0  # MCMC chain: proposals so far
     accepted: int = 0  # MCMC chain: accepted proposals so far

@@ -7,6 +7,7 @@ through math-verify (Hugging Face's grader), not hand-written normalisation.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -49,6 +50,18 @@ class Grader:
         if extracted is None:
             return Grade(None, False)
         return Grade(extracted, self._same(extracted, problem.answer))
+
+    def answer_key(self, problem: Problem) -> Callable[[str], str | None]:
+        """What an answer to `problem` answers, in one spelling per value, so equal answers group together in a
+        vote: numbers by value, the others as the grader compares them."""
+        def key(text: str) -> str | None:
+            extracted = self.grade(text, problem).extracted
+            if extracted is None:
+                return None
+            number = _number(extracted) if self.kind == "numeric" else None
+            return str(number) if number is not None else _normal(extracted)
+
+        return key
 
     def _same(self, extracted: str, gold: str) -> bool:
         if self.kind == "numeric":

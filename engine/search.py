@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import random
 import time
 import uuid
@@ -21,9 +22,11 @@ from engine.strategies.beam import BeamSearch
 from engine.strategies.best_of_n import BestOfN
 from engine.strategies.mcmc import MetropolisHastings
 from engine.strategies.smc import SequentialMonteCarlo
+from engine.strategies.vote import MajorityVote
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (BeamSearch, MetropolisHastings, SequentialMonteCarlo, BestOfN, Greedy, Sample)
+    cls.name: cls
+    for cls in (BeamSearch, MetropolisHastings, SequentialMonteCarlo, BestOfN, MajorityVote, Greedy, Sample)
 }
 
 
@@ -110,13 +113,15 @@ async def run_search(
     run_id: str | None = None,
     layer: RequestLayer | None = None,
     watch_growth: bool = False,
+    answer_key: Callable[[str], str | None] | None = None,
 ) -> SearchResult:
     """Run one search to the end and return its result. Emits events all along; a failed round ends the search
     with an error in the result, not an exception. Raises ConfigError before any request when the backend
     cannot give what the strategy needs.
 
     `layer` shares one request layer (one cap) between searches, as eval does. `watch_growth` streams the
-    continuations of each round as they grow (CandidatesGrowing events).
+    continuations of each round as they grow (CandidatesGrowing events). `answer_key` tells what an answer
+    answers (eval's grader), for strategies that group answers (vote).
     """
     settings.validate()
     strategy = STRATEGIES[settings.strategy]()
@@ -143,7 +148,7 @@ async def run_search(
     approximate = quality.approximate if strategy.needs_proposal_logprobs else quality.logp == "estimated"
     live = LiveBoard(sampler.detokenize) if watch_growth else None
     search = SearchContext(settings, sampler, layer, emit, run_id, seed, messages, prompt_ids, live,
-                           needs_proposal_logprobs=strategy.needs_proposal_logprobs)
+                           needs_proposal_logprobs=strategy.needs_proposal_logprobs, answer_key=answer_key)
     reused_before = getattr(sampler, "prefix_tokens_reused", 0)
     emit(SearchStarted(run_id, settings, sampler.name, seed, len(prompt_ids), layer.max_concurrent, approximate))
     started = time.perf_counter()

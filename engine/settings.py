@@ -15,7 +15,7 @@ BACKENDS = ("local", "openai", "tinker")
 MODES = ("parallel", "sequential")
 APIS = ("completions", "chat")
 WEIGHTS = ("auto", "plain", "repacked", "repacked-one-token")  # local weight layout; auto probes the fastest safe
-STRATEGIES = ("beam", "mcmc", "smc", "best-of-n", "greedy", "sample")
+STRATEGIES = ("beam", "mcmc", "smc", "best-of-n", "vote", "greedy", "sample")
 # What mcmc and smc answer with: "sample", a draw from p^alpha (a chain's final state chosen uniformly, a
 # particle drawn by weight); "best", the highest target alpha*log p in the final population (mode-seeking).
 OUTPUTS = ("sample", "best")
@@ -26,10 +26,10 @@ DEFAULT_PROMPT = "Explain in three sentences why the sky is blue."
 
 # The sizes a strategy's spec names, in order (beam:WIDTHxN).
 SPEC_FIELDS = {"beam": ("beam_width", "n_per_beam"), "mcmc": ("chains", "mcmc_steps"), "smc": ("particles",),
-               "best-of-n": ("best_of",), "greedy": (), "sample": ()}
+               "best-of-n": ("best_of",), "vote": ("votes",), "greedy": (), "sample": ()}
 
 # The setting each strategy calls its width: how many answers it keeps alive at once.
-WIDTH_FIELD = {"beam": "beam_width", "mcmc": "chains", "smc": "particles", "best-of-n": "best_of"}
+WIDTH_FIELD = {"beam": "beam_width", "mcmc": "chains", "smc": "particles", "best-of-n": "best_of", "vote": "votes"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class SearchSettings:
     output: Literal["sample", "best"] = "sample"
     # best-of-n
     best_of: int = 8
+    # vote
+    votes: int = 8
 
     @property
     def proposal_temperature(self) -> float:
@@ -84,7 +86,8 @@ class SearchSettings:
     def validate(self) -> SearchSettings:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        for name in ("beam_width", "n_per_beam", "block_tokens", "max_tokens", "chains", "particles", "best_of"):
+        for name in ("beam_width", "n_per_beam", "block_tokens", "max_tokens", "chains", "particles", "best_of",
+                     "votes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
@@ -132,7 +135,7 @@ class SearchSettings:
         parts = sizes.split("x") if sizes else []
         if (fields is None or len(parts) > len(fields) or not all(p.isdigit() for p in parts)
                 or (output and (name not in OUTPUT_STRATEGIES or output not in OUTPUTS))):
-            raise ConfigError(f"unknown strategy spec {spec!r}: use greedy, sample, best-of-n:N, beam:WxN, "
+            raise ConfigError(f"unknown strategy spec {spec!r}: use greedy, sample, best-of-n:N, vote:N, beam:WxN, "
                               "mcmc:CHAINSxSTEPS[:best] or smc:PARTICLES[:best]")
         changes = {f: int(p) for f, p in zip(fields, parts, strict=False)}
         if name in OUTPUT_STRATEGIES:

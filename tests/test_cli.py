@@ -143,7 +143,7 @@ SAMPLE_VALUES = {
     "prompt": "hi", "system_prompt": "be brief", "strategy": "mcmc", "block_tokens": "8", "max_tokens": "16",
     "alpha": "3", "temperature": "0.5", "seed": "7", "mode": "sequential", "beam_width": "3", "n_per_beam": "2",
     "length_penalty": "0.5", "chains": "3", "mcmc_steps": "2", "particles": "5", "ess_threshold": "0.3",
-    "output": "best", "best_of": "3", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
+    "output": "best", "best_of": "3", "votes": "5", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
     "endpoint_max_concurrent": "4", "tinker_clients": "2",
     "model": "m", "model_path": "x.gguf", "tokenizer": "embedded", "api": "chat", "max_concurrent": "7",
     "timeout": "9", "max_retries": "2", "latency": "0.5", "threads": "1", "weights": "plain",

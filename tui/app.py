@@ -63,7 +63,7 @@ class BeamtuiApp(App):
         Binding("r", "rerun", "rerun", id="rerun", priority=True,
                 tooltip="Run the search again with a fresh seed."),
         Binding("a", "cycle_strategy", "strategy", id="cycle_strategy", priority=True,
-                tooltip="Switch to the next strategy: beam, mcmc, smc, best-of-n, greedy, sample."),
+                tooltip="Switch to the next strategy: beam, mcmc, smc, best-of-n, vote, greedy, sample."),
         Binding("m", "toggle_mode", "mode", id="toggle_mode", priority=True,
                 tooltip="Switch between parallel and sequential requests; the same seed runs again, so the "
                         "Timings panel can compare the two measured times."),

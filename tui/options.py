@@ -58,7 +58,7 @@ FLAGS = (
     Flag("prompt", "the user prompt to answer"),
     Flag("system_prompt", "a system message placed before the prompt (gen: the teacher's instructions)",
          commands=SEARCHING | {"gen", "eval"}),
-    Flag("strategy", "beam, mcmc, smc, best-of-n, greedy or sample", choices=STRATEGIES),
+    Flag("strategy", "beam, mcmc, smc, best-of-n, vote, greedy or sample", choices=STRATEGIES),
     Flag("block_tokens", "tokens per block", int, commands=SEARCHING | {"eval"}),
     Flag("max_tokens", "tokens per answer at most", int, commands=EVERYWHERE),
     Flag("alpha", "power-sampling exponent: target p^alpha", float, commands=SEARCHING | {"eval"}),
@@ -78,6 +78,8 @@ FLAGS = (
          "particle drawn by weight) or the highest alpha*log p of the final population (best, mode-seeking)",
          choices=OUTPUTS, strategy=OUTPUT_STRATEGIES, aliases=("smc_output",)),
     Flag("best_of", "best-of-n: answers to choose from", int, strategy="best-of-n"),
+    Flag("votes", "vote: answers sampled and grouped by what they answer; the largest group wins", int,
+         strategy="vote"),
     # Where requests go
     Flag("backend", "local, openai or tinker", choices=BACKENDS, commands=EVERYWHERE),
     Flag("base_url", "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1; again for each further replica "

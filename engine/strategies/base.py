@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -67,8 +67,10 @@ Outcomes = list[list[Continuation] | BackendError]
 class SearchContext:
     def __init__(self, settings: SearchSettings, sampler: Sampler, layer: RequestLayer, emit: EventSink,
                  run_id: str, seed: int, messages: tuple[Message, ...], prompt_ids: tuple[int, ...],
-                 live: LiveBoard | None = None, *, needs_proposal_logprobs: bool = False):
+                 live: LiveBoard | None = None, *, needs_proposal_logprobs: bool = False,
+                 answer_key: Callable[[str], str | None] | None = None):
         self.settings = settings
+        self.answer_key = answer_key  # what an answer answers, for grouping (eval's grader); None: not known
         self.needs_proposal_logprobs = needs_proposal_logprobs
         self.logprobs_estimated = False  # some continuation's per-token logprobs were not all the server's own
         self.sampler = sampler

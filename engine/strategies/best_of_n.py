@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.errors import BackendError
-from engine.scoring import rank
+from engine.scoring import Candidate, rank
 from engine.strategies.base import ROOT, Outcome, SearchContext, failure
 
 
@@ -31,6 +31,10 @@ class BestOfN:
         answers = [search.extend(ROOT, c) for o in outcomes if not isinstance(o, BackendError) for c in o]
         if not answers:
             return Outcome(None, [], "error", f"every request failed ({failure(outcomes)})")
+        return self.choose(search, answers)
+
+    def choose(self, search: SearchContext, answers: list[Candidate]) -> Outcome:
+        """The answer among the samples: the likeliest under the target."""
         ranked = rank(answers)
         search.report([search.member(a, slot, "finished" if a.finished else "kept") for slot, a in enumerate(ranked)],
                       ranked[0])

@@ -109,8 +109,8 @@ class SequentialMonteCarlo:
         weights = normalized_weights([p.log_weight for p in particles])
         order = sorted(range(len(particles)), key=lambda slot: -particles[slot].log_weight)
         members = [search.member(particles[slot], slot, "finished" if particles[slot].finished else "kept",
-                                 weight=weights[slot]) for slot in order]
-        members += [search.member(p, slot, "resampled", weight=0.0) for slot, p in dropped]
+                                 weight=weights[slot], log_weight=particles[slot].log_weight) for slot in order]
+        members += [search.member(p, slot, "resampled", weight=0.0, log_weight=p.log_weight) for slot, p in dropped]
         return members
 
     @staticmethod

@@ -90,6 +90,11 @@ def strategy_line(result: SearchResult) -> str:
                      f"{stats['proposals']} proposals)")
     if "resamples" in stats:
         parts.append(f"{stats['resamples']} resamples · final ESS {stats['final_ess']:.2f} of {stats['particles']}")
+    if "groups" in stats:
+        votes = ", ".join(f"{g['votes']} for {g['answer']!r}" for g in stats["groups"][:5])
+        parts.append(f"votes: {votes or 'none'}" + (" …" if len(stats["groups"]) > 5 else "")
+                     + f" · grouped by {stats['grouped_by']}"
+                     + (f" · {stats['no_answer']} without an answer" if stats["no_answer"] else ""))
     if result.approximate:
         parts.append("log-probabilities estimated by the backend (approximate)")
     return " · ".join(parts)

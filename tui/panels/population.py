@@ -11,14 +11,15 @@ from textual.widgets import DataTable
 from engine.events import LiveCandidate, Member
 from engine.run_state import RunState
 
-TITLES = {"beam": "Beams", "smc": "Particles", "mcmc": "Chains", "best-of-n": "Samples", "greedy": "Answer",
-          "sample": "Answer"}
+TITLES = {"beam": "Beams", "smc": "Particles", "mcmc": "Chains", "best-of-n": "Samples", "vote": "Votes",
+          "greedy": "Answer", "sample": "Answer"}
 # Columns after the rank and before done/text, by strategy.
 COLUMNS = {
     "beam": (("score", 9), ("mean logp", 9), ("tokens", 6)),
     "smc": (("weight", 6), ("log w", 9), ("mean logp", 9), ("tokens", 6)),
     "mcmc": (("target", 9), ("accepted", 8), ("mean logp", 9), ("tokens", 6)),
     "best-of-n": (("target", 9), ("mean logp", 9), ("tokens", 6)),
+    "vote": (("votes", 5), ("answers", 12), ("target", 9), ("tokens", 6)),
 }
 DROPPED = {"pruned": "✗", "resampled": "↺", "rejected": "✗", "accepted": "✓"}
 DROPPED_STYLE = {"pruned": "dim red strike", "resampled": "dim yellow strike", "rejected": "dim red",
@@ -34,16 +35,21 @@ def _cells(strategy: str, member: Member) -> tuple[str, ...]:
         return f"{member.score:.4f}", f"{member.mean_logprob:.4f}", str(member.tokens)
     if strategy == "smc":
         weight = "–" if member.weight is None else f"{member.weight:.3f}"
-        return weight, f"{member.score:.3f}", f"{member.mean_logprob:.4f}", str(member.tokens)
+        log_weight = "–" if member.log_weight is None else f"{member.log_weight:.3f}"
+        return weight, log_weight, f"{member.mean_logprob:.4f}", str(member.tokens)
     if strategy == "mcmc":
         if member.status in ("accepted", "rejected"):
             return f"{member.target:.3f}", f"@{member.position}", f"{member.mean_logprob:.4f}", str(member.tokens)
         return (f"{member.target:.3f}", f"{member.accepted}/{member.proposed}", f"{member.mean_logprob:.4f}",
                 str(member.tokens))
+    if strategy == "vote":
+        return str(member.votes), member.group or "–", f"{member.target:.3f}", str(member.tokens)
     return f"{member.target:.3f}", f"{member.mean_logprob:.4f}", str(member.tokens)
 
 
 def _growing_cells(strategy: str, live: LiveCandidate) -> tuple[str, ...]:
+    if strategy == "vote":  # not grouped until it ends
+        return "…", "…", "…", f"{live.total_tokens}"
     blanks = len(COLUMNS.get(strategy, COLUMNS["best-of-n"])) - 2
     return ("…",) * blanks + (f"{live.mean_logprob:.4f}", f"{live.total_tokens}")
 
@@ -125,6 +131,9 @@ class PopulationPanel(Vertical):
             parts.append(f"ESS {state.ess:.1f} of {state.search.particles} · {state.resamples} resamples")
         if state.acceptance_rate is not None:
             parts.append(f"acceptance {state.acceptance_rate:.0%} ({state.accepted}/{state.proposed})")
+        groups = {m.group for m in members if m.group is not None}
+        if state.search.strategy == "vote" and groups:
+            parts.append(f"{len(groups)} distinct answers")
         if state.growing:
             parts.append(f"{len(state.growing)} growing")
         return " · ".join(parts)
