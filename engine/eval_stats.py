@@ -1,4 +1,5 @@
-"""Accuracy with a Wilson interval, and the exact McNemar test for two strategies graded on the same problems."""
+"""Accuracy with a Wilson interval, the exact McNemar test for two strategies graded on the same problems, and
+pass@k from several samples per problem."""
 
 from __future__ import annotations
 
@@ -26,3 +27,17 @@ def mcnemar_exact_p(only_first: int, only_second: int) -> float:
     k = min(only_first, only_second)
     tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The chance that at least one of k answers drawn without replacement from n, c of them right, is right:
+    1 - C(n-c, k) / C(n, k), the unbiased estimator of Chen et al. (2021, arXiv 2107.03374). Needs k <= n."""
+    if not 1 <= k <= n:
+        raise ValueError(f"pass@{k} needs 1 <= k <= n, got n={n}")
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def pass_at_ks(samples: int) -> list[int]:
+    """The k reported for `samples` samples a problem: 1, 2, 4, ... and `samples` itself."""
+    ks = [1 << i for i in range(samples.bit_length()) if 1 << i <= samples]
+    return ks if ks[-1] == samples else [*ks, samples]

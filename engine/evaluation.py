@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import ConfigError
-from engine.eval_summary import record_key
+from engine.eval_summary import read_records, record_key, timing_record
 from engine.events import EventSink, discard
 from engine.grading import Grader, prompt_for
 from engine.jsonl import JsonlAppender, repair_and_load
@@ -42,6 +42,27 @@ class EvalSettings:
     out: Path
     samples: int = 1
     seed: int = 0
+    problems: str = ""  # the problem file's name, to tell one eval's output from another's
+
+    def fingerprint(self) -> dict:
+        """What makes two evals' results comparable: a rerun into the same output must match it."""
+        search = self.search
+        return {"alpha": search.alpha, "temperature": search.proposal_temperature,
+                "block_tokens": search.block_tokens, "max_tokens": search.max_tokens, "grader": self.grader.name,
+                "template": self.template, "problems": self.problems}
+
+    def check_resumable(self) -> None:
+        """Refuse to resume into an output whose results were made with other settings: folded into one summary
+        they would compare unlike with like. The output's first result stands for the rest."""
+        first = next((r for r in read_records(self.out) if "settings" in r and "id" in r), None)
+        if first is None:
+            return
+        ours, theirs = self.fingerprint(), first["settings"]
+        differ = [f"{key} {theirs.get(key)!r} there, {value!r} now" for key, value in ours.items()
+                  if theirs.get(key, value) != value]
+        if differ:
+            raise ConfigError(f"{self.out} holds results made with other settings ({'; '.join(differ)}); give "
+                              f"another --out, or the same settings to resume it")
 
     def validate(self) -> EvalSettings:
         specs = [s.spec for s in self.strategies]
@@ -79,11 +100,12 @@ class Evaluator:
 
     async def run(self, problems: ProblemSet | list[Problem]) -> float:
         """Every missing (problem, strategy, sample) search; returns the wall time of this run. Problems are
-        taken one at a time as the window frees, so a problem set read from a file is never held whole."""
+        taken one at a time as the window frees, so a problem set read from a file is never held whole.
+
+        Strategies run one after another, each at the full concurrency, so each one's wall time is measured on
+        its own (a timing line in the output after each); interleaved, a fast baseline would wait on the slow."""
         settings = self.settings
         done = repair_and_load(settings.out, record_key)
-        jobs = ((problem, strategy, k) for problem in problems for strategy in settings.strategies
-                for k in range(settings.samples))
         for strategy in settings.strategies:
             self.progress[strategy.spec] = StrategyProgress(total=len(problems) * settings.samples)
         # Searches in hand at once: twice the cap, so a freed request slot finds the next search's prompt already
@@ -101,17 +123,23 @@ class Evaluator:
                 failed.append(task)
 
         try:
-            for problem, strategy, k in jobs:
-                if (problem.id, strategy.spec, k) in done:
-                    self.progress[strategy.spec].skipped += 1
-                    continue
-                await window.acquire()
-                if failed:  # a search that raised (not one that failed requests): stop sending more
-                    break
-                task = asyncio.create_task(self._one(problem, strategy, k, output))
-                running.add(task)
-                task.add_done_callback(finished)
-            await asyncio.gather(*running, *failed)
+            for strategy in settings.strategies:
+                phase_started, sent = time.perf_counter(), 0
+                for problem, k in ((problem, k) for problem in problems for k in range(settings.samples)):
+                    if (problem.id, strategy.spec, k) in done:
+                        self.progress[strategy.spec].skipped += 1
+                        continue
+                    await window.acquire()
+                    if failed:  # a search that raised (not one that failed requests): stop sending more
+                        break
+                    task = asyncio.create_task(self._one(problem, strategy, k, output))
+                    running.add(task)
+                    task.add_done_callback(finished)
+                    sent += 1
+                await asyncio.gather(*running, *failed)
+                if sent:
+                    output.write(timing_record(strategy.spec, sent, time.perf_counter() - phase_started,
+                                               self.layer.max_concurrent))
         finally:
             for task in running:
                 task.cancel()
@@ -135,9 +163,7 @@ class Evaluator:
             "extracted": grade.extracted, "gold": problem.answer, "correct": grade.correct,
             "tokens": usage["completion_tokens"], "requests": usage["requests"], "failures": usage["failures"],
             "wall_s": round(result.wall_s, 4), "error": result.error,
-            "settings": {"alpha": search.alpha, "temperature": search.proposal_temperature,
-                         "block_tokens": search.block_tokens, "max_tokens": search.max_tokens,
-                         "seed": search.seed, "mode": search.mode, "grader": settings.grader.name},
+            "settings": {**settings.fingerprint(), "seed": search.seed, "mode": search.mode},
         }
         output.write(record)
         progress = self.progress[strategy.spec]

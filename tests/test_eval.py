@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from engine.eval_stats import mcnemar_exact_p, wilson_interval
+from engine.eval_stats import mcnemar_exact_p, pass_at_k, pass_at_ks, wilson_interval
 from engine.eval_summary import EvalTally, summarize
 from engine.grading import Grader, last_number, parse_grader
 from engine.problems import Problem, read_problems
@@ -140,8 +140,11 @@ def test_eval_grades_every_strategy_and_reports_the_table(tmp_path):
         assert (row["n"], row["correct"], row["no_answer"]) == (6, 3, 0)
         assert row["mcnemar_p"] in (None, 1.0) and row["mean_tokens"] > 0 and row["mean_requests"] >= 1
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(lines) == 18 and all(line["extracted"] == "42" for line in lines)
-    assert {"answer", "correct", "tokens", "requests", "wall_s", "settings"} <= lines[0].keys()
+    results = [line for line in lines if "id" in line]
+    assert len(results) == 18 and all(line["extracted"] == "42" for line in results)
+    assert {"answer", "correct", "tokens", "requests", "wall_s", "settings"} <= results[0].keys()
+    assert [line["timing"] for line in lines if "timing" in line] == ["greedy", "beam:2x2", "smc:3"]
+    assert rows["greedy"]["x_time"] == 1.0 and rows["smc:3"]["x_tokens"] > 1 and rows["smc:3"]["x_time"] > 0
 
 
 def test_eval_resumes_after_kill_9_with_every_search_exactly_once(tmp_path):
@@ -159,11 +162,11 @@ def test_eval_resumes_after_kill_9_with_every_search_exactly_once(tmp_path):
             time.sleep(0.05)
         run.send_signal(signal.SIGKILL)
         run.wait()
-        first = len(out.read_text().splitlines())
+        first = sum("id" in json.loads(line) for line in out.read_text().splitlines())
         assert 6 <= first < 40
         again = subprocess.run(command + ["--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
-    keys = [(r["id"], r["strategy"]) for r in map(json.loads, out.read_text().splitlines())]
+    keys = [(r["id"], r["strategy"]) for r in map(json.loads, out.read_text().splitlines()) if "id" in r]
     assert len(keys) == len(set(keys)) == 40
     assert all(row["n"] == 20 and row["correct"] == 20 for row in json.loads(again.stdout)["strategies"])
 
@@ -229,10 +232,81 @@ async def test_the_eval_dashboard_fills_the_table_and_follows_one_search_at_a_ti
             assert app.state is not None and app.state.finished
             assert app.query_one(PopulationPanel).query_one("DataTable").row_count >= 1
             await pilot.press("q")
-    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 12
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sum("id" in line for line in lines) == 12 and sum("timing" in line for line in lines) == 2
 
 
 def test_eval_tui_refuses_quiet_in_one_line(tmp_path):
     done = run_cli("eval", "--problems", str(FIXTURES / "gsm8k.jsonl"), "--out", str(tmp_path / "o.jsonl"),
                    "--tui", "--quiet")
     assert done.returncode == 2 and "give one" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_pass_at_k_is_the_unbiased_estimator_against_hand_computed_values():
+    assert pass_at_k(4, 1, 2) == pytest.approx(1 - 3 / 6)  # 1 - C(3,2)/C(4,2)
+    assert pass_at_k(5, 2, 3) == pytest.approx(1 - 1 / 10)  # 1 - C(3,3)/C(5,3)
+    assert pass_at_k(4, 0, 4) == 0 and pass_at_k(4, 4, 1) == 1 and pass_at_k(4, 1, 1) == 0.25
+    assert pass_at_ks(4) == [1, 2, 4] and pass_at_ks(6) == [1, 2, 4, 6] and pass_at_ks(1) == [1]
+    with pytest.raises(ValueError):
+        pass_at_k(2, 1, 3)
+
+
+def test_the_summary_reports_pass_at_k_over_problems():
+    records = [{"id": pid, "strategy": "s", "sample": k, "correct": right, "extracted": "1", "tokens": 1,
+                "requests": 1, "wall_s": 0.1}
+               for pid, rights in (("a", (1, 0, 0, 0)), ("b", (1, 1, 1, 1))) for k, right in enumerate(rights)]
+    (row,) = summarize(records, ["s"], samples=4)
+    assert row.pass_at == pytest.approx({1: (0.25 + 1) / 2, 2: (0.5 + 1) / 2, 4: 1.0})
+    assert row.as_dict()["pass_at"] == {"pass@1": 0.625, "pass@2": 0.75, "pass@4": 1.0}
+
+
+def test_cost_multiples_are_of_the_first_strategy_and_time_is_each_timed_alone():
+    records = [{"id": f"p{i}", "strategy": spec, "sample": 0, "correct": True, "extracted": "1", "tokens": tokens,
+                "requests": requests, "wall_s": 9.0} for i in range(4)
+               for spec, tokens, requests in (("greedy", 10, 1), ("smc:8", 41, 8))]
+    records += [{"timing": "greedy", "searches": 4, "wall_s": 2.0, "max_concurrent": 8},
+                {"timing": "smc:8", "searches": 4, "wall_s": 4.6, "max_concurrent": 8}]
+    greedy, smc = summarize(records, ["greedy", "smc:8"])
+    assert (greedy.x_tokens, greedy.x_requests, greedy.x_time) == (1.0, 1.0, 1.0)
+    assert (smc.x_tokens, smc.x_requests, smc.x_time) == pytest.approx((4.1, 8.0, 2.3))
+
+
+def test_vote_groups_answers_and_a_tie_goes_to_the_higher_summed_target():
+    from engine.strategies.vote import final_line, tally
+
+    groups = tally(["4", "5", "4", None, "5"], [-1.0, -2.0, -3.0, 0.0, -0.5])
+    assert groups == [("5", 2, -2.5), ("4", 2, -4.0)]  # two votes each: 5's members are likelier together
+    assert tally(["4", "4", "5"], [-9.0, -9.0, -0.1])[0][0] == "4"  # more votes beat a likelier single answer
+    assert final_line("Let me think.\n\n  The answer is 42. \n") == "the answer is 42"
+    assert final_line("  \n") is None
+
+
+def test_vote_answers_with_the_largest_group_on_a_real_search():
+    import asyncio
+
+    from engine.search import run_search
+    from engine.settings import BackendSettings, SearchSettings
+    from tests.synthetic import MarkovSampler
+
+    settings = SearchSettings(prompt="colours", strategy="vote", votes=12, max_tokens=2, alpha=1.0, seed=4)
+    last_word = lambda text: text.split()[-1]  # noqa: E731
+    result = asyncio.run(run_search(settings, MarkovSampler(), BackendSettings(max_retries=0),
+                                    answer_key=last_word))
+    groups = result.stats["groups"]
+    assert result.stats["grouped_by"] == "the grader's extracted answer" and sum(g["votes"] for g in groups) == 12
+    assert last_word(result.answer.text) == groups[0]["answer"]
+    assert groups[0]["votes"] == max(g["votes"] for g in groups)
+
+
+def test_resuming_into_an_output_made_with_other_settings_is_refused(tmp_path):
+    out = tmp_path / "out.jsonl"
+    with scripted_server(" 42") as server:
+        common = ["eval", "--problems", str(ROOT / "assets" / "arithmetic.jsonl"), "--limit", "2", "--strategies",
+                  "greedy", "--out", str(out), "--quiet", "--base-url", server.base_url, *ENDPOINT]
+        assert run_cli(*common, "--max-tokens", "4", "--block-tokens", "4").returncode == 0
+        again = run_cli(*common, "--max-tokens", "6", "--block-tokens", "4")
+        same = run_cli(*common, "--max-tokens", "4", "--block-tokens", "4", "--json")
+    assert again.returncode == 2
+    assert again.stderr == (f"beamtui: error: {out} holds results made with other settings (max_tokens 4 there, 6 "
+                            "now); give another --out, or the same settings to resume it\n")
+    assert same.returncode == 0 and json.loads(same.stdout)["strategies"][0]["n"] == 2

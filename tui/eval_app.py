@@ -48,7 +48,7 @@ class EvalApp(App):
         self.host = host_factory(self.post_message, settings, backend, problems)
         self.specs = [s.spec for s in settings.strategies]
         self.total = len(problems) * len(self.specs) * settings.samples
-        self.tally = EvalTally(self.specs)  # what the output already held, then this run's results
+        self.tally = EvalTally(self.specs, settings.samples)  # what the output already held, then this run's results
         for record in previous:
             self.tally.add(record)
         self.rows: list[StrategySummary] = self.tally.rows()

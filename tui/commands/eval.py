@@ -92,8 +92,9 @@ def plan_eval(args: argparse.Namespace) -> EvalPlan:
     grader = parse_grader(args.grader, problem_set.shape, problem_set.first_answer)
     template = check_template(args.prompt_template or TEMPLATES[grader.kind])
     settings = EvalSettings(base, strategies, grader, template, Path(args.out), args.samples,
-                            base.seed).validate()
+                            base.seed, Path(args.problems).name).validate()
     check_writable(settings.out)
+    settings.check_resumable()
     return EvalPlan(settings, backend, problem_set)
 
 
@@ -134,13 +135,14 @@ def eval_tui_command(args: argparse.Namespace) -> int:
 def _records(plan: EvalPlan, samples: int) -> Iterator[dict]:
     """The output's records for this eval's problems and samples, one at a time."""
     ids = plan.problem_set.ids
-    return (r for r in read_records(plan.settings.out) if r.get("id") in ids and r.get("sample", 0) < samples)
+    return (r for r in read_records(plan.settings.out)
+            if "timing" in r or (r.get("id") in ids and r.get("sample", 0) < samples))
 
 
 def report(args: argparse.Namespace, plan: EvalPlan, wall: float | None) -> None:
     """The summary of every result in the output for these problems: this run's and earlier runs'."""
     settings, backend = plan.settings, plan.backend
-    rows = summarize(_records(plan, args.samples), [s.spec for s in settings.strategies])
+    rows = summarize(_records(plan, args.samples), [s.spec for s in settings.strategies], args.samples)
     count = len(plan.problem_set)
     if args.json:
         print(json.dumps({"problems": count, "shape": plan.problem_set.shape, "grader": settings.grader.name,
@@ -180,17 +182,24 @@ async def run_with_progress(evaluator: Evaluator, problems, console: Console, *,
 
 
 def summary_table(rows: list[StrategySummary], title: str) -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, caption=f"Δ: paired accuracy difference against "
-                  f"{rows[0].strategy}; p: exact McNemar; Σ s: its searches' own times, which overlap",
-                  caption_justify="left")
-    for name in ("strategy", "accuracy (95% CI)", "n", "none", "tokens", "requests", "Σ s", "tok/right", "Δ",
-                 "p"):
+    first = rows[0].strategy
+    ks = sorted({k for row in rows for k in row.pass_at})
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, caption=(
+        f"×tok, ×req, ×time: tokens, requests and wall time per search as multiples of {first}'s (time: each "
+        f"strategy's searches timed on their own at the same concurrency); Δ: paired accuracy difference against "
+        f"{first}; p: exact McNemar" + ("; pass@k: unbiased estimate from the samples per problem" if ks[1:] else "")),
+        caption_justify="left")
+    passes = [f"pass@{k}" for k in ks] if ks[1:] else []
+    for name in ("strategy", "accuracy (95% CI)", "n", "none", "tokens", "×tok", "×req", "×time", *passes,
+                 "tok/right", "Δ", "p"):
         table.add_column(name, justify="left" if name == "strategy" else "right",
                          no_wrap=name in ("strategy", "accuracy (95% CI)", "Δ"))
+    times = lambda value: "–" if value is None else f"x{value:.2f}"  # noqa: E731
     for row in rows:
         table.add_row(
             row.strategy, f"{row.accuracy:.1%} ({row.ci_low:.0%}-{row.ci_high:.0%})", str(row.n), str(row.no_answer),
-            f"{row.mean_tokens:.1f}", f"{row.mean_requests:.1f}", f"{row.wall_s:.0f}",
+            f"{row.mean_tokens:.1f}", times(row.x_tokens), times(row.x_requests), times(row.x_time),
+            *(("–" if k not in row.pass_at else f"{row.pass_at[k]:.1%}") for k in (ks if passes else [])),
             "–" if row.tokens_per_correct is None else f"{row.tokens_per_correct:.0f}",
             "–" if row.diff_vs_first is None else f"{row.diff_vs_first:+.1%}",
             "–" if row.mcnemar_p is None else f"{row.mcnemar_p:.2g}",
