@@ -169,6 +169,9 @@ class BackendSettings:
     latency: float = 0.0  # simulated network delay per request, local backend only
     threads: int | None = None
     weights: str = "auto"
+    # Set for a dashboard served to a browser: the endpoints (host:port) the API key was given for. A visitor
+    # who points the backend elsewhere gets no key sent there.
+    key_for: tuple[str, ...] | None = None
 
     @property
     def base_urls(self) -> tuple[str, ...]:
@@ -245,8 +248,23 @@ class BackendSettings:
             return "XAI_API_KEY"
         return "OPENAI_API_KEY"
 
-    def api_key(self) -> str | None:
+    def api_key(self, url: str | None = None) -> str | None:
+        """The key for `url` (default: the first base URL): from the environment, unless the key is pinned to
+        other endpoints."""
+        url = url or self.base_url
+        if self.key_for is not None and (self.backend != "openai" or endpoint_of(url) not in self.key_for):
+            return None
         return os.environ.get(self.api_key_env) or None
+
+    def pinned_key(self) -> BackendSettings:
+        """These settings with the key pinned to the endpoints they name now."""
+        return dataclasses.replace(self, key_for=tuple(endpoint_of(url) for url in self.base_urls))
+
+
+def endpoint_of(url: str | None) -> str:
+    """Where a URL's requests go: scheme, host and port."""
+    parsed = urlparse(url or "")
+    return f"{parsed.scheme}://{parsed.hostname}:{parsed.port or {'https': 443}.get(parsed.scheme, 80)}"
 
 
 def check_url(url: str) -> None:

@@ -91,6 +91,7 @@ class ServerStats:
     answered: int = 0
     injected: Counter = field(default_factory=Counter)
     arrivals: list[float] = field(default_factory=list)  # wall-clock times of the first `arrivals_kept` requests
+    authorizations: list[str] = field(default_factory=list)  # the Authorization headers of the first requests
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -165,6 +166,7 @@ class FaultServer:
         stats.requests += 1
         if len(stats.arrivals) < config.arrivals_kept:
             stats.arrivals.append(time.time())
+            stats.authorizations.append(headers.get("authorization", ""))
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         if self.config.group is not None:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT, free_port, run_cli
-from tui.commands.serve import exposure_warning
+from tui.commands.serve import access_token, exposure_warning
 
 CHROMIUM = os.environ.get("BEAMTUI_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -37,7 +37,8 @@ def test_the_dashboard_in_a_browser_renders_and_plus_widens_the_beam(fault_serve
 
     port = free_port()
     serve = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "serve", "--port", str(port), "--backend", "openai", "--base-url",
+        [sys.executable, "-m", "tui.cli", "serve", "--port", str(port), "--token", "browser-token", "--backend",
+         "openai", "--base-url",
          fault_server.base_url, "--model", "synthetic", "--tokenizer", "embedded", "--prompt", "hi",
          "--max-tokens", "16", "--block-tokens", "8"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -58,7 +59,8 @@ def test_the_dashboard_in_a_browser_renders_and_plus_widens_the_beam(fault_serve
             page.on("websocket", lambda ws: ws.on(
                 "framereceived", lambda data: frames.append(data if isinstance(data, str) else
                                                             data.decode("utf-8", "replace"))))
-            page.goto(local)
+            assert page.goto(local).status == 403  # no token: no page, no dashboard
+            assert page.goto(local + "?token=browser-token").status == 200
             deadline = time.monotonic() + 60
             while not ("Beams" in screen() and "beam:4x4" in screen()) and time.monotonic() < deadline:
                 page.wait_for_timeout(100)
@@ -75,15 +77,46 @@ def test_the_dashboard_in_a_browser_renders_and_plus_widens_the_beam(fault_serve
         serve.communicate(timeout=20)
 
 
-def test_binding_beyond_loopback_is_warned_about():
-    assert exposure_warning("127.0.0.1", 8000) is None and exposure_warning("localhost", 8000) is None
-    assert "anyone who can reach port 8000 can drive the search" in exposure_warning("0.0.0.0", 8000)
+def test_beyond_loopback_a_token_is_made_and_only_no_token_turns_it_off_with_a_warning():
+    assert access_token("127.0.0.1", None, False) is None and access_token("localhost", None, False) is None
+    made = access_token("0.0.0.0", None, False)
+    assert made and len(made) >= 32 and made != access_token("0.0.0.0", None, False)
+    assert access_token("0.0.0.0", "my-own-token", False) == "my-own-token"
+    assert access_token("0.0.0.0", None, True) is None
+    assert exposure_warning("0.0.0.0", 8000, made) is None and exposure_warning("127.0.0.1", 8000, None) is None
+    assert "anyone who can reach port 8000 can drive the search" in exposure_warning("0.0.0.0", 8000, None)
+
+
+def test_without_its_token_the_page_and_websocket_are_refused():
+    import httpx
+
+    port = free_port()
+    serve = subprocess.Popen([sys.executable, "-m", "tui.cli", "serve", "--port", str(port), "--token", "s3cret-token",
+                              "--max-tokens", "8"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        wait_for_port(port, serve)
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/").status_code == 403
+        assert httpx.get(f"{base}/?token=wrong-token").status_code == 403
+        assert httpx.get(f"{base}/ws").status_code == 403
+        page = httpx.get(f"{base}/?token=s3cret-token")
+        assert page.status_code == 200 and page.cookies.get("beamtui_token") == "s3cret-token"
+        assert f"ws://127.0.0.1:{port}/ws" in page.text  # where the browser reached it, not the bound address
+        assert httpx.get(f"http://localhost:{port}/?token=s3cret-token").text.count(f"ws://localhost:{port}/ws")
+    finally:
+        serve.terminate()
+        _, err = serve.communicate(timeout=20)
+    assert f"open http://127.0.0.1:{port}/?token=s3cret-token" in err
 
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--port", "0"], "--port must be 1 to 65535"),
     (["--port", "PORT_IN_USE"], "cannot listen on 127.0.0.1:"),
     (["--beam-width", "0"], "beam-width must be an integer >= 1"),
+    (["--token", "abcdefgh", "--no-token"], "give --token or --no-token, not both"),
+    (["--token", "short"], "--token must be at least 8 characters"),
+    (["--max-tabs", "0"], "--max-tabs must be >= 1"),
 ])
 def test_bad_serve_input_exits_2_with_one_line(argv, message):
     with socket.create_server(("127.0.0.1", 0)) as busy:

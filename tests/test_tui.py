@@ -410,3 +410,26 @@ def test_settings_dialog_at_80x24_scrolls_to_its_buttons(snap_compare):
         await pilot.pause(0.1)
 
     assert snap_compare(replay_app("beam", clock), terminal_size=(80, 24), run_before=replayed)
+
+
+async def test_a_served_visitor_cannot_send_the_api_key_to_another_host(monkeypatch):
+    """Served, the dashboard's key is pinned to the endpoint it was started with: pointing the backend dialog at
+    another server sends it no Authorization header (two loopback servers, each recording what it got)."""
+    from textual.widgets import Input
+
+    from tests.fault_server import ThreadedFaultServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-pinned-0123456789")
+    with ThreadedFaultServer(FaultConfig()) as own, ThreadedFaultServer(FaultConfig()) as other:
+        backend = openai_settings(own.base_url).pinned_key()  # what `launch` does under `beamtui serve`
+        app = BeamtuiApp(SMALL, backend)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.status == "finished")
+            await pilot.press("c")
+            await wait_for(pilot, lambda: dialog_keys(app))
+            app.screen.query_one("#base_url", Input).value = other.base_url
+            app.screen.query_one("#apply").press()
+            await wait_for(pilot, lambda: app.backend.base_url == other.base_url and app.state.status == "finished")
+        assert other.stats.requests > 0
+    assert set(own.stats.authorizations) == {"Bearer sk-test-pinned-0123456789"}
+    assert set(other.stats.authorizations) == {""}  # answered, and never saw the key

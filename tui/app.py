@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -24,6 +25,7 @@ from engine.run_state import ModeTimes, RunState
 from engine.settings import STRATEGIES, BackendSettings, SearchSettings
 from tui.engine_host import EngineBatch, EngineFailed, EngineHost, SearchOrder
 from tui.keymap import check_keymap
+from tui.options import SERVED_ENV
 from tui.panels.answer import AnswerPanel
 from tui.panels.keys_bar import KeysBar
 from tui.panels.log import LogPanel
@@ -351,6 +353,8 @@ def launch(args) -> int:
     try:
         values = merged_values(args)
         search, backend = settings_from(values)
+        if os.environ.get(SERVED_ENV):  # a browser's visitor may change the endpoint, never where the key goes
+            backend = backend.pinned_key()
         app = BeamtuiApp(search, backend, keymap=values.get("keymap"))
         if backend.backend != "local":
             asyncio.run(check_backend(backend))  # a missing key or dead endpoint fails here, before the screen opens

@@ -31,6 +31,7 @@ from engine.settings import (
 )
 
 AFTER_COMMAND = "_after_command"
+SERVED_ENV = "BEAMTUI_SERVED"  # set for the dashboards `serve` starts: a visitor may not redirect the API key
 SEARCHING = frozenset({"tui", "run", "bench", "serve"})
 EVERYWHERE = frozenset({"tui", "run", "bench", "gen", "eval", "serve"})
 

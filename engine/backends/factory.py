@@ -22,7 +22,7 @@ def create_sampler(settings: BackendSettings) -> Sampler:
         from engine.backends.openai_compat import OpenAISampler
 
         endpoints = [
-            OpenAISampler(base_url=url, model=settings.model, api_key=settings.api_key(),
+            OpenAISampler(base_url=url, model=settings.model, api_key=settings.api_key(url),
                           max_concurrent=settings.endpoint_max_concurrent or settings.max_concurrent,
                           timeout=settings.timeout, api=settings.api, tokenizer=settings.tokenizer)
             for url in settings.base_urls

@@ -3,21 +3,30 @@
 textual-serve starts one dashboard process per browser tab, from a command line; ours is `beamtui` with the
 flags `serve` was given (API keys stay in the environment, never on that line). Everything is checked here
 first, so bad input fails in the shell, not in a browser tab.
+
+Beyond loopback the page and its websocket need an access token, as Jupyter's do: a random one printed once in
+the URL, or `--token`. The page sets it as a cookie, so the websocket carries it too. Pages and websockets
+point at the host the browser asked for, not at the address bound (0.0.0.0 is no address a browser can reach),
+and at most `--max-tabs` dashboards run at once (each is a process with its own model).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
+import os
+import secrets
 import shlex
 import socket
 import sys
 from pathlib import Path
 
 from engine.errors import ConfigError
-from tui.options import BY_DEST, add_command, add_flags, merged_values, settings_from
+from tui.options import BY_DEST, SERVED_ENV, add_command, add_flags, merged_values, settings_from
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TOKEN_COOKIE = "beamtui_token"
 
 
 def add_serve_parser(commands) -> None:
@@ -29,6 +38,12 @@ def add_serve_parser(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default 127.0.0.1; anyone who can reach it can drive the search)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--token", help="the access token the page asks for (default: a random one beyond loopback, "
+                                       "none on loopback)")
+    serve.add_argument("--no-token", action="store_true",
+                       help="serve beyond loopback without a token: anyone who reaches the port drives the search")
+    serve.add_argument("--max-tabs", type=int, default=4,
+                       help="dashboards at once, each a process with its own model (default 4)")
 
 
 def dashboard_command(args: argparse.Namespace) -> str:
@@ -45,11 +60,59 @@ def dashboard_command(args: argparse.Namespace) -> str:
     return shlex.join(argv)
 
 
-def exposure_warning(host: str, port: int) -> str | None:
-    if host in LOOPBACK:
+def access_token(host: str, token: str | None, no_token: bool) -> str | None:
+    """The token every page and websocket must carry: given, or made up beyond loopback unless refused."""
+    if token is not None and no_token:
+        raise ConfigError("give --token or --no-token, not both")
+    if token is not None:
+        if len(token) < 8:
+            raise ConfigError("--token must be at least 8 characters")
+        return token
+    return None if no_token or host in LOOPBACK else secrets.token_urlsafe(24)
+
+
+def exposure_warning(host: str, port: int, token: str | None) -> str | None:
+    if host in LOOPBACK or token is not None:
         return None
-    return (f"beamtui: warning: serving on {host}: anyone who can reach port {port} can drive the search and spend "
-            f"its backend")
+    return (f"beamtui: warning: serving on {host} with --no-token: anyone who can reach port {port} can drive the "
+            f"search, spend its backend's budget and read its prompts")
+
+
+def token_server(command: str, host: str, port: int, token: str | None, max_tabs: int):
+    """textual-serve's server, with the token checked on every request, URLs made for the host the browser used,
+    and a cap on dashboards at once."""
+    from aiohttp import web
+    from textual_serve.server import Server
+
+    class TokenServer(Server):
+        tabs = 0
+
+        async def _make_app(self) -> web.Application:
+            app = await super()._make_app()
+            app.middlewares.append(self._guard)
+            return app
+
+        @web.middleware
+        async def _guard(self, request: web.Request, handler):
+            if token is not None:
+                given = request.query.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
+                if not hmac.compare_digest(given.encode(), token.encode()):
+                    raise web.HTTPForbidden(text="beamtui: this dashboard needs its access token (?token=...)")
+            self.public_url = f"{request.scheme}://{request.host}"  # as the browser reached us
+            if request.path == "/ws":
+                if TokenServer.tabs >= max_tabs:
+                    raise web.HTTPServiceUnavailable(text=f"beamtui: {max_tabs} dashboards are open already")
+                TokenServer.tabs += 1
+                try:
+                    return await handler(request)
+                finally:
+                    TokenServer.tabs -= 1
+            response = await handler(request)
+            if token is not None and request.path == "/":
+                response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
+            return response
+
+    return TokenServer(command, host=host, port=port, title="beamtui")
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -61,21 +124,26 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from textual_serve.server import Server
-
     from tui.app import BeamtuiApp, check_backend
     from tui.keymap import check_keymap
 
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be 1 to 65535, got {args.port}")
+    if args.max_tabs < 1:
+        raise ConfigError(f"--max-tabs must be >= 1, got {args.max_tabs}")
+    token = access_token(args.host, args.token, args.no_token)
     values = merged_values(args)
     _, backend = settings_from(values)  # checked here, used by each tab's own dashboard
     check_keymap(values.get("keymap") or {}, BeamtuiApp.binding_scopes())
     if backend.backend != "local":
         asyncio.run(check_backend(backend))
     check_port_free(args.host, args.port)
-    warning = exposure_warning(args.host, args.port)
+    warning = exposure_warning(args.host, args.port, token)
     if warning:
         print(warning, file=sys.stderr)
-    Server(dashboard_command(args), host=args.host, port=args.port, title="beamtui").serve()
+    if token is not None:
+        shown = "HOST" if args.host in ("0.0.0.0", "::") else args.host
+        print(f"beamtui: open http://{shown}:{args.port}/?token={token}", file=sys.stderr)
+    os.environ[SERVED_ENV] = "1"  # the dashboards it starts inherit it
+    token_server(dashboard_command(args), args.host, args.port, token, args.max_tabs).serve()
     return 0
