@@ -92,6 +92,7 @@ class ServerStats:
     injected: Counter = field(default_factory=Counter)
     arrivals: list[float] = field(default_factory=list)  # wall-clock times of the first `arrivals_kept` requests
     authorizations: list[str] = field(default_factory=list)  # the Authorization headers of the first requests
+    user_agents: list[str] = field(default_factory=list)  # and their User-Agent headers
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -167,6 +168,7 @@ class FaultServer:
         if len(stats.arrivals) < config.arrivals_kept:
             stats.arrivals.append(time.time())
             stats.authorizations.append(headers.get("authorization", ""))
+            stats.user_agents.append(headers.get("user-agent", ""))
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         if self.config.group is not None:

@@ -276,3 +276,11 @@ def test_a_config_value_of_the_wrong_type_is_named_in_words(tmp_path):
     config.write_text('beam-width = "four"\n')
     with pytest.raises(ConfigError, match="setting 'beam-width' in .* must be an integer, got 'four'"):
         read_config(str(config))
+
+
+def test_a_piped_run_table_keeps_its_columns():
+    done = run_cli("run", "--prompt", "Name a colour.", "--strategy", "best-of-n", "--best-of", "2", "--max-tokens",
+                   "4", "--seed", "1")
+    assert done.returncode == 0, done.stderr
+    header = next(line for line in done.stdout.splitlines() if "target" in line and "mean logp" in line)
+    assert "text (tail)" in header and len(header) > 80  # not cut to an assumed 80 columns

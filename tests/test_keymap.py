@@ -28,7 +28,7 @@ async def test_a_remapped_knob_answers_to_its_new_key_only(fault_server):
 
 BAD_KEYMAPS = [
     ('width_upp = "w"', "unknown binding id 'width_upp'"),
-    ('width_up = "m"', "m would be both width_up and toggle_mode"),
+    ('width_up = "m"', "m would be both toggle_mode and width_up"),
     ('rerun = "ctrl+p"', "ctrl+p would be both the command palette and rerun"),
     ('rerun = "ctrl+upp"', "'ctrl+upp' is not a key"),
     ('rerun = 5', "rerun must be a key"),

@@ -76,6 +76,22 @@ async def test_llama_server_logprobs_agree_with_the_embedded_model(llama_server)
     assert max(differences) < 0.4
 
 
+async def test_requests_go_through_the_openai_sdk_with_the_key_or_no_authorization_at_all(monkeypatch):
+    from tests.fault_server import ThreadedFaultServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789")
+    with ThreadedFaultServer(FaultConfig()) as server:
+        for settings in (openai_settings(server.base_url), openai_settings(server.base_url).pinned_key()):
+            sampler = await open_sampler(settings)
+            await sampler.aclose()
+        settings = openai_settings(server.base_url).replace(key_for=())  # pinned elsewhere: no key here
+        sampler = await open_sampler(settings)
+        await sampler.aclose()
+    assert all(agent.startswith("AsyncOpenAI/Python") for agent in server.stats.user_agents)
+    assert set(server.stats.authorizations) == {"Bearer sk-test-0123456789", ""}
+    assert server.stats.authorizations[-1] == ""  # the SDK found OPENAI_API_KEY in the environment: not sent
+
+
 async def test_token_id_servers_get_token_ids_back_and_forth(fault_server):
     sampler = await open_sampler(openai_settings(fault_server.base_url))
     try:

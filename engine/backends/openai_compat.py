@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from engine.backends.http_json import JSONClient
+from engine.backends.openai_client import JSONClient
 from engine.backends.tempering import estimated_log_p, estimated_log_q
 from engine.errors import BackendError, ConfigError
 from engine.request_layer import settle

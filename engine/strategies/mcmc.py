@@ -43,6 +43,8 @@ class MetropolisHastings:
         settings = search.settings
         chains = [Chain(slot) for slot in range(settings.chains)]
         for block in range(1, settings.max_blocks + 1):
+            if block > 1 and all(c.failed or c.state.finished for c in chains):
+                return self._outcome(search, chains, "finished")  # every answer has ended: no block left to grow
             growing = [c for c in chains if not c.failed and not c.state.finished
                        and search.block_budget(c.state.length, block) > 0]
             if growing:

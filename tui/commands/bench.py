@@ -10,6 +10,7 @@ from rich.table import Table
 from engine.backends.factory import open_sampler
 from engine.bench import BenchRow, run_bench
 from engine.errors import ConfigError
+from tui.commands import stdout_console
 from tui.keymap import check_dashboard_keymap
 from tui.options import merged_values, refuse_other_strategies, settings_from
 
@@ -65,5 +66,5 @@ async def bench_command(args) -> int:
                    "max_concurrent": backend.max_concurrent}
         print(json.dumps(payload))
     else:
-        Console().print(bench_table(rows, title))
+        stdout_console().print(bench_table(rows, title))
     return 0

@@ -30,6 +30,7 @@ from engine.jsonl import check_writable
 from engine.problems import ProblemSet, read_problems
 from engine.request_layer import RequestLayer
 from engine.settings import BackendSettings
+from tui.commands import stdout_console
 from tui.options import add_command, add_flags, merged_values, settings_from
 
 # Short answers by default: the shipped problems need a few tokens, and the default eval must fit in minutes.
@@ -151,9 +152,7 @@ def report(args: argparse.Namespace, plan: EvalPlan, wall: float | None) -> None
                           "out": str(settings.out), "strategies": [row.as_dict() for row in rows]}))
         return
     this_run = "stopped early" if wall is None else f"this run {wall:.1f}s"
-    console = Console()
-    if not console.is_terminal:  # piped or redirected: Rich would assume 80 columns and cut the table's numbers
-        console = Console(width=140)
+    console = stdout_console()
     console.print(summary_table(rows, f"{count} problems · grader {settings.grader.name} · {backend.backend} · "
                                       f"tokens, requests: per problem · none: no answer read · {this_run}"))
     console.print(f"prompt template: {settings.template!r}", soft_wrap=True)

@@ -22,7 +22,6 @@ from tui.keymap import check_dashboard_keymap
 from tui.options import add_command, add_flags, backend_settings, merged_values
 
 
-
 def add_gen_parser(commands) -> None:
     gen = add_command(
         commands, "gen", "generate teacher data (prompt distillation) to resumable JSONL",

@@ -18,6 +18,7 @@ from engine.events import Event, discard
 from engine.run_state import RunState
 from engine.search import SearchResult, run_search
 from engine.settings import BackendSettings, SearchSettings
+from tui.commands import stdout_console
 from tui.keymap import check_dashboard_keymap
 from tui.options import merged_values, refuse_other_strategies, settings_from
 
@@ -89,7 +90,10 @@ def strategy_line(result: SearchResult) -> str:
         parts.append(f"acceptance {'–' if rate is None else f'{rate:.0%}'} ({stats['accepted']} of "
                      f"{stats['proposals']} proposals)")
     if "resamples" in stats:
-        parts.append(f"{stats['resamples']} resamples · final ESS {stats['final_ess']:.2f} of {stats['particles']}")
+        low = stats["final_ess"] < result.settings.ess_threshold * stats["particles"]
+        parts.append(f"{stats['resamples']} resamples · final ESS {stats['final_ess']:.2f} of {stats['particles']}"
+                     + (" (below the resampling threshold: particles are not resampled after the last block, "
+                        "the answer is drawn by weight)" if low else ""))
     if "groups" in stats:
         votes = ", ".join(f"{g['votes']} for {g['answer']!r}" for g in stats["groups"][:5])
         parts.append(f"votes: {votes or 'none'}" + (" …" if len(stats["groups"]) > 5 else "")
@@ -120,7 +124,7 @@ async def run_command(args) -> int:
     check_dashboard_keymap(values)
     search, backend = settings_from(values)
     refuse_other_strategies(vars(args), search.strategy)
-    out = Console()
+    out = stdout_console()
     err = Console(stderr=True)
     sampler = await open_sampler(backend)
     try:

@@ -131,6 +131,8 @@ class PopulationPanel(Vertical):
             parts.append(f"ESS {state.ess:.1f} of {state.search.particles} · {state.resamples} resamples")
         if state.acceptance_rate is not None:
             parts.append(f"acceptance {state.acceptance_rate:.0%} ({state.accepted}/{state.proposed})")
+        if any(m.status in ("accepted", "rejected") for m in members):
+            parts.append("✓/✗ proposal accepted/rejected, @n: regenerated from token n")
         groups = {m.group for m in members if m.group is not None}
         if state.search.strategy == "vote" and groups:
             parts.append(f"{len(groups)} distinct answers")
