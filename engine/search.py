@@ -56,6 +56,7 @@ class SearchResult:
 
     def to_json(self) -> dict:
         alpha = self.settings.alpha
+        weighted = self.settings.strategy == "smc"  # the one strategy with importance weights
         return {
             "run_id": self.run_id,
             "strategy": self.settings.strategy,
@@ -65,8 +66,8 @@ class SearchResult:
                          "block_tokens": self.settings.block_tokens, "max_tokens": self.settings.max_tokens,
                          "mode": self.settings.mode},
             "seed": self.seed,
-            "answer": None if self.answer is None else candidate_json(self.answer, alpha),
-            "candidates": [candidate_json(c, alpha) for c in self.candidates],
+            "answer": None if self.answer is None else candidate_json(self.answer, alpha, weighted),
+            "candidates": [candidate_json(c, alpha, weighted) for c in self.candidates],
             "stats": self.stats,
             "timing": {
                 "wall_s": round(self.wall_s, 4),
@@ -86,13 +87,13 @@ def answer_is(settings: SearchSettings) -> str:
     return STRATEGIES[settings.strategy].answer_is(settings)
 
 
-def candidate_json(candidate: Candidate, alpha: float) -> dict:
+def candidate_json(candidate: Candidate, alpha: float, weighted: bool) -> dict:
     return {
         "text": candidate.text,
         "target": round(target_logprob(candidate.logprobs, alpha), 6),
         "score": round(candidate.score, 6),
         "mean_logprob": round(mean_logprob(candidate.logprobs), 6),
-        "log_weight": round(candidate.log_weight, 6),
+        "log_weight": round(candidate.log_weight, 6) if weighted else None,
         "tokens": candidate.length,
         "finished": candidate.finished,
         "finish_reason": candidate.finish_reason,

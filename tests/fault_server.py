@@ -167,6 +167,7 @@ class FaultServer:
         stats.requests += 1
         if len(stats.arrivals) < config.arrivals_kept:
             stats.arrivals.append(time.time())
+        if len(stats.authorizations) < config.arrivals_kept:
             stats.authorizations.append(headers.get("authorization", ""))
             stats.user_agents.append(headers.get("user-agent", ""))
         stats.in_flight += 1

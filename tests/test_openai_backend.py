@@ -106,14 +106,17 @@ async def test_token_id_servers_get_token_ids_back_and_forth(fault_server):
         assert all(100 <= t < 4000 for t in c.token_ids)  # ids straight from the server, not re-tokenised
 
 
-async def test_chat_mode_scores_from_chat_logprobs(fault_server):
-    settings = openai_settings(fault_server.base_url, api="chat")
+async def small_beam_search(settings: BackendSettings):
     sampler = await open_sampler(settings)
     try:
         search = SearchSettings(prompt="hi", beam_width=2, n_per_beam=2, block_tokens=4, max_tokens=8, seed=1)
-        result = await run_search(search, sampler, settings)
+        return await run_search(search, sampler, settings)
     finally:
         await sampler.aclose()
+
+
+async def test_chat_mode_scores_from_chat_logprobs(fault_server):
+    result = await small_beam_search(openai_settings(fault_server.base_url, api="chat"))
     assert result.error is None
     assert all(beam.logprobs and len(beam.logprobs) == beam.length for beam in result.candidates)
 
@@ -121,13 +124,7 @@ async def test_chat_mode_scores_from_chat_logprobs(fault_server):
 @pytest.mark.parametrize("fault_server", [FaultConfig(finish_reason="content_filter", eos_rate=0.5)], indirect=True)
 async def test_only_stop_ends_an_answer_and_other_finish_reasons_are_kept(fault_server):
     """A filtered or aborted answer is not an ended one: it stays open, and says why it stopped."""
-    settings = openai_settings(fault_server.base_url)
-    sampler = await open_sampler(settings)
-    try:
-        search = SearchSettings(prompt="hi", beam_width=2, n_per_beam=2, block_tokens=4, max_tokens=8, seed=1)
-        result = await run_search(search, sampler, settings)
-    finally:
-        await sampler.aclose()
+    result = await small_beam_search(openai_settings(fault_server.base_url))
     assert result.candidates and result.stop_reason != "finished"
     for candidate in result.candidates:
         assert candidate.finish_reason == "content_filter" and not candidate.finished

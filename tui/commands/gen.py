@@ -105,7 +105,8 @@ async def run_with_progress(generator: Generator, total: int, console: Console, 
         TimeRemainingColumn(), TextColumn("{task.fields[counts]}"),
     )
     with Progress(*columns, console=console, refresh_per_second=8) as bar:
-        task = bar.add_task("gen", total=None, rate="", counts="")
+        # The file was counted when it was checked: the bar knows its length before the first answer lands.
+        task = bar.add_task("gen", total=total * generator.settings.num_samples, rate="", counts="")
 
         def show(progress: GenProgress) -> None:
             bar.update(
