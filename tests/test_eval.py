@@ -310,3 +310,21 @@ def test_resuming_into_an_output_made_with_other_settings_is_refused(tmp_path):
     assert again.stderr == (f"beamtui: error: {out} holds results made with other settings (max_tokens 4 there, 6 "
                             "now); give another --out, or the same settings to resume it\n")
     assert same.returncode == 0 and json.loads(same.stdout)["strategies"][0]["n"] == 2
+
+
+def test_the_summary_fits_80_columns_whole():
+    from rich.console import Console
+
+    from tui.commands.eval import summary_tables
+
+    records = [{"id": f"p{i}", "strategy": spec, "sample": k, "correct": (i + k) % 2 == 0, "extracted": "1",
+                "tokens": 10, "requests": 2, "wall_s": 0.5} for i in range(5) for k in range(4)
+               for spec in ("greedy", "vote:8", "smc:8:best", "mcmc:2x5")]
+    rows = summarize(records, ["greedy", "vote:8", "smc:8:best", "mcmc:2x5"], samples=4)
+    console = Console(width=80, record=True, color_system=None)
+    for table in summary_tables(rows, "title", console.width):
+        console.print(table)
+    text = console.export_text()
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80
+    for needle in ("smc:8:best", "pass@4", "×time", "accuracy (95% CI)"):
+        assert needle in text

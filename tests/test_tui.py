@@ -363,7 +363,7 @@ async def test_at_80x24_quit_and_help_are_on_the_key_bar_and_help_lists_every_ke
         await pilot.pause()
         assert isinstance(app.screen, KeysScreen)
         table = app.screen.query_one("#keys-table")
-        assert table.row_count == len(BeamtuiApp.BINDINGS)
+        assert table.row_count == len(BeamtuiApp.BINDINGS) + 1  # and the command palette
         assert all(sentence for _, _, sentence in app.screen.rows)
         await pilot.press("escape")
         await pilot.pause()

@@ -153,8 +153,10 @@ def report(args: argparse.Namespace, plan: EvalPlan, wall: float | None) -> None
         return
     this_run = "stopped early" if wall is None else f"this run {wall:.1f}s"
     console = stdout_console()
-    console.print(summary_table(rows, f"{count} problems · grader {settings.grader.name} · {backend.backend} · "
-                                      f"tokens, requests: per problem · none: no answer read · {this_run}"))
+    title = (f"{count} problems · grader {settings.grader.name} · {backend.backend} · tokens: per search · none: no "
+             f"answer read · {this_run}")
+    for table in summary_tables(rows, title, console.width):
+        console.print(table)
     console.print(f"prompt template: {settings.template!r}", soft_wrap=True)
     print(frontier_chart(rows))
 
@@ -180,30 +182,45 @@ async def run_with_progress(evaluator: Evaluator, problems, console: Console, *,
         return await evaluator.run(problems)
 
 
-def summary_table(rows: list[StrategySummary], title: str) -> Table:
+WIDE_SUMMARY = 120  # narrower terminals get the summary as three tables (accuracy, cost, pass@k), none cut
+
+
+def summary_tables(rows: list[StrategySummary], title: str, width: int) -> list[Table]:
+    """The summary as one table, or on a narrow terminal as one table per question, each fitting whole."""
     first = rows[0].strategy
-    ks = sorted({k for row in rows for k in row.pass_at})
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, caption=(
-        f"×tok, ×req, ×time: tokens, requests and wall time per search as multiples of {first}'s (time: each "
-        f"strategy's searches timed on their own at the same concurrency); Δ: paired accuracy difference against "
-        f"{first}; p: exact McNemar" + ("; pass@k: unbiased estimate from the samples per problem" if ks[1:] else "")),
-        caption_justify="left")
-    passes = [f"pass@{k}" for k in ks] if ks[1:] else []
-    for name in ("strategy", "accuracy (95% CI)", "n", "none", "tokens", "×tok", "×req", "×time", *passes,
-                 "tok/right", "Δ", "p"):
-        table.add_column(name, justify="left" if name == "strategy" else "right",
-                         no_wrap=name in ("strategy", "accuracy (95% CI)", "Δ"))
+    ks = sorted({k for row in rows for k in row.pass_at}) if any(len(row.pass_at) > 1 for row in rows) else []
     times = lambda value: "–" if value is None else f"x{value:.2f}"  # noqa: E731
-    for row in rows:
-        table.add_row(
-            row.strategy, f"{row.accuracy:.1%} ({row.ci_low:.0%}-{row.ci_high:.0%})", str(row.n), str(row.no_answer),
-            f"{row.mean_tokens:.1f}", times(row.x_tokens), times(row.x_requests), times(row.x_time),
-            *(("–" if k not in row.pass_at else f"{row.pass_at[k]:.1%}") for k in (ks if passes else [])),
-            "–" if row.tokens_per_correct is None else f"{row.tokens_per_correct:.0f}",
-            "–" if row.diff_vs_first is None else f"{row.diff_vs_first:+.1%}",
-            "–" if row.mcnemar_p is None else f"{row.mcnemar_p:.2g}",
-        )
-    return table
+    cells = {
+        "accuracy (95% CI)": lambda r: f"{r.accuracy:.1%} ({r.ci_low:.0%}-{r.ci_high:.0%})",
+        "n": lambda r: str(r.n), "none": lambda r: str(r.no_answer), "tokens": lambda r: f"{r.mean_tokens:.1f}",
+        "×tok": lambda r: times(r.x_tokens), "×req": lambda r: times(r.x_requests), "×time": lambda r: times(r.x_time),
+        **{f"pass@{k}": (lambda r, k=k: "–" if k not in r.pass_at else f"{r.pass_at[k]:.1%}") for k in ks},
+        "tok/right": lambda r: "–" if r.tokens_per_correct is None else f"{r.tokens_per_correct:.0f}",
+        "Δ": lambda r: "–" if r.diff_vs_first is None else f"{r.diff_vs_first:+.1%}",
+        "p": lambda r: "–" if r.mcnemar_p is None else f"{r.mcnemar_p:.2g}",
+    }
+    notes = {
+        "accuracy (95% CI)": f"Δ: paired accuracy difference against {first}; p: exact McNemar",
+        "×tok": (f"×tok, ×req, ×time: tokens, requests and wall time per search as multiples of {first}'s (time: "
+                 "each strategy's searches timed on their own at the same concurrency)"),
+        "pass@1": "pass@k: unbiased estimate from the samples per problem",
+    }
+    groups = [["accuracy (95% CI)", "n", "none", "Δ", "p"], ["tokens", "×tok", "×req", "×time", "tok/right"],
+              [f"pass@{k}" for k in ks]]
+    if width >= WIDE_SUMMARY:
+        groups = [[name for group in groups for name in group]]
+    tables = []
+    for number, group in enumerate(g for g in groups if g):
+        caption = "; ".join(note for name, note in notes.items() if name in group)
+        table = Table(title=title if number == 0 else None, title_justify="left", box=box.SIMPLE_HEAD,
+                      pad_edge=False, caption=caption, caption_justify="left")
+        table.add_column("strategy", no_wrap=True)
+        for name in group:
+            table.add_column(name, justify="right", no_wrap=True)
+        for row in rows:
+            table.add_row(row.strategy, *(cells[name](row) for name in group))
+        tables.append(table)
+    return tables
 
 
 def frontier_chart(rows: list[StrategySummary]) -> str:

@@ -29,6 +29,7 @@ class KeysScreen(ModalScreen[None]):
             if binding.id in keymap:  # as the user's [keymap] set it
                 binding = replace(binding, key=keymap[binding.id], key_display=None)
             self.rows.append((key_display(binding), binding.description, binding.tooltip))
+        self.rows.append(("^p", "palette", "Find any action by name: the command palette."))
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="keys-dialog", classes="dialog"):
