@@ -107,8 +107,7 @@ class SequentialMonteCarlo:
     @staticmethod
     def _members(search: SearchContext, particles: list[Candidate], dropped: list[tuple[int, Candidate]]):
         weights = normalized_weights([p.log_weight for p in particles])
-        best_first = rank(particles)
-        order = sorted(range(len(particles)), key=lambda slot: best_first.index(particles[slot]))
+        order = sorted(range(len(particles)), key=lambda slot: (-particles[slot].score, particles[slot].token_ids))
         members = [search.member(particles[slot], slot, "finished" if particles[slot].finished else "kept",
                                  weight=weights[slot], log_weight=particles[slot].log_weight) for slot in order]
         members += [search.member(p, slot, "resampled", weight=0.0, log_weight=p.log_weight) for slot, p in dropped]
