@@ -57,6 +57,19 @@ def test_bench_json_rows(fault_server):
     assert fault_server.stats.peak_in_flight <= 8
 
 
+@pytest.mark.parametrize("fault_server", [FaultConfig(latency=0.01)], indirect=True)
+def test_a_piped_bench_table_keeps_its_columns(fault_server):
+    done = run_cli("bench", *synthetic(fault_server), "--widths", "1,2", "--n-per-beam", "1", "--block-tokens", "4",
+                   "--max-tokens", "4")
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout
+    header = next(line for line in done.stdout.splitlines() if "seq_s" in line)
+    assert header.split("┃")[1:-1] == [f" {name} " for name in ("width", "requests", "tokens", "seq_s", "par_s",
+                                                                "speedup", "ideal", "efficiency", "same answer")]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("│")]
+    assert [row.split("│")[-2].strip() for row in rows] == ["yes", "yes"]
+
+
 def test_bench_labels_simulated_latency():
     done = run_cli("bench", "--widths", "2", "--n-per-beam", "1", "--block-tokens", "4", "--max-tokens", "4",
                    "--latency", "0.2", "--seed", "1")

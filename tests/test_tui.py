@@ -433,3 +433,53 @@ async def test_a_served_visitor_cannot_send_the_api_key_to_another_host(monkeypa
         assert other.stats.requests > 0
     assert set(own.stats.authorizations) == {"Bearer sk-test-pinned-0123456789"}
     assert set(other.stats.authorizations) == {""}  # answered, and never saw the key
+
+
+class _IdleEvalHost:
+    """Stands where EvalHost stands; the test posts the eval's results and the followed search's events itself."""
+
+    def __init__(self, post, settings, backend, problems):
+        pass
+
+    def serve(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_the_eval_dashboard_at_80x24_keeps_accuracy_and_cost_in_view(snap_compare, tmp_path):
+    """Four strategies on four problems, finished; the panels follow a recorded smc search. Narrow, the table keeps
+    accuracy, the paired difference and the cost multiples, whole."""
+    from engine.eval_summary import timing_record
+    from engine.evaluation import EvalSettings, parse_strategies
+    from engine.grading import Grader
+    from engine.problems import Problem
+    from tests.fixtures.record import BACKEND
+    from tests.replay import recorded, recorded_settings
+    from tui.engine_host import EngineBatch
+    from tui.eval_app import EvalApp
+    from tui.eval_host import EvalResults
+
+    specs = ["greedy", "vote:4", "smc:4", "mcmc:1x2"]
+    base = recorded_settings("smc")
+    settings = EvalSettings(base, parse_strategies(",".join(specs), base), Grader("numeric"), "{question}",
+                            tmp_path / "out.jsonl")
+    problems = [Problem(f"p{i}", f"question {i}", str(i)) for i in range(4)]
+    records = [{"id": f"p{i}", "strategy": spec, "sample": 0, "correct": i < rank + 1, "extracted": str(i),
+                "tokens": 20 * (rank + 1), "requests": 2 * rank + 1, "wall_s": 0.5 * (rank + 1)}
+               for rank, spec in enumerate(specs) for i in range(4)]
+    records += [timing_record(spec, 4, 2.0 * (rank + 1), 4) for rank, spec in enumerate(specs)]
+    clock = ManualClock()
+    app = EvalApp(settings, BACKEND, problems, "eval · 4 problems · numeric", host_factory=_IdleEvalHost,
+                  clock=clock)
+
+    async def finished(pilot):
+        await pilot.pause()
+        app.post_message(EngineBatch([event for _, event in recorded("smc")]))
+        app.post_message(EvalResults(records, finished=True))
+        await pilot.pause(0.2)
+        app.refresh_panels()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=finished)

@@ -19,6 +19,7 @@ from engine.events import SearchStarted
 from engine.problems import Problem, ProblemSet
 from engine.run_state import RunState
 from engine.settings import BackendSettings
+from tui.app import NARROW_WIDTH
 from tui.engine_host import EngineBatch, EngineFailed
 from tui.eval_host import EvalHost, EvalResults
 from tui.keymap import check_keymap
@@ -76,6 +77,9 @@ class EvalApp(App):
         self.run_worker(self.host.serve, thread=True, group="engine", name="eval loop", exclusive=True)
         self.set_interval(1 / REFRESH_HZ, self.refresh_panels)
 
+    def on_resize(self) -> None:
+        self.screen.set_class(self.size.width < NARROW_WIDTH, "narrow")
+
     def on_engine_batch(self, message: EngineBatch) -> None:
         for event in message.events:
             if isinstance(event, SearchStarted) and (self.state is None or self.state.finished):
@@ -95,7 +99,8 @@ class EvalApp(App):
         self.notify(message.error, title="eval failed", severity="error", timeout=10)
 
     def refresh_panels(self) -> None:
-        self._table.show(self.rows, self.tally.searches, self.total, self.status)
+        self._table.show(self.rows, self.tally.searches, self.total, self.status,
+                        narrow=self.screen.has_class("narrow"))
         if self.state is not None:
             for panel in self._panels:
                 panel.show(self.state)

@@ -32,6 +32,7 @@ from engine.request_layer import RequestLayer
 from engine.settings import BackendSettings
 from tui.commands import stdout_console
 from tui.options import add_command, add_flags, merged_values, settings_from
+from tui.summary_cells import ACCURACY, COST, pass_ks, summary_cells, summary_notes
 
 # Short answers by default: the shipped problems need a few tokens, and the default eval must fit in minutes.
 
@@ -187,28 +188,10 @@ WIDE_SUMMARY = 120  # narrower terminals get the summary as three tables (accura
 
 def summary_tables(rows: list[StrategySummary], title: str, width: int) -> list[Table]:
     """The summary as one table, or on a narrow terminal as one table per question, each fitting whole."""
-    first = rows[0].strategy
-    ks = sorted({k for row in rows for k in row.pass_at}) if any(len(row.pass_at) > 1 for row in rows) else []
-    times = lambda value: "–" if value is None else f"x{value:.2f}"  # noqa: E731
-    cells = {
-        "accuracy (95% CI)": lambda r: f"{r.accuracy:.1%} ({r.ci_low:.0%}-{r.ci_high:.0%})",
-        "n": lambda r: str(r.n), "none": lambda r: str(r.no_answer), "tokens": lambda r: f"{r.mean_tokens:.1f}",
-        "×tok": lambda r: times(r.x_tokens), "×req": lambda r: times(r.x_requests), "×time": lambda r: times(r.x_time),
-        **{f"pass@{k}": (lambda r, k=k: "–" if k not in r.pass_at else f"{r.pass_at[k]:.1%}") for k in ks},
-        "tok/right": lambda r: "–" if r.tokens_per_correct is None else f"{r.tokens_per_correct:.0f}",
-        "Δ": lambda r: "–" if r.diff_vs_first is None else f"{r.diff_vs_first:+.1%}",
-        "p": lambda r: "–" if r.mcnemar_p is None else f"{r.mcnemar_p:.2g}",
-    }
-    notes = {
-        "accuracy (95% CI)": f"Δ: paired accuracy difference against {first}; p: exact McNemar",
-        "×tok": (f"×tok, ×req, ×time: tokens, requests and wall time per search as multiples of {first}'s (time: "
-                 "each strategy's searches timed on their own at the same concurrency)"),
-        "pass@1": "pass@k: unbiased estimate from the samples per problem",
-    }
-    groups = [["accuracy (95% CI)", "n", "none", "Δ", "p"], ["tokens", "×tok", "×req", "×time", "tok/right"],
-              [f"pass@{k}" for k in ks]]
+    cells, notes = summary_cells(rows), summary_notes(rows[0].strategy)
+    groups = [ACCURACY, COST, [f"pass@{k}" for k in pass_ks(rows)]]
     if width >= WIDE_SUMMARY:
-        groups = [[name for group in groups for name in group]]
+        groups = [list(cells)]
     tables = []
     for number, group in enumerate(g for g in groups if g):
         caption = "; ".join(note for name, note in notes.items() if name in group)
