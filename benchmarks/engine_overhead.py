@@ -13,8 +13,8 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest
 from engine.events import Event
+from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 

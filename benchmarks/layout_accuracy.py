@@ -14,10 +14,10 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from engine.backends.local.token_batch import TokenBatch
 from engine.backends.local.gguf import GGUFModel
 from engine.backends.local.layout import PLAIN, weight_layout
 from engine.backends.local.model_file import embedded_model_path
+from engine.backends.local.token_batch import TokenBatch
 
 TOKENS = 400
 TEXT = (Path(__file__).resolve().parent.parent / "README.md").read_text()

@@ -22,10 +22,10 @@ import time
 import numpy as np
 
 from engine.backends.local.backend import LocalSampler
-from engine.backends.local.token_batch import TokenBatch
 from engine.backends.local.gguf import GGUFModel
 from engine.backends.local.layout import PLAIN, REPACKED, REPACKED_ONE_TOKEN, weight_layout
 from engine.backends.local.model_file import embedded_model_path, load_llama_cpp
+from engine.backends.local.token_batch import TokenBatch
 from engine.sampler import Message, SampleRequest
 
 PROMPT = "Write a long story about a lighthouse keeper."

@@ -16,7 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.settings import STRATEGIES, SearchSettings
+from engine.registry import strategy_names
+from engine.settings import SearchSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +40,7 @@ def main() -> None:
     print(f"embedded model, default prompt, max_tokens {args.max_tokens}, seed {args.seed}\n")
     print("| strategy | width | requests | tokens | seq s | par s | speedup | same answer |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
-    for strategy in STRATEGIES:
+    for strategy in strategy_names():
         row = bench(strategy, args.max_tokens, args.seed)
         print(f"| {strategy} | {row['width']} | {row['requests']} | {row['tokens']} | {row['seq_s']:.2f} | "
               f"{row['par_s']:.2f} | x{row['speedup']:.2f} | {'yes' if row['same_answer'] else 'NO'} |", flush=True)

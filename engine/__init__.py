@@ -1,4 +1,7 @@
-"""beamtui's engine: block-wise power beam search over language-model backends.
+"""beamtui's engine: inference-time search (power sampling, beam search, baselines) over language-model backends.
 
 A plain async library: it never imports textual or rich. Consumers read its typed events (`engine.events`).
+Importing it registers the built-in strategies (`engine.registry`).
 """
+
+import engine.strategies  # noqa: F401 - registers the built-in strategies

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from engine.errors import RunFailed
 from engine.events import EventSink, discard
+from engine.results import SearchResult
 from engine.sampler import Sampler
-from engine.search import SearchResult, run_search
+from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 
 

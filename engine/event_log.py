@@ -11,10 +11,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from engine import events
+from engine.results import RoundTiming, SearchResult
 from engine.scoring import Candidate
-from engine.search import SearchResult
 from engine.settings import SearchSettings
-from engine.strategies.base import RoundTiming
 
 EVENT_TYPES = {cls.__name__: cls for cls in typing.get_args(events.Event)}
 _NAMES = {cls.__name__: cls for cls in (*EVENT_TYPES.values(), events.Member, events.LiveCandidate, SearchResult,

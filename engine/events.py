@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from engine.search import SearchResult
+    from engine.results import SearchResult
     from engine.settings import SearchSettings
 
 # What happened to a member of the population in a round, as its view and the search tree show it.
@@ -101,6 +101,11 @@ class Member:
     position: int | None = None  # MCMC proposal: the token its suffix was regenerated from
     proposed: int = 0  # MCMC chain: proposals so far
     accepted: int = 0  # MCMC chain: accepted proposals so far
+
+    @property
+    def moves(self) -> str:
+        """MCMC: a chain's accepted of proposed moves, or where a proposal regenerated its suffix from (@n)."""
+        return f"@{self.position}" if self.status in ("accepted", "rejected") else f"{self.accepted}/{self.proposed}"
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from engine.sampler import Message, Sampler, SampleRequest
 from engine.errors import BackendError, ConfigError
-from engine.jsonl import JsonlAppender, repair_and_load
 from engine.events import RequestFinished
+from engine.jsonl import JsonlAppender, repair_and_load
 from engine.request_layer import RequestLayer, RequestTag
+from engine.sampler import Message, Sampler, SampleRequest
 from engine.settings import BackendSettings
 from engine.shards import Shard
 

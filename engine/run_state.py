@@ -25,29 +25,12 @@ from engine.events import (
     SearchStarted,
 )
 from engine.request_layer import LatencyWindow
-from engine.search import SearchResult, answer_is
+from engine.results import RoundTiming, SearchResult, answer_is
 from engine.settings import BackendSettings, SearchSettings
 
 RATE_WINDOW_S = 60
 DROPPED_VISIBLE_S = 1.5  # pruned, resampled-away and rejected members stay on screen this long
 MAX_TREE_NODES = 4000  # a long wide search keeps its most recent nodes; the tree shows far fewer
-
-
-@dataclass(frozen=True)
-class RoundRow:
-    round: int
-    block: int
-    stage: str
-    wall_s: float
-    sum_request_s: float
-    requests: int
-    failed: int
-
-    @property
-    def overlap(self) -> float:
-        """Requests in flight at once on average: the sum of their latencies over the wall time. Not a speedup:
-        on a compute-bound backend concurrent requests slow each other down."""
-        return self.sum_request_s / self.wall_s if self.wall_s else 0.0
 
 
 @dataclass(frozen=True)
@@ -109,7 +92,7 @@ class RunState:
     proposed: int = 0
     accepted: int = 0
     tree: dict[int, TreeNode] = field(default_factory=dict)
-    rounds: list[RoundRow] = field(default_factory=list)
+    rounds: list[RoundTiming] = field(default_factory=list)
     best_text: str = ""
     best_score: float | None = None
     result: SearchResult | None = None
@@ -187,8 +170,8 @@ class RunState:
         elif isinstance(event, PopulationUpdated):
             self._population(event, now)
         elif isinstance(event, RoundFinished):
-            row = RoundRow(event.round, event.block, self.stage, event.wall_s, event.sum_request_s, event.requests,
-                           event.failed)
+            row = RoundTiming(event.round, event.block, self.stage, event.wall_s, event.sum_request_s,
+                              event.requests, event.failed, event.tokens)
             self._count_tokens(now, event.tokens)
             self.rounds.append(row)
             self.best_text, self.best_score = event.best_text, event.best_score

@@ -10,26 +10,16 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from engine.errors import ConfigError
+from engine.registry import OUTPUTS, StrategyInfo, spec_grammar, strategy_info
 
 BACKENDS = ("local", "openai", "tinker")
 MODES = ("parallel", "sequential")
 APIS = ("completions", "chat")
 WEIGHTS = ("auto", "plain", "repacked", "repacked-one-token")  # local weight layout; auto probes the fastest safe
-STRATEGIES = ("beam", "mcmc", "smc", "best-of-n", "vote", "greedy", "sample")
-# What mcmc and smc answer with: "sample", a draw from p^alpha (a chain's final state chosen uniformly, a
-# particle drawn by weight); "best", the highest target alpha*log p in the final population (mode-seeking).
-OUTPUTS = ("sample", "best")
-OUTPUT_STRATEGIES = ("mcmc", "smc")
 
+ZERO_ALLOWED = {"mcmc_steps": 0}  # integer settings that may be 0; the others are counts of at least 1
 KEYED_HOSTS = ("openai.com", "x.ai")  # hosted APIs that refuse keyless requests; local servers need none
 DEFAULT_PROMPT = "Explain in three sentences why the sky is blue."
-
-# The sizes a strategy's spec names, in order (beam:WIDTHxN).
-SPEC_FIELDS = {"beam": ("beam_width", "n_per_beam"), "mcmc": ("chains", "mcmc_steps"), "smc": ("particles",),
-               "best-of-n": ("best_of",), "vote": ("votes",), "greedy": (), "sample": ()}
-
-# The setting each strategy calls its width: how many answers it keeps alive at once.
-WIDTH_FIELD = {"beam": "beam_width", "mcmc": "chains", "smc": "particles", "best-of-n": "best_of", "vote": "votes"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +46,8 @@ class SearchSettings:
     # smc
     particles: int = 8
     ess_threshold: float = 0.5  # resample when the effective sample size drops below this fraction of particles
-    # mcmc and smc
+    # mcmc and smc: "sample", a draw from p^alpha (a chain's final state chosen uniformly, a particle drawn by
+    # weight); "best", the highest target alpha*log p in the final population (mode-seeking)
     output: Literal["sample", "best"] = "sample"
     # best-of-n
     best_of: int = 8
@@ -68,8 +59,12 @@ class SearchSettings:
         return 1.0 / self.alpha if self.temperature is None else self.temperature
 
     @property
+    def info(self) -> StrategyInfo:
+        return strategy_info(self.strategy)
+
+    @property
     def blockwise(self) -> bool:
-        return self.strategy in ("beam", "mcmc", "smc")  # the others ask for whole answers at once
+        return self.info.blockwise
 
     @property
     def max_blocks(self) -> int:
@@ -77,22 +72,18 @@ class SearchSettings:
 
     @property
     def width_field(self) -> str | None:
-        return WIDTH_FIELD.get(self.strategy)
+        return self.info.width
 
     @property
     def width(self) -> int:
         return getattr(self, self.width_field) if self.width_field else 1
 
     def validate(self) -> SearchSettings:
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        for name in ("beam_width", "n_per_beam", "block_tokens", "max_tokens", "chains", "particles", "best_of",
-                     "votes"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.mcmc_steps, int) or self.mcmc_steps < 0:
-            raise ConfigError(f"mcmc-steps must be an integer >= 0, got {self.mcmc_steps!r}")
+        info = strategy_info(self.strategy)
+        for field in dataclasses.fields(self):
+            value, least = getattr(self, field.name), ZERO_ALLOWED.get(field.name, 1)
+            if field.type == "int" and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+                raise ConfigError(f"{field.name.replace('_', '-')} must be an integer >= {least}, got {value!r}")
         if self.block_tokens > self.max_tokens and self.blockwise:
             raise ConfigError(
                 f"block-tokens ({self.block_tokens}) cannot be larger than max-tokens ({self.max_tokens})"
@@ -109,7 +100,7 @@ class SearchSettings:
             raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.strategy in ("mcmc", "smc") and self.proposal_temperature == 0:
+        if info.needs_proposal_logprobs and self.proposal_temperature == 0:
             raise ConfigError(f"{self.strategy} needs a proposal temperature > 0: greedy proposals have no density")
         if not self.prompt.strip():
             raise ConfigError("prompt is empty")
@@ -122,8 +113,9 @@ class SearchSettings:
     def spec(self) -> str:
         """The strategy, its sizes and (when not the default) its output in one word, as eval's --strategies
         takes them: beam:4x4, mcmc:2x5, smc:8:best."""
-        sizes = "x".join(str(getattr(self, name)) for name in SPEC_FIELDS[self.strategy])
-        output = ":best" if self.strategy in OUTPUT_STRATEGIES and self.output == "best" else ""
+        info = self.info
+        sizes = "x".join(str(getattr(self, name)) for name in info.sizes)
+        output = f":{self.output}" if info.outputs and self.output != info.outputs[0] else ""
         return f"{self.strategy}:{sizes}{output}" if sizes else self.strategy
 
     def with_spec(self, spec: str) -> SearchSettings:
@@ -131,15 +123,17 @@ class SearchSettings:
         best-of-n:8, beam:4x4, mcmc:2x5, smc:8, smc:8:best, mcmc:2x5:sample."""
         name, _, rest = spec.strip().partition(":")
         sizes, _, output = rest.partition(":")
-        fields = SPEC_FIELDS.get(name)
+        try:
+            info = strategy_info(name)
+        except ConfigError:
+            info = None
         parts = sizes.split("x") if sizes else []
-        if (fields is None or len(parts) > len(fields) or not all(p.isdigit() for p in parts)
-                or (output and (name not in OUTPUT_STRATEGIES or output not in OUTPUTS))):
-            raise ConfigError(f"unknown strategy spec {spec!r}: use greedy, sample, best-of-n:N, vote:N, beam:WxN, "
-                              "mcmc:CHAINSxSTEPS[:best] or smc:PARTICLES[:best]")
-        changes = {f: int(p) for f, p in zip(fields, parts, strict=False)}
-        if name in OUTPUT_STRATEGIES:
-            changes["output"] = output or "sample"
+        if (info is None or len(parts) > len(info.sizes) or not all(p.isdigit() for p in parts)
+                or (output and output not in info.outputs)):
+            raise ConfigError(f"unknown strategy spec {spec!r}: use {spec_grammar()}")
+        changes = {f: int(p) for f, p in zip(info.sizes, parts, strict=False)}
+        if info.outputs:
+            changes["output"] = output or info.outputs[0]
         try:
             return self.replace(strategy=name, **changes)
         except ConfigError as exc:

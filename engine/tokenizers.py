@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from engine.sampler import Message
 from engine.errors import ConfigError
+from engine.sampler import Message
 
 
 class Tokenizer(Protocol):

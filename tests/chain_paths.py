@@ -10,7 +10,8 @@ from collections import Counter
 from engine.backends.factory import open_sampler
 from engine.backends.openai_compat import OpenAISampler
 from engine.backends.tinker_sdk import TinkerSampler
-from engine.search import SearchResult, run_search
+from engine.results import SearchResult
+from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 from tests.fault_server import FaultConfig, ThreadedFaultServer
 from tests.synthetic import ChainTokenizer, MarkovSampler

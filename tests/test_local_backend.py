@@ -11,11 +11,11 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from engine.sampler import Message, SampleRequest
 from engine.backends.local.layout import PLAIN, REPACKED, REPACKED_ONE_TOKEN, weight_layout
 from engine.backends.local.model_file import embedded_model_path
 from engine.backends.local.sampling import sample_token
 from engine.errors import BackendError
+from engine.sampler import Message, SampleRequest
 
 
 def prompt_ids(sampler, text="Say something short."):

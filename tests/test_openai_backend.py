@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from engine.backends.factory import open_sampler
-from engine.sampler import Message, SampleRequest
 from engine.backends.local.backend import LocalSampler
 from engine.backends.local.model_file import embedded_model_path
 from engine.errors import ConfigError
+from engine.sampler import Message, SampleRequest
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 from tests.conftest import openai_settings

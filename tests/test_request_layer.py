@@ -9,10 +9,10 @@ import time
 import pytest
 
 from engine.backends.factory import open_sampler
-from engine.sampler import Message, SampleRequest
 from engine.errors import BackendError
 from engine.events import RequestFinished, RequestRetried, RequestStarted
 from engine.request_layer import BACKOFF_CAP_S, RequestLayer, backoff_delay
+from engine.sampler import Message, SampleRequest
 from tests.conftest import openai_settings
 from tests.fault_server import FaultConfig
 

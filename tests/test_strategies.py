@@ -11,8 +11,9 @@ import pytest
 from engine.backends.factory import open_sampler
 from engine.backends.tinker_sdk import TinkerSampler
 from engine.errors import ConfigError
+from engine.registry import strategy_names
 from engine.search import run_search
-from engine.settings import STRATEGIES, BackendSettings, SearchSettings
+from engine.settings import BackendSettings, SearchSettings
 from tests.conftest import openai_settings, run_cli
 from tests.test_tinker_backend import TINKER
 from tests.tinker_standin import LocalTinkerClient
@@ -30,7 +31,7 @@ def fingerprint(result) -> list[tuple]:
     return [(c.token_ids, c.logprobs, c.proposal_logprobs) for c in result.candidates]
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", strategy_names())
 async def test_local_seeded_sequential_parallel_and_streamed_runs_agree(local_sampler, strategy):
     settings = small(strategy)
     parallel = await run_search(settings, local_sampler, LOCAL)
@@ -44,7 +45,7 @@ async def test_local_seeded_sequential_parallel_and_streamed_runs_agree(local_sa
     assert parallel.requests == sequential.requests
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", strategy_names())
 async def test_openai_runs_every_strategy_and_modes_agree(fault_server, strategy):
     limits = openai_settings(fault_server.base_url, max_concurrent=8)
     sampler = await open_sampler(limits)
@@ -58,7 +59,7 @@ async def test_openai_runs_every_strategy_and_modes_agree(fault_server, strategy
     assert parallel.answer.token_ids == sequential.answer.token_ids
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", strategy_names())
 async def test_tinker_runs_every_strategy_like_the_local_model(local_sampler, strategy):
     sampler = TinkerSampler(model=TINKER.model, api_key=None, max_concurrent=8, timeout=30,
                             tokenizer="embedded", sampling_client=LocalTinkerClient(local_sampler))
@@ -70,7 +71,7 @@ async def test_tinker_runs_every_strategy_like_the_local_model(local_sampler, st
     assert result.answer.token_ids == local.answer.token_ids
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", strategy_names())
 def test_run_json_reports_what_each_strategy_did(fault_server, strategy):
     endpoint = ["--backend", "openai", "--base-url", fault_server.base_url, "--model", "synthetic",
                 "--tokenizer", "embedded", "--temperature", "1"]

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from engine.backends.factory import open_sampler
-from engine.sampler import Message
 from engine.backends.tinker_sdk import TinkerSampler
 from engine.errors import ConfigError
+from engine.sampler import Message
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 from tests.conftest import run_cli

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from engine.settings import STRATEGIES, BackendSettings, SearchSettings
+from engine.registry import strategy_info, strategy_names
+from engine.settings import BackendSettings, SearchSettings
 from tests.conftest import openai_settings, run_cli
 from tests.fault_server import FaultConfig
 from tests.replay import ManualClock, replay, replay_app
@@ -63,17 +64,15 @@ async def test_the_app_starts_searching_and_candidate_rows_appear():
         assert "★" in str(app.query_one(TreePanel).render())
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", strategy_names())
 async def test_every_strategy_shows_its_population_tree_and_progress_on_the_embedded_model(strategy):
-    from tui.panels.population import TITLES
-
     settings = SMALL.replace(strategy=strategy, chains=2, mcmc_steps=1, particles=3, best_of=3)
     app = BeamtuiApp(settings, LOCAL)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state.status == "finished")
         await pilot.pause(0.2)
         population = app.query_one(PopulationPanel)
-        assert population.border_title == TITLES[strategy]
+        assert population.border_title == strategy_info(strategy).view.title
         assert population.query_one("DataTable").row_count >= 1
         assert "★" in str(app.query_one(TreePanel).render())
         assert app.state.best_text and "search finished" in log_text(app)
@@ -165,7 +164,7 @@ async def test_a_cycles_the_strategy_mid_run_and_the_old_runs_events_are_dropped
     app = BeamtuiApp(SMALL.replace(max_tokens=16, block_tokens=4), openai_settings(fault_server.base_url))
     async with app.run_test(size=SIZE) as pilot:
         seen = []
-        for expected in STRATEGIES[1:]:
+        for expected in strategy_names()[1:]:
             await wait_for(pilot, lambda: app.state.status == "running")
             old = app.state
             await pilot.press("a")
@@ -177,7 +176,7 @@ async def test_a_cycles_the_strategy_mid_run_and_the_old_runs_events_are_dropped
         result = app.state.result
         assert result.settings.strategy == "sample" and app.state.requests_done == result.requests
         assert all(m.status in ("kept", "finished") for m in app.state.population)
-        assert seen == list(STRATEGIES[1:])
+        assert seen == list(strategy_names()[1:])
 
 
 def decoder_threads() -> set[threading.Thread]:

@@ -21,8 +21,9 @@ from textual.widgets import Header
 from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
 from engine.events import SearchFinished
+from engine.registry import strategy_names
 from engine.run_state import ModeTimes, RunState
-from engine.settings import STRATEGIES, BackendSettings, SearchSettings
+from engine.settings import ZERO_ALLOWED, BackendSettings, SearchSettings
 from tui.engine_host import EngineBatch, EngineFailed, EngineHost, SearchOrder
 from tui.keymap import check_keymap
 from tui.options import SERVED_ENV
@@ -45,7 +46,6 @@ NARROW_WIDTH = 120
 TEMPERATURE_STEP = 0.05
 MAX_COMPARISONS = 6
 GIL_SWITCH_INTERVAL_S = 0.001
-DEPTH_FIELD = {"beam": "n_per_beam", "mcmc": "mcmc_steps"}  # what ] and [ turn, by strategy
 
 
 class BeamtuiApp(App):
@@ -242,12 +242,11 @@ class BeamtuiApp(App):
         self._change(**{field: max(1, getattr(self.search, field) + delta)})
 
     def action_depth(self, delta: int) -> None:
-        field = DEPTH_FIELD.get(self.search.strategy)
+        field = self.search.info.depth
         if field is None:
-            self.notify(f"] and [ turn n_per_beam (beam) and mcmc_steps (mcmc), not {self.search.strategy}",
-                        severity="warning")
+            self.notify(f"{self.search.strategy} has no depth for ] and [ to turn", severity="warning")
             return
-        self._change(**{field: max(1 if field == "n_per_beam" else 0, getattr(self.search, field) + delta)})
+        self._change(**{field: max(ZERO_ALLOWED.get(field, 1), getattr(self.search, field) + delta)})
 
     def action_temperature(self, direction: int) -> None:
         current = self.search.proposal_temperature
@@ -258,8 +257,8 @@ class BeamtuiApp(App):
         self._change(block_tokens=block)
 
     def action_cycle_strategy(self) -> None:
-        index = STRATEGIES.index(self.search.strategy)
-        self._change(strategy=STRATEGIES[(index + 1) % len(STRATEGIES)])
+        names = strategy_names()
+        self._change(strategy=names[(names.index(self.search.strategy) + 1) % len(names)])
 
     def action_toggle_mode(self) -> None:
         self._change(mode="sequential" if self.search.mode == "parallel" else "parallel")

@@ -11,24 +11,14 @@ import argparse
 import dataclasses
 import sys
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 from engine.errors import ConfigError
-from engine.settings import (
-    APIS,
-    BACKENDS,
-    MODES,
-    OUTPUT_STRATEGIES,
-    OUTPUTS,
-    STRATEGIES,
-    WEIGHTS,
-    WIDTH_FIELD,
-    BackendSettings,
-    SearchSettings,
-)
+from engine.registry import OUTPUTS, readers, strategy_names
+from engine.settings import APIS, BACKENDS, MODES, WEIGHTS, BackendSettings, SearchSettings
 
 AFTER_COMMAND = "_after_command"
 SERVED_ENV = "BEAMTUI_SERVED"  # set for the dashboards `serve` starts: a visitor may not redirect the API key
@@ -41,9 +31,8 @@ class Flag:
     dest: str
     help: str
     type: type | None = str  # None: a switch
-    choices: tuple[str, ...] | None = None
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None  # a callable: read when parsing
     commands: frozenset[str] = SEARCHING
-    strategy: str | tuple[str, ...] | None = None  # set on flags that only these strategies read
     in_config: bool = True  # may be set in the TOML config
     many: bool = False  # may be given more than once
     aliases: tuple[str, ...] = ()  # older names still taken, on the command line and in the config
@@ -53,13 +42,22 @@ class Flag:
     def name(self) -> str:
         return "--" + self.dest.replace("_", "-")
 
+    @property
+    def options(self) -> tuple[str, ...] | None:
+        return self.choices() if callable(self.choices) else self.choices
+
+    @property
+    def readers(self) -> tuple[str, ...]:
+        """The strategies that read this flag's setting; empty when every strategy does."""
+        return readers(self.dest)
+
 
 FLAGS = (
     # What to search
     Flag("prompt", "the user prompt to answer"),
     Flag("system_prompt", "a system message placed before the prompt (gen: the teacher's instructions)",
          commands=SEARCHING | {"gen", "eval"}),
-    Flag("strategy", "beam, mcmc, smc, best-of-n, vote, greedy or sample", choices=STRATEGIES),
+    Flag("strategy", "the search strategy", choices=strategy_names),
     Flag("block_tokens", "tokens per block", int, commands=SEARCHING | {"eval"}),
     Flag("max_tokens", "tokens per answer at most", int, commands=EVERYWHERE),
     Flag("alpha", "power-sampling exponent: target p^alpha", float, commands=SEARCHING | {"eval"}),
@@ -67,20 +65,19 @@ FLAGS = (
     Flag("seed", "seed for a reproducible run", int, commands=EVERYWHERE, unset="random, reported"),
     Flag("mode", "send each round's requests in parallel or one at a time", choices=MODES,
          commands=EVERYWHERE - {"bench"}),  # bench runs both
-    # Strategy settings
-    Flag("beam_width", "beam: beams kept after each block", int, strategy="beam"),
-    Flag("n_per_beam", "beam: continuations sampled per beam per block", int, strategy="beam"),
-    Flag("length_penalty", "beam: score = alpha*sum(logp)/len^penalty", float, strategy="beam"),
-    Flag("chains", "mcmc: chains run together", int, strategy="mcmc"),
-    Flag("mcmc_steps", "mcmc: Metropolis-Hastings steps after each block", int, strategy="mcmc"),
-    Flag("particles", "smc: particles", int, strategy="smc"),
-    Flag("ess_threshold", "smc: resample below this fraction of particles as ESS", float, strategy="smc"),
-    Flag("output", "mcmc, smc: answer with a draw from p^alpha (sample: a chain's final state chosen uniformly, a "
-         "particle drawn by weight) or the highest alpha*log p of the final population (best, mode-seeking)",
-         choices=OUTPUTS, strategy=OUTPUT_STRATEGIES, aliases=("smc_output",)),
-    Flag("best_of", "best-of-n: answers to choose from", int, strategy="best-of-n"),
-    Flag("votes", "vote: answers sampled and grouped by what they answer; the largest group wins", int,
-         strategy="vote"),
+    # Strategy settings: their help names the strategies that read them (engine.registry)
+    Flag("beam_width", "beams kept after each block", int),
+    Flag("n_per_beam", "continuations sampled per beam per block", int),
+    Flag("length_penalty", "score = alpha*sum(logp)/len^penalty", float),
+    Flag("chains", "chains run together", int),
+    Flag("mcmc_steps", "Metropolis-Hastings steps after each block", int),
+    Flag("particles", "particles", int),
+    Flag("ess_threshold", "resample below this fraction of particles as ESS", float),
+    Flag("output", "answer with a draw from p^alpha (sample: a chain's final state chosen uniformly, a particle "
+         "drawn by weight) or the highest alpha*log p of the final population (best, mode-seeking)",
+         choices=OUTPUTS, aliases=("smc_output",)),
+    Flag("best_of", "answers to choose from", int),
+    Flag("votes", "answers sampled and grouped by what they answer; the largest group wins", int),
     # Where requests go
     Flag("backend", "local, openai or tinker", choices=BACKENDS, commands=EVERYWHERE),
     Flag("base_url", "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1; again for each further replica "
@@ -109,7 +106,6 @@ BY_NAME = BY_DEST | {alias: flag for flag in FLAGS for alias in flag.aliases}
 BY_NAME_FLAG = {"--" + name.replace("_", "-") for name in BY_NAME}
 SEARCH_FIELDS = {f.dest for f in FLAGS} & set(SearchSettings.__dataclass_fields__)
 BACKEND_FIELDS = {f.dest for f in FLAGS} & set(BackendSettings.__dataclass_fields__)
-STRATEGY_FLAGS = {f.dest: (f.strategy,) if isinstance(f.strategy, str) else f.strategy for f in FLAGS if f.strategy}
 
 
 # Flags people reach for that mean something else here, and what to use instead.
@@ -160,10 +156,11 @@ def command_defaults(command: str) -> dict:
 
 def flag_help(flag: Flag, default: object) -> str:
     """The flag's help with its true default, read from the settings rather than written out by hand."""
+    text = f"{', '.join(flag.readers)}: {flag.help}" if flag.readers else flag.help
     if flag.type is None or flag.many or flag.dest in ("prompt", "system_prompt", "model"):
-        return flag.help
+        return text
     shown = flag.unset if default is None else f"{default:g}" if isinstance(default, float) else str(default)
-    return f"{flag.help} (default: {shown})" if shown is not None else flag.help
+    return f"{text} (default: {shown})" if shown is not None else text
 
 
 def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
@@ -173,7 +170,7 @@ def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
     for flag in FLAGS:
         if command not in flag.commands:
             continue
-        title = "strategy" if flag.strategy else "backend" if flag.dest in BACKEND_FIELDS else "settings"
+        title = "strategy" if flag.readers else "backend" if flag.dest in BACKEND_FIELDS else "settings"
         group = groups.get(title) or groups.setdefault(title, parser.add_argument_group(title))
         # A repeatable flag given after the subcommand lands apart: argparse would let it overwrite the copies
         # given before the subcommand, and join_repeated puts the two together.
@@ -186,10 +183,11 @@ def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
             options["type"] = flag.type
         else:
             options["type"] = flag.type
+        choices = flag.options
         if flag.type is not None:
-            options["metavar"] = "{" + ",".join(flag.choices) + "}" if flag.choices else flag.dest.upper()
-        if flag.choices:
-            options["choices"] = flag.choices
+            options["metavar"] = "{" + ",".join(choices) + "}" if choices else flag.dest.upper()
+        if choices:
+            options["choices"] = choices
         group.add_argument(flag.name, *("--" + alias.replace("_", "-") for alias in flag.aliases), **options)
 
 
@@ -218,7 +216,7 @@ def refuse_misplaced(given: Iterable[str], command: str, accepted: set[str]) -> 
 def refuse_other_strategies(given: Iterable[str], strategy: str) -> None:
     """A flag read only by another strategy would be ignored by this run: say so instead."""
     for dest in given:
-        owners = STRATEGY_FLAGS.get(dest)
+        owners = BY_DEST[dest].readers if dest in BY_DEST else ()
         if owners and strategy not in owners:
             raise ConfigError(f"{BY_DEST[dest].name} is a setting of --strategy {' or '.join(owners)}, not {strategy}")
 
@@ -281,15 +279,10 @@ def read_config(path: str) -> dict:
         if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
             kind = {int: "an integer", float: "a number", bool: "true or false"}.get(expected, "a string")
             raise ConfigError(f"setting {key!r} in {path} must be {kind}, got {value!r}")
-        if flag.choices and value not in flag.choices:
-            raise ConfigError(f"setting {key!r} in {path} must be one of {', '.join(flag.choices)}, got {value!r}")
+        if flag.options and value not in flag.options:
+            raise ConfigError(f"setting {key!r} in {path} must be one of {', '.join(flag.options)}, got {value!r}")
         values[flag.dest] = value
     return values
-
-
-def width_flag(strategy: str) -> str:
-    field = WIDTH_FIELD.get(strategy)
-    return BY_DEST[field].name if field else "(none)"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -21,21 +21,10 @@ from engine.errors import BackendError, RunFailed
 from engine.events import EventSink, Member, PopulationUpdated, RoundFinished, RoundStarted, Status
 from engine.live import TEXT_TAIL_CHARS, LiveBoard
 from engine.request_layer import RequestLayer, RequestStats, RequestTag, settle
+from engine.results import RoundTiming
 from engine.sampler import Continuation, Message, Sampler, SampleRequest
 from engine.scoring import Candidate, mean_logprob, target_logprob, weighted_choice
 from engine.settings import SearchSettings
-
-
-@dataclass(frozen=True)
-class RoundTiming:
-    round: int
-    block: int
-    stage: str
-    wall_s: float
-    sum_request_s: float
-    requests: int
-    failed: int
-    tokens: int
 
 
 @dataclass
@@ -50,13 +39,7 @@ class Outcome:
 
 
 class Strategy(Protocol):
-    name: str
-    needs_proposal_logprobs: bool  # MCMC and SMC correct for the proposal with log q; the others only rank
-
-    @staticmethod
-    def answer_is(settings: SearchSettings) -> str:
-        """What the answer is, in a line: a draw from p^alpha, a mode-seeking choice, or a heuristic's. The
-        words before the first colon name it short, for a panel's title."""
+    """What `StrategyInfo.create` builds: one search's decisions, the context doing the rest."""
 
     async def run(self, search: SearchContext) -> Outcome: ...
 

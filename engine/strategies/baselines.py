@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
+from engine.registry import PopulationView, StrategyInfo
 from engine.strategies.base import SearchContext
-from engine.strategies.best_of_n import BestOfN
+from engine.strategies.best_of_n import ANSWERS, BestOfN
 
 
 class Greedy(BestOfN):
-    name = "greedy"
-
-    @staticmethod
-    def answer_is(settings) -> str:
-        return "greedy: the likeliest token at each step (temperature 0)"
-
     def count(self, search: SearchContext) -> int:
         return 1
 
@@ -24,12 +19,15 @@ class Sample(BestOfN):
     """One draw from the proposal: with the default temperature 1/alpha, token-level tempering, which is not
     p^alpha over answers (the exactness test shows the gap)."""
 
-    name = "sample"
-
-    @staticmethod
-    def answer_is(settings) -> str:
-        return (f"one proposal draw: temperature {settings.proposal_temperature:g} at each token, which is not "
-                "p^alpha")
-
     def count(self, search: SearchContext) -> int:
         return 1
+
+
+GREEDY = StrategyInfo("greedy", Greedy, lambda settings: "greedy: the likeliest token at each step (temperature 0)",
+                      PopulationView("Answer", ANSWERS))
+SAMPLE = StrategyInfo(
+    "sample", Sample,
+    lambda settings: (f"one proposal draw: temperature {settings.proposal_temperature:g} at each token, which is "
+                      "not p^alpha"),
+    PopulationView("Answer", ANSWERS),
+)

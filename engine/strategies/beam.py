@@ -9,18 +9,12 @@ not p^alpha over sequences: MCMC and SMC are the exact samplers.
 from __future__ import annotations
 
 from engine.errors import BackendError
+from engine.registry import Column, PopulationView, StrategyInfo
 from engine.scoring import Candidate, beam_score, rank, select
 from engine.strategies.base import ROOT, Outcome, SearchContext, failure
 
 
 class BeamSearch:
-    name = "beam"
-    needs_proposal_logprobs = False
-
-    @staticmethod
-    def answer_is(settings) -> str:
-        return "a heuristic's best: the beam with the highest alpha*log p / length^penalty, not a draw from p^alpha"
-
     async def run(self, search: SearchContext) -> Outcome:
         settings = search.settings
         active: list[Candidate] = [ROOT] * settings.beam_width
@@ -64,3 +58,14 @@ class BeamSearch:
         settings = search.settings
         logprobs = parent.logprobs + continuation.logprobs
         return search.extend(parent, continuation, beam_score(logprobs, settings.alpha, settings.length_penalty))
+
+
+INFO = StrategyInfo(
+    "beam", BeamSearch,
+    lambda settings: "a heuristic's best: the beam with the highest alpha*log p / length^penalty, not a draw from "
+                     "p^alpha",
+    PopulationView("Beams", (Column("score", 9, "score", ".4f"), Column("mean logp", 9, "mean_logprob", ".4f"),
+                             Column("tokens", 6, "tokens"))),
+    sizes=("beam_width", "n_per_beam"), width="beam_width", depth="n_per_beam", reads=("length_penalty",),
+    blockwise=True,
+)

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from engine.errors import BackendError
+from engine.registry import Column, PopulationView, StrategyInfo
 from engine.scoring import Candidate, rank
 from engine.strategies.base import ROOT, Outcome, SearchContext, failure
 
+# What the population view of a strategy of whole answers shows.
+ANSWERS = (Column("target", 9, "target", ".3f"), Column("mean logp", 9, "mean_logprob", ".4f"),
+           Column("tokens", 6, "tokens"))
+
 
 class BestOfN:
-    name = "best-of-n"
-    needs_proposal_logprobs = False
-
-    @staticmethod
-    def answer_is(settings) -> str:
-        return (f"the likeliest of {settings.best_of}: the proposal with the highest alpha*log p, mode-seeking, not a "
-                "draw from p^alpha")
-
     def count(self, search: SearchContext) -> int:
         return search.settings.best_of
 
@@ -39,3 +36,11 @@ class BestOfN:
         search.report([search.member(a, slot, "finished" if a.finished else "kept") for slot, a in enumerate(ranked)],
                       ranked[0])
         return Outcome(ranked[0], ranked, "finished" if all(a.finished for a in answers) else "max_tokens")
+
+
+INFO = StrategyInfo(
+    "best-of-n", BestOfN,
+    lambda settings: (f"the likeliest of {settings.best_of}: the proposal with the highest alpha*log p, "
+                      "mode-seeking, not a draw from p^alpha"),
+    PopulationView("Samples", ANSWERS), sizes=("best_of",), width="best_of",
+)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.errors import BackendError
+from engine.registry import OUTPUTS, Column, PopulationView, StrategyInfo
 from engine.scoring import Candidate, accepts, mh_log_acceptance, rank
 from engine.strategies.base import ROOT, Outcome, SearchContext, choose_output, failure
 
@@ -30,15 +31,6 @@ class Chain:
 
 
 class MetropolisHastings:
-    name = "mcmc"
-    needs_proposal_logprobs = True
-
-    @staticmethod
-    def answer_is(settings) -> str:
-        if settings.output == "best":
-            return "the likeliest chain: the final state with the highest alpha*log p, mode-seeking, not a draw"
-        return "a draw from p^alpha: one chain's final state, chosen uniformly"
-
     async def run(self, search: SearchContext) -> Outcome:
         settings = search.settings
         chains = [Chain(slot) for slot in range(settings.chains)]
@@ -126,3 +118,19 @@ class MetropolisHastings:
                  "chains_failed": sum(c.failed for c in chains)}
         answer = choose_output(search, finals, [1.0] * len(finals))
         return Outcome(answer, rank(finals), stop_reason, error, stats)
+
+
+def answer_is(settings) -> str:
+    if settings.output == "best":
+        return "the likeliest chain: the final state with the highest alpha*log p, mode-seeking, not a draw"
+    return "a draw from p^alpha: one chain's final state, chosen uniformly"
+
+
+INFO = StrategyInfo(
+    "mcmc", MetropolisHastings, answer_is,
+    PopulationView("Chains", (Column("target", 9, "target", ".3f"), Column("accepted", 8, "moves"),
+                              Column("mean logp", 9, "mean_logprob", ".4f"), Column("tokens", 6, "tokens")),
+                   by_slot=True),
+    sizes=("chains", "mcmc_steps"), width="chains", depth="mcmc_steps", needs_proposal_logprobs=True,
+    outputs=OUTPUTS, blockwise=True,
+)

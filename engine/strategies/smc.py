@@ -18,6 +18,7 @@ import math
 from collections import defaultdict
 
 from engine.errors import BackendError
+from engine.registry import OUTPUTS, Column, PopulationView, StrategyInfo
 from engine.scoring import (
     Candidate,
     effective_sample_size,
@@ -31,15 +32,6 @@ from engine.strategies.base import ROOT, Outcome, SearchContext, choose_output, 
 
 
 class SequentialMonteCarlo:
-    name = "smc"
-    needs_proposal_logprobs = True
-
-    @staticmethod
-    def answer_is(settings) -> str:
-        if settings.output == "best":
-            return "the likeliest particle: the one with the highest alpha*log p, mode-seeking, not a draw"
-        return "a draw from p^alpha: one final particle, drawn by weight"
-
     async def run(self, search: SearchContext) -> Outcome:
         settings = search.settings
         particles: list[Candidate] = [ROOT] * settings.particles
@@ -122,3 +114,18 @@ class SequentialMonteCarlo:
             return Outcome(None, [], stop_reason, error, stats)
         answer = choose_output(search, alive, normalized_weights([p.log_weight for p in alive]))
         return Outcome(answer, rank({p.node: p for p in alive}.values()), stop_reason, error, stats)
+
+
+def answer_is(settings) -> str:
+    if settings.output == "best":
+        return "the likeliest particle: the one with the highest alpha*log p, mode-seeking, not a draw"
+    return "a draw from p^alpha: one final particle, drawn by weight"
+
+
+INFO = StrategyInfo(
+    "smc", SequentialMonteCarlo, answer_is,
+    PopulationView("Particles", (Column("weight", 6, "weight", ".3f"), Column("log w", 9, "log_weight", ".3f"),
+                                 Column("mean logp", 9, "mean_logprob", ".4f"), Column("tokens", 6, "tokens"))),
+    sizes=("particles",), width="particles", reads=("ess_threshold",), needs_proposal_logprobs=True,
+    outputs=OUTPUTS, blockwise=True, weighted=True,
+)

@@ -12,6 +12,7 @@ import math
 import re
 from collections import defaultdict
 
+from engine.registry import Column, PopulationView, StrategyInfo
 from engine.scoring import Candidate, rank
 from engine.strategies.base import Outcome, SearchContext
 from engine.strategies.best_of_n import BestOfN
@@ -41,13 +42,6 @@ def tally(keys: list[str | None], targets: list[float]) -> list[tuple[str, int, 
 
 
 class MajorityVote(BestOfN):
-    name = "vote"
-
-    @staticmethod
-    def answer_is(settings) -> str:
-        return (f"the majority of {settings.votes}: the answer most proposals give (self-consistency), grouped by "
-                "the grader's extracted answer in eval and by the final line elsewhere; not a draw from p^alpha")
-
     def count(self, search: SearchContext) -> int:
         return search.settings.votes
 
@@ -72,3 +66,14 @@ class MajorityVote(BestOfN):
         search.report(members, chosen[0])
         stop = "finished" if all(a.finished for a in answers) else "max_tokens"
         return Outcome(chosen[0], ranked, stop, stats=stats)
+
+
+INFO = StrategyInfo(
+    "vote", MajorityVote,
+    lambda settings: (f"the majority of {settings.votes}: the answer most proposals give (self-consistency), "
+                      "grouped by the grader's extracted answer in eval and by the final line elsewhere; not a draw "
+                      "from p^alpha"),
+    PopulationView("Votes", (Column("votes", 5, "votes"), Column("answers", 12, "group"),
+                             Column("target", 9, "target", ".3f"), Column("tokens", 6, "tokens"))),
+    sizes=("votes",), width="votes",
+)

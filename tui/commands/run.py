@@ -15,8 +15,9 @@ from rich.text import Text
 from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
 from engine.events import Event, discard
+from engine.results import SearchResult
 from engine.run_state import RunState
-from engine.search import SearchResult, run_search
+from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 from tui.commands import stdout_console
 from tui.keymap import check_dashboard_keymap

@@ -9,49 +9,30 @@ from textual.containers import Vertical
 from textual.widgets import DataTable
 
 from engine.events import LiveCandidate, Member
+from engine.registry import Column, PopulationView
 from engine.run_state import RunState
 
-TITLES = {"beam": "Beams", "smc": "Particles", "mcmc": "Chains", "best-of-n": "Samples", "vote": "Votes",
-          "greedy": "Answer", "sample": "Answer"}
-# Columns after the rank and before done/text, by strategy.
-COLUMNS = {
-    "beam": (("score", 9), ("mean logp", 9), ("tokens", 6)),
-    "smc": (("weight", 6), ("log w", 9), ("mean logp", 9), ("tokens", 6)),
-    "mcmc": (("target", 9), ("accepted", 8), ("mean logp", 9), ("tokens", 6)),
-    "best-of-n": (("target", 9), ("mean logp", 9), ("tokens", 6)),
-    "vote": (("votes", 5), ("answers", 12), ("target", 9), ("tokens", 6)),
-}
 DROPPED = {"pruned": "✗", "resampled": "↺", "rejected": "✗", "accepted": "✓"}
 DROPPED_STYLE = {"pruned": "dim red strike", "resampled": "dim yellow strike", "rejected": "dim red",
                  "accepted": "green"}
 
 
-def _columns(strategy: str) -> tuple[tuple[str, int], ...]:
-    return (("#", 4),) + COLUMNS.get(strategy, COLUMNS["best-of-n"]) + (("done", 4),)
+def _columns(view: PopulationView) -> tuple[tuple[str, int], ...]:
+    return (("#", 4),) + tuple((column.label, column.width) for column in view.columns) + (("done", 4),)
 
 
-def _cells(strategy: str, member: Member) -> tuple[str, ...]:
-    if strategy == "beam":
-        return f"{member.score:.4f}", f"{member.mean_logprob:.4f}", str(member.tokens)
-    if strategy == "smc":
-        weight = "–" if member.weight is None else f"{member.weight:.3f}"
-        log_weight = "–" if member.log_weight is None else f"{member.log_weight:.3f}"
-        return weight, log_weight, f"{member.mean_logprob:.4f}", str(member.tokens)
-    if strategy == "mcmc":
-        if member.status in ("accepted", "rejected"):
-            return f"{member.target:.3f}", f"@{member.position}", f"{member.mean_logprob:.4f}", str(member.tokens)
-        return (f"{member.target:.3f}", f"{member.accepted}/{member.proposed}", f"{member.mean_logprob:.4f}",
-                str(member.tokens))
-    if strategy == "vote":
-        return str(member.votes), member.group or "–", f"{member.target:.3f}", str(member.tokens)
-    return f"{member.target:.3f}", f"{member.mean_logprob:.4f}", str(member.tokens)
+def _cell(column: Column, value: object) -> str:
+    return "–" if value is None else format(value, column.fmt)
 
 
-def _growing_cells(strategy: str, live: LiveCandidate) -> tuple[str, ...]:
-    if strategy == "vote":  # not grouped until it ends
-        return "…", "…", "…", f"{live.total_tokens}"
-    blanks = len(COLUMNS.get(strategy, COLUMNS["best-of-n"])) - 2
-    return ("…",) * blanks + (f"{live.mean_logprob:.4f}", f"{live.total_tokens}")
+def _cells(view: PopulationView, member: Member) -> tuple[str, ...]:
+    return tuple(_cell(column, getattr(member, column.field)) for column in view.columns)
+
+
+def _growing_cells(view: PopulationView, live: LiveCandidate) -> tuple[str, ...]:
+    """A continuation still growing has its tokens and their mean log p so far; nothing else is known yet."""
+    known = {"mean_logprob": live.mean_logprob, "tokens": live.total_tokens}
+    return tuple(_cell(column, known[column.field]) if column.field in known else "…" for column in view.columns)
 
 
 def _row(mark: str, cells: tuple[str, ...], finished: bool, tail: str, width: int, style: str) -> tuple[Text, ...]:
@@ -79,12 +60,12 @@ class PopulationPanel(Vertical):
 
     def show(self, state: RunState) -> None:
         members = state.visible_members()
-        strategy = state.search.strategy
-        key = (strategy, members, state.growing, self.size, state.ess, state.accepted, state.proposed)
+        view = state.search.info.view
+        key = (view, members, state.growing, self.size, state.ess, state.accepted, state.proposed)
         if key == self._shown or not self.size.width:
             return
         self._shown = key
-        columns = _columns(strategy)
+        columns = _columns(view)
         text_width = max(10, self.size.width - sum(w for _, w in columns) - 2 * (len(columns) + 1) - 4)
         room = max(1, self.size.height - 3)  # a wide search has more rows than fit: build only what shows
         rows, rank = [], 0
@@ -93,12 +74,12 @@ class PopulationPanel(Vertical):
                 mark, style = DROPPED[member.status], DROPPED_STYLE[member.status]
             else:
                 rank += 1
-                mark, style = (str(member.slot + 1) if strategy == "mcmc" else str(rank)), ""
-            rows.append(_row(mark, _cells(strategy, member), member.finished, member.text_tail, text_width, style))
+                mark, style = (str(member.slot + 1) if view.by_slot else str(rank)), ""
+            rows.append(_row(mark, _cells(view, member), member.finished, member.text_tail, text_width, style))
         for live in state.growing[: max(0, room - len(members))]:
-            rows.append(_row("…", _growing_cells(strategy, live), False, live.text_tail, text_width, "italic"))
+            rows.append(_row("…", _growing_cells(view, live), False, live.text_tail, text_width, "italic"))
         self._fill(columns, text_width, rows)
-        self.border_title = TITLES.get(strategy, "Population")
+        self.border_title = view.title
         self.border_subtitle = self._summary(state, members)
 
     def _fill(self, columns: tuple[tuple[str, int], ...], text_width: int, rows: list[tuple[Text, ...]]) -> None:
@@ -134,7 +115,7 @@ class PopulationPanel(Vertical):
         if any(m.status in ("accepted", "rejected") for m in members):
             parts.append("✓/✗ proposal accepted/rejected, @n: regenerated from token n")
         groups = {m.group for m in members if m.group is not None}
-        if state.search.strategy == "vote" and groups:
+        if groups:
             parts.append(f"{len(groups)} distinct answers")
         if state.growing:
             parts.append(f"{len(state.growing)} growing")

@@ -6,8 +6,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar
 
-from tui.panels.line import Line
 from engine.run_state import RunState
+from tui.panels.line import Line
 
 
 class ProgressPanel(Vertical):

@@ -9,8 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline
 
-from tui.panels.line import Line
 from engine.run_state import RunState
+from tui.panels.line import Line
 
 SPARKLINE_EVERY_S = 1.0  # its buckets are one second wide; redrawing faster only costs CPU
 

@@ -14,7 +14,6 @@ from textual.widgets import DataTable, Label
 
 from tui.panels.keys_bar import KeysBar
 
-
 SENTENCE_WIDTH = 48  # the dialog fits an 80-column terminal
 
 

@@ -1,0 +1,93 @@
+"""The strategies a search can run, each declared once: its name, the settings it reads, what its answer is and
+how its population is viewed. Settings, flags, spec parsing, `run --json`, the dashboard and eval all read this.
+
+Adding a strategy is a module that builds a `StrategyInfo` and one `register` line (the built-ins register in
+`engine.strategies`). A size it needs that no strategy has yet is a new field of `SearchSettings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from engine.settings import SearchSettings
+
+OUTPUTS = ("sample", "best")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the population view: a field of `engine.events.Member`, formatted with `fmt`."""
+
+    label: str
+    width: int
+    field: str
+    fmt: str = ""
+
+
+@dataclass(frozen=True)
+class PopulationView:
+    title: str  # what its members are: Beams, Chains, Particles
+    columns: tuple[Column, ...]  # between the rank and the done mark
+    by_slot: bool = False  # rows numbered by slot (a chain keeps its number) rather than by rank
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    name: str
+    create: Callable[[], Any]  # a new strategy object: `async run(search) -> Outcome`
+    answer_is: Callable[[SearchSettings], str]  # what its answer is, in a line; before the first colon, short
+    view: PopulationView
+    sizes: tuple[str, ...] = ()  # the settings its spec names in order: beam:WIDTHxN
+    width: str | None = None  # the setting that is its width: answers kept alive at once
+    depth: str | None = None  # the setting that is its depth: work per block ([ and ] on the dashboard)
+    reads: tuple[str, ...] = ()  # settings only it (and strategies sharing them) reads, beyond its sizes
+    needs_proposal_logprobs: bool = False  # it corrects for the proposal with log q (mcmc, smc)
+    outputs: tuple[str, ...] = ()  # its answer choices (`output`), the first the default
+    blockwise: bool = False  # it grows answers block by block; the others ask for whole answers
+    weighted: bool = False  # its candidates carry importance weights (log_weight)
+
+    @property
+    def settings_read(self) -> tuple[str, ...]:
+        return self.sizes + self.reads + (("output",) if self.outputs else ())
+
+
+_REGISTRY: dict[str, StrategyInfo] = {}
+
+
+def register(info: StrategyInfo) -> StrategyInfo:
+    if info.name in _REGISTRY and _REGISTRY[info.name] != info:
+        raise ValueError(f"a strategy named {info.name!r} is registered already")
+    _REGISTRY[info.name] = info
+    return info
+
+
+def strategy_names() -> tuple[str, ...]:
+    """Every registered strategy, in the order they were registered (the dashboard cycles through them so)."""
+    return tuple(_REGISTRY)
+
+
+def strategy_info(name: str) -> StrategyInfo:
+    info = _REGISTRY.get(name)
+    if info is None:
+        raise ConfigError(f"unknown strategy {name!r}; choose one of {', '.join(_REGISTRY)}")
+    return info
+
+
+def readers(setting: str) -> tuple[str, ...]:
+    """The strategies that read a strategy's own setting; empty for settings every strategy shares."""
+    return tuple(name for name, info in _REGISTRY.items() if setting in info.settings_read)
+
+
+def spec_grammar() -> str:
+    """Every spec form, as eval's --strategies takes them: greedy, best-of-n:N, beam:WIDTHxN_PER_BEAM, smc:N[:best]."""
+    forms = []
+    for info in _REGISTRY.values():
+        sizes = "x".join(size.upper() for size in info.sizes)
+        output = f"[:{'|'.join(info.outputs[1:])}]" if info.outputs else ""
+        forms.append(f"{info.name}:{sizes}{output}" if sizes else info.name)
+    return ", ".join(forms)
