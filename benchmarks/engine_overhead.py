@@ -14,17 +14,15 @@ import time
 from collections.abc import Sequence
 
 from engine.events import Event
-from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest
+from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest, SamplerDefaults
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 
 
-class InstantSampler:
+class InstantSampler(SamplerDefaults):
     name = "instant"
-    honours_n = True
     chat_template = "none"
     model_name = "instant"
-    max_n = None
 
     def logprob_quality(self, temperature: float) -> LogprobQuality:
         return EXACT

@@ -167,14 +167,12 @@ class Generator:
         self.system = (Message("system", settings.system_prompt),) if settings.system_prompt else ()
         self._renderer: ThreadPoolExecutor | None = None  # renders prompts while `run` runs
         self.latencies: dict[str, float] = {}  # per question: its request's own time, not its wait for a slot
-        forward = layer.emit
 
-        def observe(event) -> None:
-            if isinstance(event, RequestFinished):
-                self.latencies[event.run_id] = max(event.latency_s, self.latencies.get(event.run_id, 0.0))
-            forward(event)
-
-        layer.emit = observe
+    def _observe(self, event) -> None:
+        """A request's events, its latency kept for its output line, on to the layer's own sink."""
+        if isinstance(event, RequestFinished):
+            self.latencies[event.run_id] = max(event.latency_s, self.latencies.get(event.run_id, 0.0))
+        self.layer.emit(event)
 
     async def run(self, questions: int) -> GenProgress:
         """Every missing sample of the questions this run takes (`questions` of them, from check_questions)."""
@@ -237,7 +235,7 @@ class Generator:
         settings = self.settings
         request = await self._request(question, len(samples))
         try:
-            continuations = await self.layer.sample(request, RequestTag(run_id=question.id))
+            continuations = await self.layer.sample(request, RequestTag(run_id=question.id, emit=self._observe))
         except BackendError as exc:
             self.latencies.pop(question.id, None)
             for sample in samples:

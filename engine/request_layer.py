@@ -51,14 +51,13 @@ class RequestStats:
     completion_tokens: int = 0
     sum_latency_s: float = 0.0
     peak_in_flight: int = 0
-    recent: LatencyWindow = field(default_factory=LatencyWindow)
     # Per endpoint, when requests are spread over several: answered requests, their tokens and latency, and
     # failed attempts (a retried request may fail on one endpoint and be answered by another).
     endpoints: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def totals(self) -> dict:
         """The running totals alone: cheap enough to take around every search."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("recent", "endpoints")}
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "endpoints"}
         data["endpoints"] = {url: dict(counts) for url, counts in self.endpoints.items()}
         return data
 
@@ -75,14 +74,6 @@ class RequestStats:
             counts["completion_tokens"] += completion_tokens
             counts["sum_latency_s"] = round(counts["sum_latency_s"] + latency_s, 4)
 
-    def as_dict(self) -> dict:
-        data = self.totals()
-        data["sum_latency_s"] = round(self.sum_latency_s, 4)
-        percentiles = self.recent.percentiles()
-        if percentiles:
-            data["latency_p50_s"], data["latency_p95_s"] = (round(v, 4) for v in percentiles)
-        return data
-
 
 @dataclass(frozen=True)
 class RequestTag:
@@ -92,6 +83,7 @@ class RequestTag:
     run_id: str = ""
     round: int = 0
     stats: RequestStats | None = field(default=None, compare=False)
+    emit: EventSink | None = field(default=None, compare=False)  # where its events go; None: the layer's sink
 
 
 def backoff_delay(attempt: int, retry_after: float | None, rng: random.Random) -> float:
@@ -122,10 +114,10 @@ class RequestLayer:
         self.max_concurrent = max_concurrent
         self.timeout = timeout
         # A backend whose SDK retries on its own must not be retried again on top.
-        self.max_retries = 0 if getattr(sampler, "retries_inside", False) else max_retries
+        self.max_retries = 0 if sampler.retries_inside else max_retries
         # A backend that bounds its own waiting (the local decoder: no progress, not slow progress) gets no
         # per-attempt deadline on top.
-        self.times_itself = getattr(sampler, "times_itself", False)
+        self.times_itself = sampler.times_itself
         self.emit = emit
         self.rng = rng or random.Random()
         self.clock = clock
@@ -188,7 +180,7 @@ class RequestLayer:
                 for stats in self._counters(tag):
                     stats.attempts += 1
                 self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
-                self.emit(RequestStarted(tag.run_id, tag.round, request_id, self.in_flight))
+                (tag.emit or self.emit)(RequestStarted(tag.run_id, tag.round, request_id, self.in_flight))
                 started = self.clock()
                 error: BackendError | None = None
                 try:
@@ -212,7 +204,7 @@ class RequestLayer:
             for stats in self._counters(tag):
                 stats.retries += 1
                 stats.count_endpoint(error.endpoint, failed=True)
-            self.emit(RequestRetried(tag.run_id, tag.round, request_id, attempt, str(error), delay, error.endpoint))
+            (tag.emit or self.emit)(RequestRetried(tag.run_id, tag.round, request_id, attempt, str(error), delay, error.endpoint))
             await asyncio.sleep(delay)
 
     def _counters(self, tag: RequestTag) -> tuple[RequestStats, ...]:
@@ -230,7 +222,6 @@ class RequestLayer:
     ) -> None:
         completion = sum(len(c.token_ids) for c in continuations or ())
         prompt = len(request.prompt_ids) if continuations else 0
-        self.stats.recent.add(latency)
         for stats in self._counters(tag):
             stats.requests += 1
             stats.sum_latency_s += latency
@@ -242,7 +233,7 @@ class RequestLayer:
             else:
                 stats.count_endpoint(continuations[0].endpoint if continuations else None,
                                      completion_tokens=completion, latency_s=latency)
-        self.emit(
+        (tag.emit or self.emit)(
             RequestFinished(
                 tag.run_id, tag.round, request_id, latency, prompt, completion, attempt - 1, self.in_flight,
                 None if error is None else str(error),

@@ -82,12 +82,18 @@ Send = Callable[[SampleRequest], Awaitable[list[Continuation]]]
 
 @runtime_checkable
 class Sampler(Protocol):
-    """A backend. `honours_n` is False once it has seen the server ignore `n`; `max_n` caps `n` per request
-    (None: no cap); larger requests are split by the request layer."""
+    """A backend, and every capability the engine reads of it. `honours_n` is False once it has seen the server
+    ignore `n`; `max_n` caps `n` per request (None: no cap); larger requests are split by the request layer."""
 
     name: str
     honours_n: bool
     max_n: int | None
+    retries_inside: bool  # its own retry loop is in charge: the request layer does not retry on top
+    times_itself: bool  # it bounds its own stalls: the request layer sets no per-attempt timeout
+    prefix_tokens_reused: int  # prompt tokens served from its cache so far
+
+    def describe(self) -> list[dict] | None:
+        """Per endpoint, what it supports and how it fares; None for a backend of one endpoint."""
 
     async def start(self, send: Send) -> None:
         """Load or connect, and check the backend can do the job; raise ConfigError if it cannot.
@@ -116,6 +122,19 @@ class Sampler(Protocol):
         """What produced the tokens: a GGUF file name or the endpoint's model name."""
 
     async def aclose(self) -> None: ...
+
+
+class SamplerDefaults:
+    """The capabilities most backends share, for a backend to inherit and override."""
+
+    honours_n = True
+    max_n: int | None = None
+    retries_inside = False
+    times_itself = False
+    prefix_tokens_reused = 0
+
+    def describe(self) -> list[dict] | None:
+        return None
 
 
 def live_text(text: str) -> str:

@@ -61,15 +61,13 @@ async def run_search(
     if layer is None:
         layer = RequestLayer(sampler, max_concurrent=limits.max_concurrent, timeout=limits.timeout,
                              max_retries=limits.max_retries, rng=random.Random(seed))
-    own_emit = layer.emit
-    layer.emit = emit if own_emit is discard else own_emit
     messages = prompt_messages(settings)
     prompt_ids = tuple(sampler.render_chat(messages))
     approximate = quality.approximate if info.needs_proposal_logprobs else quality.logp == "estimated"
     live = LiveBoard(sampler.detokenize) if watch_growth else None
     search = SearchContext(settings, sampler, layer, emit, run_id, seed, messages, prompt_ids, live,
                            needs_proposal_logprobs=info.needs_proposal_logprobs, answer_key=answer_key)
-    reused_before = getattr(sampler, "prefix_tokens_reused", 0)
+    reused_before = sampler.prefix_tokens_reused
     emit(SearchStarted(run_id, settings, sampler.name, seed, len(prompt_ids), layer.max_concurrent, approximate))
     started = time.perf_counter()
     reporter = asyncio.create_task(report_growth(live, emit, run_id)) if live else None
@@ -80,7 +78,6 @@ async def run_search(
     finally:
         if reporter is not None:
             reporter.cancel()
-        layer.emit = own_emit
     usage = search.usage.totals() | {"sum_latency_s": round(search.usage.sum_latency_s, 4),
                                      "peak_in_flight": layer.stats.peak_in_flight}  # the layer's, shared or not
     result = SearchResult(
@@ -94,7 +91,7 @@ async def run_search(
         usage=usage,
         stats=outcome.stats,
         error=outcome.error,
-        prefix_tokens_reused=getattr(sampler, "prefix_tokens_reused", 0) - reused_before,
+        prefix_tokens_reused=sampler.prefix_tokens_reused - reused_before,
         stop_reason=outcome.stop_reason,
         approximate=approximate or search.logprobs_estimated,
     )

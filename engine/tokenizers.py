@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.errors import ConfigError
-from engine.sampler import Message
+from engine.sampler import Message, SamplerDefaults
 
 
 class Tokenizer(Protocol):
@@ -99,7 +99,7 @@ def load_tokenizer(spec: str) -> Tokenizer:
     return HFTokenizer(spec)
 
 
-class TokenizerBacked:
+class TokenizerBacked(SamplerDefaults):
     """Tokenizer methods of the Sampler protocol, for backends that tokenize on our side of the wire."""
 
     tokenizer: Tokenizer | None

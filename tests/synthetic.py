@@ -14,7 +14,7 @@ import math
 import random
 from collections.abc import Sequence
 
-from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest, Send
+from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest, SamplerDefaults, Send
 
 PROMPT_TOKEN = 10_000  # the whole prompt: the chain starts from here
 WORDS = ("red", "blue", "green", "gold")
@@ -30,12 +30,10 @@ TRANSITIONS = (
 )
 
 
-class MarkovSampler:
+class MarkovSampler(SamplerDefaults):
     """Answers are word sequences; it never ends one early, so answers have exactly max_tokens words."""
 
     name = "markov"
-    honours_n = True
-    max_n = None
     chat_template = "none"
     model_name = "markov-4"
 

@@ -204,3 +204,23 @@ def test_an_endpoint_that_keeps_failing_rests_then_gets_one_trial_request():
     now[0] = 7.0
     pool._succeeded(failing, 0.1, [])
     assert failing.health(now[0]) == "up" and failing.failed_in_a_row == 0
+
+
+async def test_a_pool_of_endpoints_answers_every_capability_the_engine_reads():
+    """Every member of the Sampler protocol, read on a pool of two endpoints as the engine reads it (its chat
+    template was once a property called as a method: a TypeError the day it was read)."""
+    from engine.backends.factory import open_sampler
+    from engine.sampler import Sampler
+    from tests.conftest import openai_settings
+
+    with ThreadedFaultServer(FaultConfig()) as one, ThreadedFaultServer(FaultConfig()) as two:
+        settings = openai_settings(one.base_url, more_base_urls=(two.base_url,))
+        pool = await open_sampler(settings)
+        try:
+            assert isinstance(pool, Sampler)
+            assert pool.chat_template == pool.endpoints[0].sampler.chat_template != "unknown"
+            assert (pool.retries_inside, pool.times_itself, pool.prefix_tokens_reused) == (False, False, 0)
+            assert [e["base_url"] for e in pool.describe()] == [one.base_url, two.base_url]
+            assert pool.endpoints[0].sampler.describe() is None  # one endpoint alone has nothing per endpoint
+        finally:
+            await pool.aclose()

@@ -71,7 +71,8 @@ def test_a_registered_toy_strategy_runs_from_the_command_line(toy, fault_server,
 
 def test_a_registered_toy_strategy_parses_as_an_eval_spec(toy):
     specs = parse_strategies("greedy,last-of-n:5", SearchSettings())
-    assert [(s.strategy, s.best_of, s.spec) for s in specs] == [("greedy", 8, "greedy"), ("last-of-n", 5, "last-of-n:5")]
+    assert [(s.strategy, s.best_of, s.spec) for s in specs] == [("greedy", 8, "greedy"),
+                                                                ("last-of-n", 5, "last-of-n:5")]
     with pytest.raises(ConfigError, match="last-of-n:BEST_OF"):
         parse_strategies("last-of-n:5x2", SearchSettings())
 

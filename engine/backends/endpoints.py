@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from engine.backends.openai_compat import PROBE_MESSAGES, OpenAISampler
 from engine.errors import BackendError, ConfigError
 from engine.request_layer import RequestLayer
-from engine.sampler import Continuation, LogprobQuality, Message, SampleRequest, Send
+from engine.sampler import Continuation, LogprobQuality, Message, SampleRequest, SamplerDefaults, Send
 from engine.scoring import endpoint_score
 
 FAILURES_TO_REST = 3
@@ -64,11 +64,10 @@ class Endpoint:
                 "rests": self.rests, "health": self.health(now)}
 
 
-class EndpointPool:
+class EndpointPool(SamplerDefaults):
     """A Sampler over several endpoints of one model."""
 
     name = "openai"
-    max_n = None
 
     def __init__(self, samplers: Sequence[OpenAISampler], *, endpoint_max_concurrent: int | None, timeout: float,
                  max_retries: int, clock: Callable[[], float] = time.monotonic):
@@ -106,8 +105,9 @@ class EndpointPool:
     def render_chat(self, messages: Sequence[Message]) -> list[int]:
         return self.endpoints[0].sampler.render_chat(messages)
 
+    @property
     def chat_template(self) -> str:
-        return self.endpoints[0].sampler.chat_template()
+        return self.endpoints[0].sampler.chat_template
 
     def logprob_quality(self, temperature: float) -> LogprobQuality:
         """The weakest of the endpoints' (they agree on raw or processed logprobs; alternatives may differ)."""

@@ -109,7 +109,7 @@ class SearchContext:
         self.emit(RoundStarted(self.run_id, self.round_number, block, settings.max_blocks, stage, len(requests)))
         stats = self.usage
         self._usage_before = (stats.requests, stats.failures, stats.sum_latency_s, stats.completion_tokens)
-        tag = RequestTag(self.run_id, self.round_number, stats)
+        tag = RequestTag(self.run_id, self.round_number, stats, self.emit)
         if self.live is not None:
             requests = [(self.live.watched(request, self.round_number, index, parent), parent)
                         for index, (request, parent) in enumerate(requests)]

@@ -134,8 +134,7 @@ async def run_command(args) -> int:
         else:
             with LiveProgress(err, search, backend) as live:
                 result = await run_search(search, sampler, backend, live.on_event)
-        describe = getattr(sampler, "describe", None)  # several endpoints (an EndpointPool)
-        endpoints = describe() if describe else None
+        endpoints = sampler.describe()
     finally:
         await sampler.aclose()
     if args.json:
