@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from engine.events import Event
-from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest, SamplerDefaults
+from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SamplerDefaults, SampleRequest
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 

@@ -11,6 +11,7 @@ from engine.errors import RunFailed
 from engine.events import EventSink, discard
 from engine.results import SearchResult
 from engine.sampler import Sampler
+from engine.scoring import speedup
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 
@@ -40,7 +41,7 @@ def ideal_speedup(requests_per_round: list[int], max_concurrent: int) -> float:
 
 
 def bench_row(sequential: SearchResult, parallel: SearchResult, max_concurrent: int) -> BenchRow:
-    speedup = sequential.wall_s / parallel.wall_s if parallel.wall_s else 0.0
+    times = speedup(sequential.wall_s, parallel.wall_s) or 0.0
     ideal = ideal_speedup([r.requests for r in parallel.rounds], max_concurrent)
     seq_answer, par_answer = sequential.answer, parallel.answer
     return BenchRow(
@@ -50,9 +51,9 @@ def bench_row(sequential: SearchResult, parallel: SearchResult, max_concurrent: 
         tokens=parallel.usage["completion_tokens"],
         seq_s=sequential.wall_s,
         par_s=parallel.wall_s,
-        speedup=speedup,
+        speedup=times,
         ideal=ideal,
-        efficiency=speedup / ideal if ideal else 0.0,
+        efficiency=times / ideal if ideal else 0.0,
         same_answer=bool(seq_answer and par_answer and seq_answer.token_ids == par_answer.token_ids),
     )
 

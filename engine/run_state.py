@@ -34,6 +34,31 @@ MAX_TREE_NODES = 4000  # a long wide search keeps its most recent nodes; the tre
 
 
 @dataclass(frozen=True)
+class Note:
+    text: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    run_id: str
+
+
+@dataclass(frozen=True)
+class RoundLogged:
+    timing: RoundTiming
+    max_blocks: int
+
+
+# What the run's log holds, for a consumer to put in words: its start, retries, rounds, failed requests, its end.
+LogEntry = SearchStarted | RequestRetried | RequestFinished | RoundLogged | SearchResult | Failed | Cancelled | Note
+
+
+@dataclass(frozen=True)
 class TreeNode:
     node: int
     parent: int
@@ -106,7 +131,7 @@ class RunState:
     round_streamed_tokens: int = 0
     round_counted_tokens: int = 0
     endpoints: dict[str, EndpointTally] = field(default_factory=dict)  # by base URL, with several endpoints
-    log: list[tuple[float, str]] = field(default_factory=list)  # (clock, line) not yet shown; drained by the reader
+    log: list[tuple[float, LogEntry]] = field(default_factory=list)  # (clock, entry) not yet shown; drained by the reader
 
     def __post_init__(self) -> None:
         self.started_at = self.clock()
@@ -142,9 +167,7 @@ class RunState:
             self.approximate = event.approximate
             self.answer_is = answer_is(event.settings)
             self.answer_kind = self.answer_is.partition(":")[0]
-            self.say(f"search {event.run_id} started on {event.backend}: {event.settings.strategy}, seed "
-                     f"{event.seed}, {event.prompt_tokens} prompt tokens, cap {event.max_concurrent}"
-                     + (" (log-probabilities estimated by the backend)" if event.approximate else ""))
+            self._log(event)
         elif isinstance(event, RoundStarted):
             self.round, self.block, self.max_blocks, self.stage = event.round, event.block, event.max_blocks, \
                 event.stage
@@ -158,8 +181,7 @@ class RunState:
                 tally = self.endpoints.setdefault(event.endpoint, EndpointTally())
                 tally.failed_attempts += 1
                 tally.failed_in_a_row += 1
-            self.say(f"request {event.request_id} retried after attempt {event.attempt} ({event.reason}); "
-                     f"waiting {event.delay_s:.1f}s")
+            self._log(event)
         elif isinstance(event, RequestFinished):
             self._request_finished(event, now)
         elif isinstance(event, CandidatesGrowing):
@@ -175,9 +197,7 @@ class RunState:
             self._count_tokens(now, event.tokens)
             self.rounds.append(row)
             self.best_text, self.best_score = event.best_text, event.best_score
-            self.say(f"round {event.round} (block {event.block}/{self.max_blocks}, {self.stage}): "
-                     f"{_plural(event.requests, 'request')} in {event.wall_s:.2f}s, latency overlap "
-                     f"x{row.overlap:.1f}" + (f", {event.failed} failed" if event.failed else ""))
+            self._log(RoundLogged(row, self.max_blocks))
         elif isinstance(event, SearchFinished):
             self._search_finished(event.result)
 
@@ -201,7 +221,7 @@ class RunState:
                 tally.answered_at.append(now)
         if event.error:
             self.failures += 1
-            self.say(f"request {event.request_id} failed after {event.retries} retries: {event.error}")
+            self._log(event)
 
     def _count_tokens(self, now: float, known: int | None = None) -> None:
         """Count the round's tokens as they are generated, not when their request ends: what the growing
@@ -246,24 +266,25 @@ class RunState:
             self.fail(result.error)
             return
         self.status = "finished"
-        why = {"finished": "every answer ended", "max_tokens": "max tokens reached"}.get(result.stop_reason, "done")
-        score = f"{self.best_score:.4f}" if self.best_score is not None else "–"
-        self.say(f"search finished, {why}, in {result.wall_s:.2f}s: best score {score}, "
-                 f"{_plural(result.requests, 'request')}, {result.usage.get('retries', 0)} retries")
+        self._log(result)
 
     def fail(self, message: str) -> None:
         self.status = "failed"
         self.error = message
         self.in_flight = 0
-        self.say(f"error: {message}")
+        self._log(Failed(message))
 
     def cancel(self) -> None:
         if self.status in ("starting", "running"):
             self.status = "cancelled"
-            self.say(f"search {self.run_id} cancelled")
+            self._log(Cancelled(self.run_id))
 
-    def say(self, line: str) -> None:
-        self.log.append((self.clock(), line))
+    def note(self, text: str) -> None:
+        """A line of the consumer's own in the run's log (the dashboard: what it started, where it saved)."""
+        self._log(Note(text))
+
+    def _log(self, entry: LogEntry) -> None:
+        self.log.append((self.clock(), entry))
 
     def visible_members(self) -> list[Member]:
         """The live population, plus what the last round dropped, for a moment after it happened."""
@@ -300,20 +321,3 @@ class RunState:
             self.completions.popleft()
         while self.answered and now - self.answered[0] > RATE_WINDOW_S:
             self.answered.popleft()
-
-
-@dataclass
-class ModeTimes:
-    """Measured wall seconds of one set of settings and one seed, in each mode: the only speedup worth quoting."""
-
-    label: str
-    sequential: float | None = None
-    parallel: float | None = None
-
-    @property
-    def speedup(self) -> float | None:
-        return self.sequential / self.parallel if self.sequential and self.parallel else None
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")

@@ -178,3 +178,8 @@ def endpoint_score(outstanding: int, latency_s: float, failed_in_a_row: int) -> 
     """When a new request sent to an endpoint would be answered, roughly: least outstanding requests weighted by
     observed latency, and pushed away from an endpoint that has just failed (so a retry tends to go elsewhere)."""
     return (outstanding + 1) * latency_s * (1 + failed_in_a_row)
+
+
+def speedup(sequential_s: float | None, parallel_s: float | None) -> float | None:
+    """How many times faster parallel ran than sequential, both measured; None until both are."""
+    return sequential_s / parallel_s if sequential_s and parallel_s else None

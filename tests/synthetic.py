@@ -14,7 +14,7 @@ import math
 import random
 from collections.abc import Sequence
 
-from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest, SamplerDefaults, Send
+from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SamplerDefaults, SampleRequest, Send
 
 PROMPT_TOKEN = 10_000  # the whole prompt: the chain starts from here
 WORDS = ("red", "blue", "green", "gold")

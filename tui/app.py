@@ -22,10 +22,11 @@ from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
 from engine.events import SearchFinished
 from engine.registry import strategy_names
-from engine.run_state import ModeTimes, RunState
+from engine.run_state import RunState
 from engine.settings import ZERO_ALLOWED, BackendSettings, SearchSettings
 from tui.engine_host import EngineBatch, EngineFailed, EngineHost, SearchOrder
 from tui.keymap import check_keymap
+from tui.mode_times import ModeTimes
 from tui.options import SERVED_ENV
 from tui.panels.answer import AnswerPanel
 from tui.panels.keys_bar import KeysBar
@@ -179,7 +180,7 @@ class BeamtuiApp(App):
         search = self.effective_search
         self.state = RunState(f"run-{self._runs}", search, self.backend, clock=self.clock)
         self.state.log[:0] = log  # lines of the abandoned run not shown yet
-        self.state.say(f"starting: {describe(search, self.backend)}")
+        self.state.note(f"starting: {describe(search, self.backend)}")
         self.host.submit(SearchOrder(self.state.run_id, search, self.backend))
 
     def restart_soon(self) -> None:
@@ -296,7 +297,7 @@ class BeamtuiApp(App):
             self.notify(f"cannot save {path}: {exc.strerror}", severity="error")
             return
         said = f"saved the {'partial ' if partial else ''}run to {path}"
-        self.state.say(said)
+        self.state.note(said)
         self.notify(said)
 
     def run_summary(self) -> dict:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from engine.backends.openai_compat import PROBE_MESSAGES, OpenAISampler
 from engine.errors import BackendError, ConfigError
 from engine.request_layer import RequestLayer
-from engine.sampler import Continuation, LogprobQuality, Message, SampleRequest, SamplerDefaults, Send
+from engine.sampler import Continuation, LogprobQuality, Message, SamplerDefaults, SampleRequest, Send
 from engine.scoring import endpoint_score
 
 FAILURES_TO_REST = 3

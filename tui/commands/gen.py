@@ -16,6 +16,7 @@ from engine.errors import ConfigError
 from engine.gen import GEN_SEARCH_DEFAULTS, Generator, GenProgress, GenSettings, check_questions
 from engine.jsonl import check_writable
 from engine.request_layer import RequestLayer
+from engine.scoring import speedup
 from engine.settings import BackendSettings
 from engine.shards import Shard
 from tui.keymap import check_dashboard_keymap
@@ -152,7 +153,7 @@ async def compare(settings: GenSettings, backend: BackendSettings, sampler, coun
             console.print(f"  {progress.done} examples in {progress.elapsed_s:.2f}s "
                           f"({progress.elapsed_s / max(progress.done, 1):.3f} s/example, failures {progress.failed})",
                           soft_wrap=True)
-    speedup = times["sequential"] / times["parallel"] if times["parallel"] else 0.0
+    times_faster = speedup(times["sequential"], times["parallel"]) or 0.0
     print(f"sequential {times['sequential']:.2f}s · parallel {times['parallel']:.2f}s "
-          f"(max_concurrent {backend.max_concurrent}) · speedup {speedup:.1f}x")
+          f"(max_concurrent {backend.max_concurrent}) · speedup {times_faster:.1f}x")
     return 0

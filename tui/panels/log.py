@@ -1,4 +1,4 @@
-"""Engine events and errors in plain words."""
+"""The run's log: engine events and errors in plain words (tui.log_lines), stamped with the time."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from textual.widgets import RichLog
 
 from engine.run_state import RunState
+from tui.log_lines import log_line
 
 MAX_LINES = 1000
 
@@ -21,8 +22,8 @@ class LogPanel(RichLog):
 
     def show(self, state: RunState) -> None:
         lines, state.log[:] = list(state.log), []
-        for at, line in lines:
-            self.note(at, line)
+        for at, entry in lines:
+            self.note(at, log_line(entry))
 
     def note(self, at: float, line: str) -> None:
         """Stamped with seconds since launch, which reads easier than wall time when comparing runs."""

@@ -9,7 +9,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
-from engine.run_state import ModeTimes, RunState
+from engine.run_state import RunState
+from tui.mode_times import ModeTimes
 from tui.panels.line import Line
 
 PLOT_EVERY_ROUNDS = 3  # plotext costs ~35 ms a draw; rounds can finish faster than anyone reads a chart

@@ -1,5 +1,5 @@
 """The search tree: where the current population came from, what was pruned, resampled away or rejected on the
-way, and the path of the best answer, highlighted. The lines come from `engine.search_tree`."""
+way, and the path of the best answer, highlighted. The lines come from `tui.tree_lines`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from engine.run_state import RunState
-from engine.search_tree import TreeLine, indent, tree_lines
+from tui.tree_lines import TreeLine, indent, tree_lines
 
 DROPPED_MARKS = {"pruned": "✗", "resampled": "↺", "rejected": "✗"}
 

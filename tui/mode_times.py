@@ -1,0 +1,22 @@
+"""The dashboard's sequential-against-parallel pairs: the same settings and seed, timed in each mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.scoring import speedup
+
+
+@dataclass
+class ModeTimes:
+    """Measured wall seconds of one set of settings and one seed, in each mode: the only speedup worth quoting."""
+
+    label: str
+    sequential: float | None = None
+    parallel: float | None = None
+
+    @property
+    def speedup(self) -> float | None:
+        return speedup(self.sequential, self.parallel)
+
+
