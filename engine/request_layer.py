@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from engine.errors import BackendError
 from engine.events import EventSink, RequestFinished, RequestRetried, RequestStarted, discard
 from engine.sampler import Continuation, Sampler, SampleRequest
+from engine.settings import BackendSettings
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 10.0
@@ -125,6 +126,13 @@ class RequestLayer:
         self.in_flight = 0
         self._slots = asyncio.Semaphore(max_concurrent)
         self._ids = itertools.count(1)
+
+    @classmethod
+    def for_backend(cls, sampler: Sampler, settings: BackendSettings, *, seed: int | None = None,
+                    emit: EventSink = discard) -> RequestLayer:
+        """The layer a backend's settings call for: their cap, timeout and retries; `seed` fixes the backoff."""
+        return cls(sampler, max_concurrent=settings.max_concurrent, timeout=settings.timeout,
+                   max_retries=settings.max_retries, emit=emit, rng=random.Random(seed))
 
     async def sample(
         self, request: SampleRequest, tag: RequestTag = RequestTag(), *, sequential: bool = False

@@ -59,8 +59,7 @@ async def run_search(
     seed = settings.seed if settings.seed is not None else random.SystemRandom().getrandbits(31)
     run_id = run_id or uuid.uuid4().hex[:8]
     if layer is None:
-        layer = RequestLayer(sampler, max_concurrent=limits.max_concurrent, timeout=limits.timeout,
-                             max_retries=limits.max_retries, rng=random.Random(seed))
+        layer = RequestLayer.for_backend(sampler, limits, seed=seed)
     messages = prompt_messages(settings)
     prompt_ids = tuple(sampler.render_chat(messages))
     approximate = quality.approximate if info.needs_proposal_logprobs else quality.logp == "estimated"

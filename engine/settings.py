@@ -269,3 +269,27 @@ def check_url(url: str) -> None:
         parsed.port  # noqa: B018 - urllib validates the port only when it is read
     except ValueError:
         raise ConfigError(f"malformed base URL {url!r}: bad port") from None
+
+
+SEARCH_FIELDS = frozenset(f.name for f in dataclasses.fields(SearchSettings))
+BACKEND_FIELDS = frozenset(f.name for f in dataclasses.fields(BackendSettings))
+
+
+def settings_from(values: dict) -> tuple[SearchSettings, BackendSettings]:
+    """Validated settings from values by setting name (flags, a config file); others are ignored, missing ones
+    keep their defaults. A default block longer than a given --max-tokens shrinks to it; a --block-tokens given
+    longer is an error."""
+    default_block = SearchSettings.block_tokens
+    if "block_tokens" not in values and 1 <= values.get("max_tokens", default_block) < default_block:
+        values = values | {"block_tokens": values["max_tokens"]}
+    search = SearchSettings(**{k: v for k, v in values.items() if k in SEARCH_FIELDS}).validate()
+    return search, backend_settings(values)
+
+
+def backend_settings(values: dict) -> BackendSettings:
+    """--base-url may come as a list (given more than once, or base-urls in TOML): the first, then the rest."""
+    fields = {k: v for k, v in values.items() if k in BACKEND_FIELDS}
+    urls = fields.get("base_url")
+    if isinstance(urls, list):
+        fields["base_url"], fields["more_base_urls"] = urls[0], tuple(urls[1:])
+    return BackendSettings(**fields).validate()

@@ -8,10 +8,11 @@ import json
 import pytest
 
 from engine.errors import ConfigError
+from engine.settings import settings_from
 from tests.conftest import run_cli
 from tests.fault_server import FaultConfig
 from tui.cli import build_parser
-from tui.options import FLAGS, merged_values, read_config, refuse_misplaced, settings_from
+from tui.options import FLAGS, merged_values, read_config, refuse_misplaced
 
 SMALL = ["--beam-width", "2", "--n-per-beam", "2", "--block-tokens", "6", "--max-tokens", "12", "--seed", "1"]
 

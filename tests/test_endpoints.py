@@ -13,7 +13,7 @@ from contextlib import ExitStack
 import pytest
 
 from engine.backends.endpoints import odd_ones_out
-from engine.gen import question_id
+from engine.gen.generator import question_id
 from engine.scoring import endpoint_score
 from tests.conftest import ROOT, run_cli
 from tests.fault_server import FaultConfig, InFlightGroup, ThreadedFaultServer
@@ -153,7 +153,8 @@ def test_bad_endpoint_flags_exit_2_with_one_line(argv, message):
 
 
 def test_base_urls_in_the_config_file(tmp_path):
-    from tui.options import backend_settings, read_config
+    from engine.settings import backend_settings
+    from tui.options import read_config
 
     config = tmp_path / "beamtui.toml"
     config.write_text('backend = "openai"\nmodel = "m"\nbase-urls = ["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"]\n'

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from engine.eval_stats import mcnemar_exact_p, pass_at_k, pass_at_ks, wilson_interval
-from engine.eval_summary import EvalTally, summarize
-from engine.grading import Grader, last_number, parse_grader
-from engine.problems import Problem, read_problems
+from engine.eval.grading import Grader, last_number, parse_grader
+from engine.eval.problems import Problem, read_problems
+from engine.eval.stats import mcnemar_exact_p, pass_at_k, pass_at_ks, wilson_interval
+from engine.eval.summary import EvalTally, summarize
 from engine.tokenizers import load_tokenizer
 from tests.conftest import ROOT, run_cli
 from tests.fault_server import FaultConfig, ThreadedFaultServer
@@ -206,20 +206,20 @@ def test_bad_problem_files_are_one_line_and_exit_2(tmp_path, content, message):
 
 
 async def test_the_eval_dashboard_fills_the_table_and_follows_one_search_at_a_time(tmp_path):
-    from engine.evaluation import EvalSettings, parse_strategies
-    from engine.grading import Grader
-    from engine.settings import SearchSettings
-    from tests.conftest import openai_settings
+    from engine.eval.plan import plan_eval
     from tui.eval_app import EvalApp
     from tui.panels.eval_table import EvalTablePanel
     from tui.panels.population import PopulationPanel
 
-    problems = [Problem(f"p{i}", f"question {i}", "42" if i % 2 else "7") for i in range(6)]
-    base = SearchSettings(prompt="-", block_tokens=4, max_tokens=8, temperature=1.0, seed=1)
-    settings = EvalSettings(base, parse_strategies("greedy,beam:2x2", base), Grader("numeric"), "{question}",
-                            tmp_path / "out.jsonl")
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps({"id": f"p{i}", "question": f"question {i}", "answer": "42" if i % 2 else "7"})
+                                + "\n" for i in range(6)))
     with scripted_server(" 42", latency=0.05) as server:
-        app = EvalApp(settings, openai_settings(server.base_url, max_concurrent=4), problems, "test eval")
+        values = {"backend": "openai", "base_url": server.base_url, "model": "synthetic", "tokenizer": "embedded",
+                  "max_concurrent": 4, "block_tokens": 4, "max_tokens": 8, "temperature": 1.0, "seed": 1}
+        plan = plan_eval(values, problems=problems, out=tmp_path / "out.jsonl", strategies="greedy,beam:2x2",
+                         grader="numeric", template="{question}")
+        app = EvalApp(plan)
         async with app.run_test(size=(160, 48)) as pilot:
             deadline = time.monotonic() + 60
             while not app.status.startswith("finished") and time.monotonic() < deadline:

@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from engine.backends.tinker_sdk import TinkerSampler
-from engine.gen import Generator, GenSettings, question_id, sample_key
+from engine.gen.generator import Generator, GenSettings, question_id, sample_key
 from engine.jsonl import repair_and_load
 from engine.request_layer import RequestLayer
 from engine.settings import BackendSettings

@@ -9,7 +9,7 @@ import pytest
 
 from engine import registry
 from engine.errors import ConfigError
-from engine.evaluation import parse_strategies
+from engine.eval.evaluator import parse_strategies
 from engine.registry import Column, PopulationView, StrategyInfo, register, strategy_names
 from engine.scoring import rank
 from engine.settings import SearchSettings

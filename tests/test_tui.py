@@ -297,8 +297,9 @@ def test_a_toml_config_sets_the_launch_settings(tmp_path):
 
 
 def test_the_shipped_example_config_loads():
+    from engine.settings import settings_from
     from tests.conftest import ROOT
-    from tui.options import read_config, settings_from
+    from tui.options import read_config
 
     search, backend = settings_from(read_config(str(ROOT / "assets" / "beamtui.example.toml")))
     assert (search.beam_width, search.seed, backend.backend) == (4, 1, "local")
@@ -437,7 +438,7 @@ async def test_a_served_visitor_cannot_send_the_api_key_to_another_host(monkeypa
 class _IdleEvalHost:
     """Stands where EvalHost stands; the test posts the eval's results and the followed search's events itself."""
 
-    def __init__(self, post, settings, backend, problems):
+    def __init__(self, post, plan):
         pass
 
     def serve(self) -> None:
@@ -450,28 +451,27 @@ class _IdleEvalHost:
 def test_the_eval_dashboard_at_80x24_keeps_accuracy_and_cost_in_view(snap_compare, tmp_path):
     """Four strategies on four problems, finished; the panels follow a recorded smc search. Narrow, the table keeps
     accuracy, the paired difference and the cost multiples, whole."""
-    from engine.eval_summary import timing_record
-    from engine.evaluation import EvalSettings, parse_strategies
-    from engine.grading import Grader
-    from engine.problems import Problem
-    from tests.fixtures.record import BACKEND
-    from tests.replay import recorded, recorded_settings
+    from engine.eval.plan import plan_eval
+    from engine.eval.summary import timing_record
+    from tests.replay import recorded
     from tui.engine_host import EngineBatch
     from tui.eval_app import EvalApp
     from tui.eval_host import EvalResults
 
     specs = ["greedy", "vote:4", "smc:4", "mcmc:1x2"]
-    base = recorded_settings("smc")
-    settings = EvalSettings(base, parse_strategies(",".join(specs), base), Grader("numeric"), "{question}",
-                            tmp_path / "out.jsonl")
-    problems = [Problem(f"p{i}", f"question {i}", str(i)) for i in range(4)]
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps({"id": f"p{i}", "question": f"question {i}", "answer": str(i)}) + "\n"
+                                for i in range(4)))
+    values = {"backend": "openai", "base_url": "http://127.0.0.1:8000/v1", "model": "word-chain",
+              "tokenizer": "embedded", "max_concurrent": 16}
+    plan = plan_eval(values, problems=problems, out=tmp_path / "out.jsonl", strategies=",".join(specs),
+                     grader="numeric", template="{question}")
     records = [{"id": f"p{i}", "strategy": spec, "sample": 0, "correct": i < rank + 1, "extracted": str(i),
                 "tokens": 20 * (rank + 1), "requests": 2 * rank + 1, "wall_s": 0.5 * (rank + 1)}
                for rank, spec in enumerate(specs) for i in range(4)]
     records += [timing_record(spec, 4, 2.0 * (rank + 1), 4) for rank, spec in enumerate(specs)]
     clock = ManualClock()
-    app = EvalApp(settings, BACKEND, problems, "eval · 4 problems · numeric", host_factory=_IdleEvalHost,
-                  clock=clock)
+    app = EvalApp(plan, host_factory=_IdleEvalHost, clock=clock)
 
     async def finished(pilot):
         await pilot.pause()

@@ -18,7 +18,7 @@ from textual.containers import Grid
 from textual.screen import Screen
 from textual.widgets import Header
 
-from engine.backends.factory import open_sampler
+from engine.backends.factory import check_backend
 from engine.errors import ConfigError
 from engine.events import SearchFinished
 from engine.registry import strategy_names
@@ -348,7 +348,8 @@ class BeamtuiApp(App):
 
 def launch(args) -> int:
     """Validate the flags (and config file), check the backend, then open the dashboard."""
-    from tui.options import fail, merged_values, settings_from
+    from engine.settings import settings_from
+    from tui.options import fail, merged_values
 
     try:
         values = merged_values(args)
@@ -365,8 +366,3 @@ def launch(args) -> int:
     app.run()
     return 0
 
-
-async def check_backend(backend: BackendSettings) -> None:
-    """Open and close the backend: a missing key or a dead endpoint raises ConfigError here."""
-    sampler = await open_sampler(backend)
-    await sampler.aclose()

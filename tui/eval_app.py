@@ -6,19 +6,17 @@ Many searches run at once; the panels follow one of them from its start to its e
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
 from textual.widgets import Header
 
-from engine.eval_summary import EvalTally, StrategySummary
-from engine.evaluation import EvalSettings
+from engine.eval.plan import EvalPlan
+from engine.eval.summary import EvalTally, StrategySummary
 from engine.events import SearchStarted
-from engine.problems import Problem, ProblemSet
 from engine.run_state import RunState
-from engine.settings import BackendSettings
 from tui.app import NARROW_WIDTH
 from tui.engine_host import EngineBatch, EngineFailed
 from tui.eval_host import EvalHost, EvalResults
@@ -40,17 +38,16 @@ class EvalApp(App):
     TITLE = "beamtui eval"
     BINDINGS = [Binding("q", "quit", "quit", id="quit", priority=True)]
 
-    def __init__(self, settings: EvalSettings, backend: BackendSettings, problems: ProblemSet | list[Problem],
-                 headline: str, *, previous: Iterable[dict] = (), host_factory: Callable[..., EvalHost] = EvalHost,
+    def __init__(self, plan: EvalPlan, *, host_factory: Callable[..., EvalHost] = EvalHost,
                  clock: Callable[[], float] = time.monotonic, keymap: dict[str, str] | None = None):
         super().__init__()
         self.keys = check_keymap(keymap or {}, [self.BINDINGS])
-        self.settings, self.backend, self.headline, self.clock = settings, backend, headline, clock
-        self.host = host_factory(self.post_message, settings, backend, problems)
-        self.specs = [s.spec for s in settings.strategies]
-        self.total = len(problems) * len(self.specs) * settings.samples
-        self.tally = EvalTally(self.specs, settings.samples)  # what the output already held, then this run's results
-        for record in previous:
+        self.plan, self.settings, self.backend, self.clock = plan, plan.settings, plan.backend, clock
+        self.host = host_factory(self.post_message, plan)
+        self.specs = [s.spec for s in self.settings.strategies]
+        self.total = len(plan.problem_set) * len(self.specs) * self.settings.samples
+        self.tally = EvalTally(self.specs, self.settings.samples)  # the output's results, then this run's
+        for record in plan.records():
             self.tally.add(record)
         self.rows: list[StrategySummary] = self.tally.rows()
         self.status = "running"
@@ -70,7 +67,7 @@ class EvalApp(App):
 
     def on_mount(self) -> None:
         self.set_keymap(self.keys)
-        self.query_one("#settings-bar", Line).text = self.headline
+        self.query_one("#settings-bar", Line).text = self.plan.headline
         self._table = self.query_one(EvalTablePanel)
         self._panels = [self.query_one(kind) for kind in (PopulationPanel, TreePanel, ProgressPanel, AnswerPanel,
                                                           LogPanel)]

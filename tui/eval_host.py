@@ -6,17 +6,13 @@ As in `engine_host`, events are buffered and posted ten times a second, together
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
 
 from textual.message import Message
 
 from engine.backends.factory import open_sampler
 from engine.errors import BeamtuiError
-from engine.evaluation import EvalSettings, Evaluator
-from engine.problems import Problem, ProblemSet
-from engine.request_layer import RequestLayer
-from engine.settings import BackendSettings
+from engine.eval.plan import EvalPlan
 from tui.engine_host import FLUSH_INTERVAL_S, EngineBatch, EngineFailed
 
 EVAL_RUN = "eval"
@@ -32,10 +28,9 @@ class EvalResults(Message):
 
 
 class EvalHost:
-    def __init__(self, post: Callable[[Message], object], settings: EvalSettings, backend: BackendSettings,
-                 problems: ProblemSet | list[Problem]):
+    def __init__(self, post: Callable[[Message], object], plan: EvalPlan):
         self.post = post
-        self.settings, self.backend, self.problems = settings, backend, problems
+        self.plan = plan
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task | None = None
         self._events: list = []
@@ -63,14 +58,9 @@ class EvalHost:
         flusher = asyncio.create_task(self._flush_forever())
         sampler = None
         try:
-            sampler = await open_sampler(self.backend)
-            layer = RequestLayer(sampler, max_concurrent=self.backend.max_concurrent, timeout=self.backend.timeout,
-                                 max_retries=self.backend.max_retries, emit=self._events.append,
-                                 rng=random.Random(self.settings.seed))
-            evaluator = Evaluator(self.settings, self.backend, sampler, layer,
-                                  on_result=lambda spec, record, progress: self._records.append(record),
-                                  emit=self._events.append)
-            self.wall_s = await evaluator.run(self.problems)
+            sampler = await open_sampler(self.plan.backend)
+            self.wall_s = await self.plan.run(sampler, emit=self._events.append,
+                                              on_result=lambda spec, record, progress: self._records.append(record))
             self._flush(finished=True)
         except asyncio.CancelledError:
             pass

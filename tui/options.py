@@ -104,7 +104,6 @@ FLAGS = (
 BY_DEST = {flag.dest: flag for flag in FLAGS}
 BY_NAME = BY_DEST | {alias: flag for flag in FLAGS for alias in flag.aliases}
 BY_NAME_FLAG = {"--" + name.replace("_", "-") for name in BY_NAME}
-SEARCH_FIELDS = {f.dest for f in FLAGS} & set(SearchSettings.__dataclass_fields__)
 BACKEND_FIELDS = {f.dest for f in FLAGS} & set(BackendSettings.__dataclass_fields__)
 
 
@@ -146,8 +145,8 @@ def unrecognized(extras: list[str], command: str) -> str:
 
 def command_defaults(command: str) -> dict:
     """What each setting is when not given, for `command`: the settings' own defaults, and eval's and gen's."""
-    from engine.evaluation import EVAL_SEARCH_DEFAULTS
-    from engine.gen import GEN_SEARCH_DEFAULTS
+    from engine.eval.evaluator import EVAL_SEARCH_DEFAULTS
+    from engine.gen.generator import GEN_SEARCH_DEFAULTS
 
     defaults = {f.name: f.default for settings in (SearchSettings, BackendSettings)
                 for f in dataclasses.fields(settings)}
@@ -226,25 +225,6 @@ def merged_values(args: argparse.Namespace) -> dict:
     values = vars(args)
     merged = read_config(values["config"]) if values.get("config") else {}
     return merged | {k: v for k, v in values.items() if k not in ("config", "command")}
-
-
-def settings_from(values: dict) -> tuple[SearchSettings, BackendSettings]:
-    """Validated settings from flag and config values; missing ones keep their defaults. A default block longer
-    than a given --max-tokens shrinks to it; a --block-tokens given longer is an error."""
-    default_block = SearchSettings.block_tokens
-    if "block_tokens" not in values and 1 <= values.get("max_tokens", default_block) < default_block:
-        values = values | {"block_tokens": values["max_tokens"]}
-    search = SearchSettings(**{k: v for k, v in values.items() if k in SEARCH_FIELDS}).validate()
-    return search, backend_settings(values)
-
-
-def backend_settings(values: dict) -> BackendSettings:
-    """--base-url may come as a list (given more than once, or base-urls in TOML): the first, then the rest."""
-    fields = {k: v for k, v in values.items() if k in BACKEND_FIELDS}
-    urls = fields.get("base_url")
-    if isinstance(urls, list):
-        fields["base_url"], fields["more_base_urls"] = urls[0], tuple(urls[1:])
-    return BackendSettings(**fields).validate()
 
 
 def read_config(path: str) -> dict:

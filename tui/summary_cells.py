@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.eval_summary import StrategySummary
+from engine.eval.summary import StrategySummary
 
 Cell = Callable[[StrategySummary], str]
 

@@ -63,12 +63,16 @@ async def open_sampler(settings: BackendSettings, sampler: Sampler | None = None
         sampler = create_sampler(settings)  # on failure the load finishes unobserved; the error here matters
         sampler.tokenizer = await loading
     sampler = sampler or create_sampler(settings)
-    probe_layer = RequestLayer(
-        sampler, max_concurrent=settings.max_concurrent, timeout=settings.timeout, max_retries=settings.max_retries
-    )
     try:
-        await sampler.start(probe_layer.send)
+        await sampler.start(RequestLayer.for_backend(sampler, settings).send)
     except BaseException:
         await sampler.aclose()
         raise
     return sampler
+
+
+async def check_backend(settings: BackendSettings) -> None:
+    """Open and close the backend: a missing key or a dead endpoint raises ConfigError here, before a screen opens
+    or a run starts."""
+    sampler = await open_sampler(settings)
+    await sampler.aclose()

@@ -10,9 +10,10 @@ from rich.table import Table
 from engine.backends.factory import open_sampler
 from engine.bench import BenchRow, run_bench
 from engine.errors import ConfigError
+from engine.settings import settings_from
 from tui.commands import stdout_console
 from tui.keymap import check_dashboard_keymap
-from tui.options import merged_values, refuse_other_strategies, settings_from
+from tui.options import merged_values, refuse_other_strategies
 
 
 def parse_widths(text: str) -> list[int]:

@@ -4,34 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.backends.factory import open_sampler
+from engine.backends.factory import check_backend, open_sampler
 from engine.errors import ConfigError
-from engine.eval_summary import StrategySummary, read_records, summarize
-from engine.evaluation import (
+from engine.eval.evaluator import (
     DEFAULT_STRATEGIES,
-    EVAL_SEARCH_DEFAULTS,
-    EvalSettings,
-    Evaluator,
-    parse_strategies,
 )
-from engine.grading import GRADERS, TEMPLATES, check_template, parse_grader
-from engine.jsonl import check_writable
-from engine.problems import ProblemSet, read_problems
-from engine.request_layer import RequestLayer
-from engine.settings import BackendSettings
+from engine.eval.grading import GRADERS
+from engine.eval.plan import EvalPlan, plan_eval
+from engine.eval.summary import StrategySummary
 from tui.commands import stdout_console
-from tui.options import add_command, add_flags, merged_values, settings_from
+from tui.options import add_command, add_flags, merged_values
 from tui.summary_cells import ACCURACY, COST, pass_ks, summary_cells, summary_notes
 
 # Short answers by default: the shipped problems need a few tokens, and the default eval must fit in minutes.
@@ -65,52 +54,20 @@ def add_eval_parser(commands) -> None:
     add_flags(evaluate, "eval")
 
 
-@dataclass(frozen=True)
-class EvalPlan:
-    settings: EvalSettings
-    backend: BackendSettings
-    problem_set: ProblemSet
-
-    @property
-    def headline(self) -> str:
-        return (f"problems: {self.problem_set.describe()} · grader {self.settings.grader.name} · "
-                f"{','.join(s.spec for s in self.settings.strategies)} · {self.backend.backend} · "
-                f"cap {self.backend.max_concurrent}")
-
-
-def plan_eval(args: argparse.Namespace) -> EvalPlan:
-    """Every check that needs no backend, so bad input fails before a model loads or a screen opens."""
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+def plan_from(args: argparse.Namespace) -> EvalPlan:
     if args.tui and args.quiet:
         raise ConfigError("--quiet turns off the progress bars; --tui shows the dashboard instead: give one")
-    given = merged_values(args)
-    values = EVAL_SEARCH_DEFAULTS | given
-    if "block_tokens" not in given:
-        values["block_tokens"] = min(values["block_tokens"], values["max_tokens"])
-    base, backend = settings_from(values | {"prompt": "(each problem's)"})
-    strategies = parse_strategies(args.strategies, base)
-    problem_set = read_problems(Path(args.problems), args.limit)
-    grader = parse_grader(args.grader, problem_set.shape, problem_set.first_answer)
-    template = check_template(args.prompt_template or TEMPLATES[grader.kind])
-    settings = EvalSettings(base, strategies, grader, template, Path(args.out), args.samples,
-                            base.seed, Path(args.problems).name).validate()
-    check_writable(settings.out)
-    settings.check_resumable()
-    return EvalPlan(settings, backend, problem_set)
+    return plan_eval(merged_values(args), problems=args.problems, out=args.out, strategies=args.strategies,
+                     grader=args.grader, template=args.prompt_template, limit=args.limit, samples=args.samples)
 
 
 async def eval_command(args: argparse.Namespace) -> int:
-    plan = plan_eval(args)
-    settings, backend = plan.settings, plan.backend
+    plan = plan_from(args)
     err = Console(stderr=True)
     err.print(plan.headline, soft_wrap=True)
-    sampler = await open_sampler(backend)
+    sampler = await open_sampler(plan.backend)
     try:
-        layer = RequestLayer(sampler, max_concurrent=backend.max_concurrent, timeout=backend.timeout,
-                             max_retries=backend.max_retries, rng=random.Random(settings.seed))
-        evaluator = Evaluator(settings, backend, sampler, layer)
-        wall = await run_with_progress(evaluator, plan.problem_set, err, quiet=args.quiet)
+        wall = await run_with_progress(plan, sampler, err, quiet=args.quiet)
     finally:
         await sampler.aclose()
     report(args, plan, wall)
@@ -121,30 +78,21 @@ def eval_tui_command(args: argparse.Namespace) -> int:
     """The eval with its dashboard; the summary is printed when the dashboard closes."""
     import asyncio
 
-    from tui.app import check_backend
     from tui.eval_app import EvalApp
 
-    plan = plan_eval(args)
+    plan = plan_from(args)
     if plan.backend.backend != "local":
         asyncio.run(check_backend(plan.backend))  # a missing key or dead endpoint fails before the screen opens
-    app = EvalApp(plan.settings, plan.backend, plan.problem_set, plan.headline, previous=_records(plan, args.samples),
-                  keymap=merged_values(args).get("keymap"))
+    app = EvalApp(plan, keymap=merged_values(args).get("keymap"))
     app.run()
     report(args, plan, app.host.wall_s)
     return 0
 
 
-def _records(plan: EvalPlan, samples: int) -> Iterator[dict]:
-    """The output's records for this eval's problems and samples, one at a time."""
-    ids = plan.problem_set.ids
-    return (r for r in read_records(plan.settings.out)
-            if "timing" in r or (r.get("id") in ids and r.get("sample", 0) < samples))
-
-
 def report(args: argparse.Namespace, plan: EvalPlan, wall: float | None) -> None:
     """The summary of every result in the output for these problems: this run's and earlier runs'."""
     settings, backend = plan.settings, plan.backend
-    rows = summarize(_records(plan, args.samples), [s.spec for s in settings.strategies], args.samples)
+    rows = plan.summary()
     count = len(plan.problem_set)
     if args.json:
         print(json.dumps({"problems": count, "shape": plan.problem_set.shape, "grader": settings.grader.name,
@@ -162,9 +110,9 @@ def report(args: argparse.Namespace, plan: EvalPlan, wall: float | None) -> None
     print(frontier_chart(rows))
 
 
-async def run_with_progress(evaluator: Evaluator, problems, console: Console, *, quiet: bool) -> float:
+async def run_with_progress(plan: EvalPlan, sampler, console: Console, *, quiet: bool) -> float:
     if quiet:
-        return await evaluator.run(problems)
+        return await plan.run(sampler)
     columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[accuracy]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, refresh_per_second=8) as bars:
@@ -176,11 +124,10 @@ async def run_with_progress(evaluator: Evaluator, problems, console: Console, *,
             bars.update(tasks[spec], completed=progress.done + progress.skipped,
                         accuracy=f"{progress.correct}/{progress.done} right this run")
 
-        for strategy in evaluator.settings.strategies:
-            total = len(problems) * evaluator.settings.samples
+        for strategy in plan.settings.strategies:
+            total = len(plan.problem_set) * plan.settings.samples
             tasks[strategy.spec] = bars.add_task(strategy.spec, total=total, accuracy="")
-        evaluator.on_result = show
-        return await evaluator.run(problems)
+        return await plan.run(sampler, on_result=show)
 
 
 WIDE_SUMMARY = 120  # narrower terminals get the summary as three tables (accuracy, cost, pass@k), none cut

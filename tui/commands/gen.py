@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import random
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -13,14 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
-from engine.gen import GEN_SEARCH_DEFAULTS, Generator, GenProgress, GenSettings, check_questions
+from engine.gen.generator import GEN_SEARCH_DEFAULTS, Generator, GenProgress, GenSettings, check_questions
+from engine.gen.shards import Shard
 from engine.jsonl import check_writable
 from engine.request_layer import RequestLayer
 from engine.scoring import speedup
-from engine.settings import BackendSettings
-from engine.shards import Shard
+from engine.settings import BackendSettings, backend_settings
 from tui.keymap import check_dashboard_keymap
-from tui.options import add_command, add_flags, backend_settings, merged_values
+from tui.options import add_command, add_flags, merged_values
 
 
 def add_gen_parser(commands) -> None:
@@ -83,18 +82,13 @@ async def gen_command(args: argparse.Namespace) -> int:
     try:
         if args.compare is not None:
             return await compare(settings, backend, sampler, min(args.compare, total), console)
-        layer = new_layer(sampler, backend)
+        layer = RequestLayer.for_backend(sampler, backend, seed=0)
         progress = await run_with_progress(Generator(settings, backend, sampler, layer), total, console,
                                            quiet=args.quiet)
     finally:
         await sampler.aclose()
     print_summary(progress, layer, settings, console)
     return 1 if progress.failed else 0
-
-
-def new_layer(sampler, backend: BackendSettings) -> RequestLayer:
-    return RequestLayer(sampler, max_concurrent=backend.max_concurrent, timeout=backend.timeout,
-                        max_retries=backend.max_retries, rng=random.Random(0))
 
 
 async def run_with_progress(generator: Generator, total: int, console: Console, *, quiet: bool) -> GenProgress:
@@ -146,7 +140,7 @@ async def compare(settings: GenSettings, backend: BackendSettings, sampler, coun
     with tempfile.TemporaryDirectory() as scratch:
         for mode in ("sequential", "parallel"):
             run = replace(settings, mode=mode, limit=count, out=Path(scratch) / f"{mode}.jsonl")
-            layer = new_layer(sampler, backend)
+            layer = RequestLayer.for_backend(sampler, backend, seed=0)
             console.print(f"{mode}: {count} questions…", soft_wrap=True)
             progress = await Generator(run, backend, sampler, layer).run(count)
             times[mode] = progress.elapsed_s

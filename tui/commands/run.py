@@ -18,10 +18,10 @@ from engine.events import Event, discard
 from engine.results import SearchResult
 from engine.run_state import RunState
 from engine.search import run_search
-from engine.settings import BackendSettings, SearchSettings
+from engine.settings import BackendSettings, SearchSettings, settings_from
 from tui.commands import stdout_console
 from tui.keymap import check_dashboard_keymap
-from tui.options import merged_values, refuse_other_strategies, settings_from
+from tui.options import merged_values, refuse_other_strategies
 
 TEXT_PREVIEW_CHARS = 70
 REFRESH_S = 0.125

@@ -22,8 +22,10 @@ import socket
 import sys
 from pathlib import Path
 
+from engine.backends.factory import check_backend
 from engine.errors import ConfigError
-from tui.options import BY_DEST, SERVED_ENV, add_command, add_flags, merged_values, settings_from
+from engine.settings import settings_from
+from tui.options import BY_DEST, SERVED_ENV, add_command, add_flags, merged_values
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TOKEN_COOKIE = "beamtui_token"
@@ -124,7 +126,7 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from tui.app import BeamtuiApp, check_backend
+    from tui.app import BeamtuiApp
     from tui.keymap import check_keymap
 
     if not 1 <= args.port <= 65535:

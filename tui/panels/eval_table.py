@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable
 
-from engine.eval_summary import StrategySummary
+from engine.eval.summary import StrategySummary
 from tui.summary_cells import NARROW, summary_cells
 
 

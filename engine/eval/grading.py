@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from engine.errors import ConfigError
-from engine.problems import LETTERS, Problem
+from engine.eval.problems import LETTERS, Problem
 
 GRADERS = ("auto", "numeric", "math", "choice", "exact", "regex:PATTERN")
 NUMBER = re.compile(r"-?\$?\s?\d[\d,]*(?:\.\d+)?|-?\$?\s?\.\d+")

@@ -21,11 +21,11 @@ from typing import Literal
 
 from engine.errors import BackendError, ConfigError
 from engine.events import RequestFinished
+from engine.gen.shards import Shard
 from engine.jsonl import JsonlAppender, repair_and_load
 from engine.request_layer import RequestLayer, RequestTag
 from engine.sampler import Message, Sampler, SampleRequest
 from engine.settings import BackendSettings
-from engine.shards import Shard
 
 GenMode = Literal["parallel", "sequential"]
 

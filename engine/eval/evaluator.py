@@ -2,7 +2,7 @@
 
 Every (problem, strategy, sample) is one search. Searches run concurrently in a sliding window, problem by
 problem, and all of them share one request layer, so `max_concurrent` bounds the whole eval. Each finished
-search is appended and flushed at once; a rerun skips what the output holds. The summary (engine/eval_summary.py)
+search is appended and flushed at once; a rerun skips what the output holds. The summary (engine/eval/summary.py)
 is a fold over the output file, so a resumed eval reports every problem, not just the ones of its last run.
 """
 
@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import ConfigError
-from engine.eval_summary import read_records, record_key, timing_record
+from engine.eval.grading import Grader, prompt_for
+from engine.eval.problems import Problem, ProblemSet
+from engine.eval.summary import read_records, record_key, timing_record
 from engine.events import EventSink, discard
-from engine.grading import Grader, prompt_for
 from engine.jsonl import JsonlAppender, repair_and_load
-from engine.problems import Problem, ProblemSet
 from engine.request_layer import RequestLayer
 from engine.sampler import Sampler
 from engine.search import run_search

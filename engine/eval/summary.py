@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.eval_stats import mcnemar_exact_p, pass_at_k, pass_at_ks, wilson_interval
+from engine.eval.stats import mcnemar_exact_p, pass_at_k, pass_at_ks, wilson_interval
 
 
 def record_key(record: dict) -> tuple[str, str, int]:

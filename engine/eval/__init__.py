@@ -1,0 +1,1 @@
+"""Eval: strategies side by side on a problem file, graded, with accuracy, confidence and cost."""

@@ -1,0 +1,1 @@
+"""Gen: teacher answers for prompt distillation, streamed to resumable JSONL."""
