@@ -8,7 +8,6 @@ is a fold over the output file, so a resumed eval reports every problem, not jus
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from engine.request_layer import RequestLayer
 from engine.sampler import Sampler
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
+from engine.task_window import TaskWindow
 
 DEFAULT_STRATEGIES = "greedy,vote:4,smc:4,mcmc:1x2"  # its phases took 9.6 minutes on 2 cores for the 200 shipped problems
 
@@ -110,18 +110,9 @@ class Evaluator:
             self.progress[strategy.spec] = StrategyProgress(total=len(problems) * settings.samples)
         # Searches in hand at once: twice the cap, so a freed request slot finds the next search's prompt already
         # rendered (measured with greedy + best-of-n:4 at cap 64 and 0.3 s: 0.90 of ideal with one cap's worth).
-        window = asyncio.Semaphore(1 if settings.search.mode == "sequential" else 2 * self.layer.max_concurrent)
+        window = TaskWindow(1 if settings.search.mode == "sequential" else 2 * self.layer.max_concurrent)
         output = JsonlAppender(settings.out)
         started = time.perf_counter()
-        running: set[asyncio.Task] = set()
-        failed: list[asyncio.Task] = []
-
-        def finished(task: asyncio.Task) -> None:
-            running.discard(task)
-            window.release()
-            if not task.cancelled() and task.exception() is not None:
-                failed.append(task)
-
         try:
             for strategy in settings.strategies:
                 phase_started, sent = time.perf_counter(), 0
@@ -129,21 +120,15 @@ class Evaluator:
                     if (problem.id, strategy.spec, k) in done:
                         self.progress[strategy.spec].skipped += 1
                         continue
-                    await window.acquire()
-                    if failed:  # a search that raised (not one that failed requests): stop sending more
-                        break
-                    task = asyncio.create_task(self._one(problem, strategy, k, output))
-                    running.add(task)
-                    task.add_done_callback(finished)
+                    # A search that raised (not one whose requests failed) stops the eval here.
+                    await window.start(self._one(problem, strategy, k, output))
                     sent += 1
-                await asyncio.gather(*running, *failed)
+                await window.drain()
                 if sent:
                     output.write(timing_record(strategy.spec, sent, time.perf_counter() - phase_started,
                                                self.layer.max_concurrent))
         finally:
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await window.close()
             output.close()
         return time.perf_counter() - started
 

@@ -9,9 +9,11 @@ skips what the output already holds, after cutting off a line torn by a kill.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +28,7 @@ from engine.jsonl import JsonlAppender, repair_and_load
 from engine.request_layer import RequestLayer, RequestTag
 from engine.sampler import Message, Sampler, SampleRequest
 from engine.settings import BackendSettings
+from engine.task_window import TaskWindow
 
 GenMode = Literal["parallel", "sequential"]
 
@@ -183,8 +186,7 @@ class Generator:
         output, errors = JsonlAppender(settings.out), JsonlAppender(settings.errors_path)
         # The request layer's cap is the sliding window. Up to twice that many questions are in hand at once,
         # their prompts rendered while the window is full, so a freed slot is refilled without delay.
-        ahead = asyncio.Semaphore(1 if settings.mode == "sequential" else 2 * self.layer.max_concurrent)
-        running: set[asyncio.Task] = set()
+        window = TaskWindow(1 if settings.mode == "sequential" else 2 * self.layer.max_concurrent)
         seen: set[str] = set()
         self._renderer = ThreadPoolExecutor(1, thread_name_prefix="beamtui-prompts")
         try:
@@ -203,15 +205,10 @@ class Generator:
                 progress.total -= settings.num_samples - len(missing)
                 if not missing:
                     continue
-                await ahead.acquire()
-                task = asyncio.create_task(self._answer(question, missing, output, errors, progress))
-                running.add(task)
-                task.add_done_callback(lambda t: (running.discard(t), ahead.release()))
-            await asyncio.gather(*running)
+                await window.start(self._answer(question, missing, output, errors, progress))
+            await window.drain()
         finally:
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await window.close()
             self._renderer.shutdown()
             output.close()
             errors.close()
@@ -281,3 +278,41 @@ def sample_key(record: dict) -> tuple[str, int]:
 
 def _seed(seed: int, qid: str) -> int:
     return int(hashlib.sha256(f"{seed}:{qid}".encode()).hexdigest()[:8], 16)
+
+
+def gen_settings(values: dict, *, questions: str | Path, out: str | Path, system_prompt_file: str | None = None,
+                 num_samples: int = 1, parse_regex: str | None = None, limit: int | None = None,
+                 shard: str | None = None) -> GenSettings:
+    """A gen from settings values (flags or a config file, by setting name) at gen's defaults."""
+    values = GEN_SEARCH_DEFAULTS | values
+    parsed = Shard.parse(shard) if shard is not None else None
+    system = values.get("system_prompt")
+    if system_prompt_file and system is not None:
+        raise ConfigError("give --system-prompt or --system-prompt-file, not both")
+    if system_prompt_file:
+        try:
+            system = Path(system_prompt_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read --system-prompt-file {system_prompt_file}: {exc.strerror}") from None
+    return GenSettings(
+        questions=Path(questions), out=parsed.output(Path(out)) if parsed else Path(out), system_prompt=system,
+        num_samples=num_samples, max_tokens=values["max_tokens"], temperature=values["temperature"],
+        parse_regex=parse_regex, mode=values["mode"], limit=limit, seed=values["seed"], shard=parsed,
+    ).validate()
+
+
+async def compare_modes(settings: GenSettings, backend: BackendSettings, sampler: Sampler, count: int,
+                        on_mode: Callable[[str, GenProgress | None], None] = lambda mode, progress: None,
+                        ) -> dict[str, float]:
+    """The first `count` questions one at a time, then in the sliding window, into scratch files: each mode's
+    wall seconds. `on_mode` hears of each mode as it starts (progress None) and as it ends."""
+    times = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for mode in ("sequential", "parallel"):
+            run = dataclasses.replace(settings, mode=mode, limit=count, out=Path(scratch) / f"{mode}.jsonl")
+            on_mode(mode, None)
+            progress = await Generator(run, backend, sampler, RequestLayer.for_backend(sampler, backend, seed=0)).run(
+                count)
+            times[mode] = progress.elapsed_s
+            on_mode(mode, progress)
+    return times

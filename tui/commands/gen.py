@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
-from dataclasses import replace
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
-from engine.gen.generator import GEN_SEARCH_DEFAULTS, Generator, GenProgress, GenSettings, check_questions
-from engine.gen.shards import Shard
+from engine.gen.generator import (
+    Generator,
+    GenProgress,
+    GenSettings,
+    check_questions,
+    compare_modes,
+    gen_settings,
+)
 from engine.jsonl import check_writable
 from engine.request_layer import RequestLayer
 from engine.scoring import speedup
@@ -44,24 +47,6 @@ def add_gen_parser(commands) -> None:
                      help="time the first N questions sequentially and then in parallel; write nothing")
 
 
-def gen_settings(args: argparse.Namespace, values: dict, out: Path) -> GenSettings:
-    values = GEN_SEARCH_DEFAULTS | values
-    shard = Shard.parse(args.shard) if args.shard is not None else None
-    system = values.get("system_prompt")
-    if args.system_prompt_file and system is not None:
-        raise ConfigError("give --system-prompt or --system-prompt-file, not both")
-    if args.system_prompt_file:
-        try:
-            system = Path(args.system_prompt_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read --system-prompt-file {args.system_prompt_file}: {exc.strerror}") from None
-    return GenSettings(
-        questions=Path(args.questions), out=shard.output(out) if shard else out, system_prompt=system,
-        num_samples=args.num_samples, max_tokens=values["max_tokens"], temperature=values["temperature"],
-        parse_regex=args.parse_regex, mode=values["mode"], limit=args.limit, seed=values["seed"], shard=shard,
-    ).validate()
-
-
 async def gen_command(args: argparse.Namespace) -> int:
     if args.compare is None and not args.out:
         raise ConfigError("gen needs --out (or --compare N to time sequential against concurrent)")
@@ -72,7 +57,9 @@ async def gen_command(args: argparse.Namespace) -> int:
     values = merged_values(args)
     check_dashboard_keymap(values)
     backend = backend_settings(values)
-    settings = gen_settings(args, values, Path(args.out or "unused.jsonl"))
+    settings = gen_settings(values, questions=args.questions, out=args.out or "unused.jsonl",
+                            system_prompt_file=args.system_prompt_file, num_samples=args.num_samples,
+                            parse_regex=args.parse_regex, limit=args.limit, shard=args.shard)
     total = check_questions(settings)
     if args.compare is None:
         check_writable(settings.out)
@@ -136,18 +123,17 @@ def print_summary(progress: GenProgress, layer: RequestLayer, settings: GenSetti
 
 async def compare(settings: GenSettings, backend: BackendSettings, sampler, count: int, console: Console) -> int:
     """The seed's before and after: the same questions one at a time, then with the sliding window."""
-    times = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        for mode in ("sequential", "parallel"):
-            run = replace(settings, mode=mode, limit=count, out=Path(scratch) / f"{mode}.jsonl")
-            layer = RequestLayer.for_backend(sampler, backend, seed=0)
+
+    def show(mode: str, progress: GenProgress | None) -> None:
+        if progress is None:
             console.print(f"{mode}: {count} questions…", soft_wrap=True)
-            progress = await Generator(run, backend, sampler, layer).run(count)
-            times[mode] = progress.elapsed_s
-            console.print(f"  {progress.done} examples in {progress.elapsed_s:.2f}s "
-                          f"({progress.elapsed_s / max(progress.done, 1):.3f} s/example, failures {progress.failed})",
-                          soft_wrap=True)
-    times_faster = speedup(times["sequential"], times["parallel"]) or 0.0
+            return
+        console.print(f"  {progress.done} examples in {progress.elapsed_s:.2f}s "
+                      f"({progress.elapsed_s / max(progress.done, 1):.3f} s/example, failures {progress.failed})",
+                      soft_wrap=True)
+
+    times = await compare_modes(settings, backend, sampler, count, show)
     print(f"sequential {times['sequential']:.2f}s · parallel {times['parallel']:.2f}s "
-          f"(max_concurrent {backend.max_concurrent}) · speedup {times_faster:.1f}x")
+          f"(max_concurrent {backend.max_concurrent}) · speedup "
+          f"{speedup(times['sequential'], times['parallel']) or 0.0:.1f}x")
     return 0
