@@ -91,6 +91,7 @@ class Sampler(Protocol):
     retries_inside: bool  # its own retry loop is in charge: the request layer does not retry on top
     times_itself: bool  # it bounds its own stalls: the request layer sets no per-attempt timeout
     prefix_tokens_reused: int  # prompt tokens served from its cache so far
+    latency: float  # simulated network delay added to each request (the local backend; settings refuse it elsewhere)
 
     def describe(self) -> list[dict] | None:
         """Per endpoint, what it supports and how it fares; None for a backend of one endpoint."""
@@ -132,6 +133,7 @@ class SamplerDefaults:
     retries_inside = False
     times_itself = False
     prefix_tokens_reused = 0
+    latency = 0.0
 
     def describe(self) -> list[dict] | None:
         return None

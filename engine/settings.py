@@ -15,7 +15,8 @@ from engine.registry import OUTPUTS, StrategyInfo, spec_grammar, strategy_info
 BACKENDS = ("local", "openai", "tinker")
 MODES = ("parallel", "sequential")
 APIS = ("completions", "chat")
-WEIGHTS = ("auto", "plain", "repacked", "repacked-one-token")  # local weight layout; auto probes the fastest safe
+LAYOUTS = ("plain", "repacked", "repacked-one-token")  # the local model's weight layouts (backends/local/layout.py)
+WEIGHTS = ("auto", *LAYOUTS)  # auto probes the fastest safe layout
 
 ZERO_ALLOWED = {"mcmc_steps": 0}  # integer settings that may be 0; the others are counts of at least 1
 KEYED_HOSTS = ("openai.com", "x.ai")  # hosted APIs that refuse keyless requests; local servers need none

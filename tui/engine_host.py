@@ -48,6 +48,26 @@ class SearchOrder:
     backend: BackendSettings
 
 
+class EventPump:
+    """Events buffered on the engine's loop (`append` is the searches' sink), posted as one batch at a time."""
+
+    def __init__(self, post: Callable[[Message], object]):
+        self.post = post
+        self.events: list[Event] = []
+        self.append = self.events.append
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            self.flush()
+
+    def flush(self) -> None:
+        if self.events:
+            events = self.events[:]
+            self.events.clear()  # in place: the running searches hold this list's append
+            self.post(EngineBatch(events))
+
+
 def same_backend(old: BackendSettings, new: BackendSettings) -> bool:
     """Whether an open backend can serve new settings; the local model is not reloaded for a new cap."""
     if old.backend == new.backend == "local":
@@ -65,7 +85,7 @@ class EngineHost:
         self._lock = threading.Lock()
         self._pending: list[SearchOrder | None] = []
         self._orders: asyncio.Queue[SearchOrder | None] | None = None
-        self._buffer: list[Event] = []
+        self._pump = EventPump(post)
         self._sampler: Sampler | None = None
         self._sampler_settings: BackendSettings | None = None
 
@@ -101,7 +121,7 @@ class EngineHost:
             for item in self._pending:
                 orders.put_nowait(item)
             self._orders = orders
-        flusher = asyncio.create_task(self._flush_forever())
+        flusher = asyncio.create_task(self._pump.run_forever())
         current: asyncio.Task | None = None
         try:
             while (order := await self._orders.get()) is not None:
@@ -110,26 +130,25 @@ class EngineHost:
         finally:
             await _cancel(current)
             await _cancel(flusher)
-            self._flush()
+            self._pump.flush()
             if self._sampler is not None:
                 await self._sampler.aclose()
 
     async def _run(self, order: SearchOrder) -> None:
         try:
             sampler = await self._sampler_for(order.backend)
-            await run_search(order.search, sampler, order.backend, self._buffer.append, run_id=order.run_id,
+            await run_search(order.search, sampler, order.backend, self._pump.append, run_id=order.run_id,
                              watch_growth=True)
         except BeamtuiError as exc:
             self.post(EngineFailed(order.run_id, str(exc)))
         except Exception as exc:  # keep the dashboard alive and say what broke
             self.post(EngineFailed(order.run_id, f"unexpected {type(exc).__name__}: {exc}"))
         finally:
-            self._flush()
+            self._pump.flush()
 
     async def _sampler_for(self, settings: BackendSettings) -> Sampler:
         if self._sampler is not None and same_backend(self._sampler_settings, settings):
-            if settings.backend == "local":
-                self._sampler.latency = settings.latency
+            self._sampler.latency = settings.latency
             return self._sampler
         if self._sampler is not None:
             old, self._sampler = self._sampler, None
@@ -137,17 +156,6 @@ class EngineHost:
         self._sampler = await self.opener(settings)
         self._sampler_settings = dataclasses.replace(settings)
         return self._sampler
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._buffer:
-            events = self._buffer[:]
-            self._buffer.clear()  # in place: the running search holds this list's append
-            self.post(EngineBatch(events))
 
 
 async def _cancel(task: asyncio.Task | None) -> None:

@@ -13,7 +13,7 @@ from textual.message import Message
 from engine.backends.factory import open_sampler
 from engine.errors import BeamtuiError
 from engine.eval.plan import EvalPlan
-from tui.engine_host import FLUSH_INTERVAL_S, EngineBatch, EngineFailed
+from tui.engine_host import FLUSH_INTERVAL_S, EngineFailed, EventPump
 
 EVAL_RUN = "eval"
 
@@ -33,7 +33,7 @@ class EvalHost:
         self.plan = plan
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task | None = None
-        self._events: list = []
+        self._pump = EventPump(post)
         self._records: list[dict] = []
         self.wall_s: float | None = None  # None until the eval has run to its end
         self._stopped = False
@@ -59,7 +59,7 @@ class EvalHost:
         sampler = None
         try:
             sampler = await open_sampler(self.plan.backend)
-            self.wall_s = await self.plan.run(sampler, emit=self._events.append,
+            self.wall_s = await self.plan.run(sampler, emit=self._pump.append,
                                               on_result=lambda spec, record, progress: self._records.append(record))
             self._flush(finished=True)
         except asyncio.CancelledError:
@@ -79,10 +79,7 @@ class EvalHost:
             self._flush()
 
     def _flush(self, finished: bool = False) -> None:
-        if self._events:
-            events = self._events[:]
-            self._events.clear()  # in place: the searches hold this list's append
-            self.post(EngineBatch(events))
+        self._pump.flush()
         if self._records or finished:
             records = self._records[:]
             self._records.clear()

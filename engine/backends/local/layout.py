@@ -15,16 +15,11 @@ import sys
 from pathlib import Path
 
 from engine.errors import ConfigError
+from engine.settings import LAYOUTS
 
-PLAIN = "plain"  # weights in ggml's generic CPU layout
-REPACKED = "repacked"  # ggml's extra buffer types (AMX, CPU repack) for every batch
-REPACKED_ONE_TOKEN = "repacked-one-token"  # repacked, but llama.cpp is fed one token per decode
-LAYOUTS = (PLAIN, REPACKED, REPACKED_ONE_TOKEN)
-DESCRIPTIONS = {
-    PLAIN: "plain",
-    REPACKED: "repacked",
-    REPACKED_ONE_TOKEN: "repacked, one token per decode",
-}
+# plain: ggml's generic CPU layout; repacked: ggml's extra buffer types (AMX, CPU repack) for every batch;
+# repacked-one-token: repacked, with llama.cpp fed one token per decode.
+PLAIN, REPACKED, REPACKED_ONE_TOKEN = LAYOUTS
 # Forces one layout for a whole process tree, the test suite included: `BEAMTUI_WEIGHTS=plain pytest`.
 LAYOUT_ENV = "BEAMTUI_WEIGHTS"
 
