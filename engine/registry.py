@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.errors import ConfigError
-
-if TYPE_CHECKING:
-    from engine.settings import SearchSettings
 
 OUTPUTS = ("sample", "best")
 
@@ -40,7 +37,7 @@ class PopulationView:
 class StrategyInfo:
     name: str
     create: Callable[[], Any]  # a new strategy object: `async run(search) -> Outcome`
-    answer_is: Callable[[SearchSettings], str]  # what its answer is, in a line; before the first colon, short
+    answer_is: Callable[[Any], str]  # given the SearchSettings, what its answer is; before the first colon, short
     view: PopulationView
     sizes: tuple[str, ...] = ()  # the settings its spec names in order: beam:WIDTHxN
     width: str | None = None  # the setting that is its width: answers kept alive at once

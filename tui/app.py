@@ -13,7 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Grid
 from textual.screen import Screen
 from textual.widgets import Header
@@ -24,6 +23,7 @@ from engine.events import SearchFinished
 from engine.registry import strategy_names
 from engine.run_state import RunState
 from engine.settings import ZERO_ALLOWED, BackendSettings, SearchSettings
+from tui.bindings import DASHBOARD_BINDINGS, TEMPERATURE_STEP, dashboard_scopes
 from tui.engine_host import EngineBatch, EngineFailed, EngineHost, SearchOrder
 from tui.keymap import check_keymap
 from tui.mode_times import ModeTimes
@@ -44,7 +44,6 @@ from tui.screens.settings import SettingsScreen
 REFRESH_HZ = 10
 RESTART_DEBOUNCE_S = 0.3  # a burst of key presses starts one search, not one per press
 NARROW_WIDTH = 120
-TEMPERATURE_STEP = 0.05
 MAX_COMPARISONS = 6
 GIL_SWITCH_INTERVAL_S = 0.001
 
@@ -53,45 +52,7 @@ class BeamtuiApp(App):
     CSS_PATH = "beamtui.tcss"
     TITLE = "beamtui"
     SUB_TITLE = "inference-time search, live"
-    # Priority: the App acts on a key the moment it arrives instead of after a round trip through the focused
-    # widget, each hop waiting out a frame (~45 ms with 100 requests in flight, benchmarks.tui_responsiveness).
-    # `check_action` hands every key to the text fields while one is being edited.
-    # In the order the key bar shows them: when it is too narrow for all, the first ones stay and `?` lists all.
-    BINDINGS = [
-        Binding("q", "quit", "quit", id="quit", priority=True, tooltip="Quit beamtui; the search stops with it."),
-        Binding("question_mark", "show_keys", "keys", key_display="?", id="show_keys", priority=True,
-                tooltip="List every key with what it does."),
-        Binding("p", "edit_prompt", "prompt", id="edit_prompt", priority=True,
-                tooltip="Edit the prompt; Enter starts a new search with it."),
-        Binding("r", "rerun", "rerun", id="rerun", priority=True,
-                tooltip="Run the search again with a fresh seed."),
-        Binding("a", "cycle_strategy", "strategy", id="cycle_strategy", priority=True,
-                tooltip="Switch to the next strategy: beam, mcmc, smc, best-of-n, vote, greedy, sample."),
-        Binding("m", "toggle_mode", "mode", id="toggle_mode", priority=True,
-                tooltip="Switch between parallel and sequential requests; the same seed runs again, so the "
-                        "Timings panel can compare the two measured times."),
-        Binding("c", "backend_settings", "backend", id="backend_settings", priority=True,
-                tooltip="Change the backend, endpoint, model or request cap; Apply restarts the search."),
-        Binding("s", "save", "save", id="save_run", priority=True,
-                tooltip="Save the run (settings, result, timings) as JSON in the directory beamtui started in; "
-                        "a run still going is saved as partial."),
-        Binding("plus", "width(1)", "width+", id="width_up", priority=True,
-                tooltip="One more beam, chain, particle or answer, by strategy."),
-        Binding("minus", "width(-1)", "width-", id="width_down", priority=True,
-                tooltip="One fewer beam, chain, particle or answer."),
-        Binding("right_square_bracket", "depth(1)", "n+", key_display="]", id="depth_up", priority=True,
-                tooltip="More continuations per beam (beam) or Metropolis-Hastings steps per block (mcmc)."),
-        Binding("left_square_bracket", "depth(-1)", "n-", key_display="[", id="depth_down", priority=True,
-                tooltip="Fewer continuations per beam (beam) or steps per block (mcmc)."),
-        Binding("t", "temperature(1)", "T+", id="temperature_up", priority=True,
-                tooltip=f"Raise the proposal temperature by {TEMPERATURE_STEP:g}."),
-        Binding("T", "temperature(-1)", "T-", id="temperature_down", priority=True,
-                tooltip=f"Lower the proposal temperature by {TEMPERATURE_STEP:g}."),
-        Binding("b", "block_tokens(2)", "block+", id="block_tokens_up", priority=True,
-                tooltip="Double the tokens per block."),
-        Binding("B", "block_tokens(0.5)", "block-", id="block_tokens_down", priority=True,
-                tooltip="Halve the tokens per block."),
-    ]
+    BINDINGS = DASHBOARD_BINDINGS
 
     def __init__(
         self,
@@ -105,7 +66,7 @@ class BeamtuiApp(App):
         keymap: dict[str, str] | None = None,
     ):
         super().__init__()
-        self.keys = check_keymap(keymap or {}, self.binding_scopes())
+        self.keys = check_keymap(keymap or {}, dashboard_scopes())
         self.search = search
         self.backend = backend
         self.clock = clock
@@ -133,12 +94,6 @@ class BeamtuiApp(App):
             yield LogPanel(self.clock, id="log")
         yield PromptEditor(id="prompt-editor", classes="dialog")
         yield KeysBar(id="keys-bar")
-
-    @classmethod
-    def binding_scopes(cls) -> list[list[Binding]]:
-        """The bindings active at once: the dashboard's, and each dialog's over them."""
-        return [cls.BINDINGS, [*SettingsScreen.BINDINGS, *cls.BINDINGS], [*PromptEditor.BINDINGS, *cls.BINDINGS],
-                [*KeysScreen.BINDINGS, *cls.BINDINGS]]
 
     def on_mount(self) -> None:
         self.set_keymap(self.keys)

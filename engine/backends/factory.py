@@ -56,7 +56,7 @@ async def open_sampler(settings: BackendSettings, sampler: Sampler | None = None
     if sampler is None and settings.backend != "local" and (spec == "embedded" or spec.endswith(".gguf")):
         # A local tokenizer loads on a thread while the SDK imports here: llama.cpp's vocabulary load runs in C
         # without the GIL, so the two overlap (the openai SDK's import alone is ~0.6 s on a slow core).
-        from engine.tokenizers import load_tokenizer
+        from engine.backends.tokenizers import load_tokenizer
 
         settings.validate()
         loading = asyncio.get_running_loop().run_in_executor(None, load_tokenizer, spec)

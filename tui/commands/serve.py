@@ -126,8 +126,7 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from tui.app import BeamtuiApp
-    from tui.keymap import check_keymap
+    from tui.keymap import check_dashboard_keymap
 
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be 1 to 65535, got {args.port}")
@@ -136,7 +135,7 @@ def serve_command(args: argparse.Namespace) -> int:
     token = access_token(args.host, args.token, args.no_token)
     values = merged_values(args)
     _, backend = settings_from(values)  # checked here, used by each tab's own dashboard
-    check_keymap(values.get("keymap") or {}, BeamtuiApp.binding_scopes())
+    check_dashboard_keymap(values)
     if backend.backend != "local":
         asyncio.run(check_backend(backend))
     check_port_free(args.host, args.port)

@@ -11,7 +11,7 @@ from engine.backends.local.gguf import GGUFModel
 from engine.backends.local.model_file import embedded_model_path
 from engine.errors import BackendError
 from engine.sampler import EXACT, Continuation, LogprobQuality, SampleRequest, Send
-from engine.tokenizers import TokenizerBacked
+from engine.backends.tokenizers import TokenizerBacked
 
 
 class LocalSampler(TokenizerBacked):
