@@ -39,7 +39,7 @@ class StrategyInfo:
     create: Callable[[], Any]  # a new strategy object: `async run(search) -> Outcome`
     answer_is: Callable[[Any], str]  # given the SearchSettings, what its answer is; before the first colon, short
     view: PopulationView
-    sizes: tuple[str, ...] = ()  # the settings its spec names in order: beam:WIDTHxN
+    sizes: tuple[str, ...] = ()  # the settings its spec names in order: beam:BEAM_WIDTHxN_PER_BEAM
     width: str | None = None  # the setting that is its width: answers kept alive at once
     depth: str | None = None  # the setting that is its depth: work per block ([ and ] on the dashboard)
     reads: tuple[str, ...] = ()  # settings only it (and strategies sharing them) reads, beyond its sizes
@@ -81,7 +81,7 @@ def readers(setting: str) -> tuple[str, ...]:
 
 
 def spec_grammar() -> str:
-    """Every spec form, as eval's --strategies takes them: greedy, best-of-n:N, beam:WIDTHxN_PER_BEAM, smc:N[:best]."""
+    """Every spec form, as eval's --strategies takes them: beam:BEAM_WIDTHxN_PER_BEAM, smc:PARTICLES[:best]."""
     forms = []
     for info in _REGISTRY.values():
         sizes = "x".join(size.upper() for size in info.sizes)

@@ -19,6 +19,7 @@ from engine.eval.evaluator import (
 from engine.eval.grading import GRADERS
 from engine.eval.plan import EvalPlan, plan_eval
 from engine.eval.summary import StrategySummary
+from engine.registry import spec_grammar
 from tui.commands import stdout_console
 from tui.options import add_command, add_flags, merged_values
 from tui.summary_cells import ACCURACY, COST, pass_ks, summary_cells, summary_notes
@@ -30,9 +31,8 @@ def add_eval_parser(commands) -> None:
     evaluate = add_command(
         commands, "eval", "compare strategies on a problem file: accuracy, cost, confidence",
         "Every strategy answers every problem; results are appended to --out as they come, and a rerun resumes "
-        "it. A strategy is a spec: greedy, sample, best-of-n:N, beam:WIDTHxN, mcmc:CHAINSxSTEPS[:best], "
-        "smc:PARTICLES[:best] (mcmc and smc answer with a draw from p^alpha unless :best asks for the likeliest "
-        "of their final population).",
+        f"it. A strategy is a spec: {spec_grammar()} (mcmc and smc answer with a draw from p^alpha unless :best "
+        "asks for the likeliest of their final population).",
         ["beamtui eval --problems assets/arithmetic.jsonl --limit 20 --out /tmp/eval.jsonl",
          "beamtui eval --problems assets/arithmetic.jsonl --strategies greedy,smc:8,smc:8:best,mcmc:2x5 "
          "--samples 4 --out /tmp/eval.jsonl --json"])
