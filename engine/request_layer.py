@@ -212,7 +212,8 @@ class RequestLayer:
             for stats in self._counters(tag):
                 stats.retries += 1
                 stats.count_endpoint(error.endpoint, failed=True)
-            (tag.emit or self.emit)(RequestRetried(tag.run_id, tag.round, request_id, attempt, str(error), delay, error.endpoint))
+            retried = RequestRetried(tag.run_id, tag.round, request_id, attempt, str(error), delay, error.endpoint)
+            (tag.emit or self.emit)(retried)
             await asyncio.sleep(delay)
 
     def _counters(self, tag: RequestTag) -> tuple[RequestStats, ...]:

@@ -131,7 +131,7 @@ class RunState:
     round_streamed_tokens: int = 0
     round_counted_tokens: int = 0
     endpoints: dict[str, EndpointTally] = field(default_factory=dict)  # by base URL, with several endpoints
-    log: list[tuple[float, LogEntry]] = field(default_factory=list)  # (clock, entry) not yet shown; drained by the reader
+    log: list[tuple[float, LogEntry]] = field(default_factory=list)  # (clock, entry) not shown yet; the reader drains
 
     def __post_init__(self) -> None:
         self.started_at = self.clock()

@@ -212,8 +212,8 @@ async def test_the_eval_dashboard_fills_the_table_and_follows_one_search_at_a_ti
     from tui.panels.population import PopulationPanel
 
     problems = tmp_path / "problems.jsonl"
-    problems.write_text("".join(json.dumps({"id": f"p{i}", "question": f"question {i}", "answer": "42" if i % 2 else "7"})
-                                + "\n" for i in range(6)))
+    rows = ({"id": f"p{i}", "question": f"question {i}", "answer": "42" if i % 2 else "7"} for i in range(6))
+    problems.write_text("".join(json.dumps(row) + "\n" for row in rows))
     with scripted_server(" 42", latency=0.05) as server:
         values = {"backend": "openai", "base_url": server.base_url, "model": "synthetic", "tokenizer": "embedded",
                   "max_concurrent": 4, "block_tokens": 4, "max_tokens": 8, "temperature": 1.0, "seed": 1}

@@ -15,10 +15,10 @@ from typing import Any
 
 from engine.backends.openai_client import JSONClient
 from engine.backends.tempering import estimated_log_p, estimated_log_q
+from engine.backends.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
 from engine.errors import BackendError, ConfigError
 from engine.request_layer import settle
 from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest, Send
-from engine.backends.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
 
 TOKEN_ID_PREFIX = "token_id:"
 PROBE_MESSAGES = (Message("user", "Say hi."),)

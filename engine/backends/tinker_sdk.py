@@ -19,9 +19,9 @@ import threading
 from typing import Any
 
 from engine.backends.tempering import estimated_log_q
+from engine.backends.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
 from engine.errors import BackendError, ConfigError, redact
 from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest, Send
-from engine.backends.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
 
 PROBE_TEMPERATURE = 0.5
 PROBE_TOKENS = 4

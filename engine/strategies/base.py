@@ -211,6 +211,17 @@ def choose_output(search: SearchContext, population: Sequence[Candidate], weight
     return rng.choice([c for c in population if c.score == top])
 
 
+def output_is(member: str, draw: str) -> Callable[[SearchSettings], str]:
+    """What a sampler's answer is, by its `output`: `draw` (a draw from p^alpha), or its likeliest `member`."""
+
+    def answer_is(settings: SearchSettings) -> str:
+        if settings.output == "best":
+            return f"the likeliest {member}: the final {member} with the highest alpha*log p, mode-seeking, not a draw"
+        return f"a draw from p^alpha: {draw}"
+
+    return answer_is
+
+
 ROOT = Candidate(node=0, parent=-1)  # the prompt: every search starts here
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from engine.errors import BackendError
 from engine.registry import OUTPUTS, Column, PopulationView, StrategyInfo
 from engine.scoring import Candidate, accepts, mh_log_acceptance, rank
-from engine.strategies.base import ROOT, Outcome, SearchContext, choose_output, failure
+from engine.strategies.base import ROOT, Outcome, SearchContext, choose_output, failure, output_is
 
 
 @dataclass
@@ -120,14 +120,8 @@ class MetropolisHastings:
         return Outcome(answer, rank(finals), stop_reason, error, stats)
 
 
-def answer_is(settings) -> str:
-    if settings.output == "best":
-        return "the likeliest chain: the final state with the highest alpha*log p, mode-seeking, not a draw"
-    return "a draw from p^alpha: one chain's final state, chosen uniformly"
-
-
 INFO = StrategyInfo(
-    "mcmc", MetropolisHastings, answer_is,
+    "mcmc", MetropolisHastings, output_is("chain", "one chain's final state, chosen uniformly"),
     PopulationView("Chains", (Column("target", 9, "target", ".3f"), Column("accepted", 8, "moves"),
                               Column("mean logp", 9, "mean_logprob", ".4f"), Column("tokens", 6, "tokens")),
                    by_slot=True),

@@ -28,7 +28,7 @@ from engine.scoring import (
     smc_log_weight_increment,
     systematic_resample,
 )
-from engine.strategies.base import ROOT, Outcome, SearchContext, choose_output, failure
+from engine.strategies.base import ROOT, Outcome, SearchContext, choose_output, failure, output_is
 
 
 class SequentialMonteCarlo:
@@ -116,14 +116,8 @@ class SequentialMonteCarlo:
         return Outcome(answer, rank({p.node: p for p in alive}.values()), stop_reason, error, stats)
 
 
-def answer_is(settings) -> str:
-    if settings.output == "best":
-        return "the likeliest particle: the one with the highest alpha*log p, mode-seeking, not a draw"
-    return "a draw from p^alpha: one final particle, drawn by weight"
-
-
 INFO = StrategyInfo(
-    "smc", SequentialMonteCarlo, answer_is,
+    "smc", SequentialMonteCarlo, output_is("particle", "one final particle, drawn by weight"),
     PopulationView("Particles", (Column("weight", 6, "weight", ".3f"), Column("log w", 9, "log_weight", ".3f"),
                                  Column("mean logp", 9, "mean_logprob", ".4f"), Column("tokens", 6, "tokens"))),
     sizes=("particles",), width="particles", reads=("ess_threshold",), needs_proposal_logprobs=True,

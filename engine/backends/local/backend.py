@@ -9,9 +9,9 @@ from pathlib import Path
 from engine.backends.local.decoder import BatchDecoder
 from engine.backends.local.gguf import GGUFModel
 from engine.backends.local.model_file import embedded_model_path
+from engine.backends.tokenizers import TokenizerBacked
 from engine.errors import BackendError
 from engine.sampler import EXACT, Continuation, LogprobQuality, SampleRequest, Send
-from engine.backends.tokenizers import TokenizerBacked
 
 
 class LocalSampler(TokenizerBacked):
