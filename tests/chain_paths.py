@@ -50,8 +50,7 @@ def served(model: MarkovSampler, config: FaultConfig, settings: SearchSettings, 
         backend = BackendSettings(backend="openai", base_url=server.base_url, model="chain", max_concurrent=64,
                                   max_retries=0)
         sampler = OpenAISampler(base_url=server.base_url, model="chain", api_key=None, max_concurrent=64,
-                                timeout=30)
-        sampler.tokenizer = ChainTokenizer(model)
+                                timeout=30, loaded_tokenizer=ChainTokenizer(model))
 
         async def go():
             await open_sampler(backend, sampler)
@@ -66,8 +65,8 @@ def served(model: MarkovSampler, config: FaultConfig, settings: SearchSettings, 
 def over_tinker(model: MarkovSampler, client: LocalTinkerClient, settings: SearchSettings, runs: int, **options):
     """Searches against `model` behind the Tinker stand-in `client`, through the Tinker backend."""
     backend = BackendSettings(backend="tinker", model="chain", max_concurrent=64, max_retries=0)
-    sampler = TinkerSampler(model="chain", api_key=None, max_concurrent=64, timeout=30, sampling_client=client)
-    sampler.tokenizer = ChainTokenizer(model)
+    sampler = TinkerSampler(model="chain", api_key=None, max_concurrent=64, timeout=30, sampling_client=client,
+                            loaded_tokenizer=ChainTokenizer(model))
 
     async def go():
         await open_sampler(backend, sampler)

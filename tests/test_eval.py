@@ -11,11 +11,11 @@ import time
 
 import pytest
 
+from engine.backends.tokenizers import load_tokenizer
 from engine.eval.grading import Grader, last_number, parse_grader
 from engine.eval.problems import Problem, read_problems
 from engine.eval.stats import mcnemar_exact_p, pass_at_k, pass_at_ks, wilson_interval
 from engine.eval.summary import EvalTally, summarize
-from engine.backends.tokenizers import load_tokenizer
 from tests.conftest import ROOT, run_cli
 from tests.fault_server import FaultConfig, ThreadedFaultServer
 

@@ -144,8 +144,7 @@ class NoTopkTinker(LocalTinkerClient):
 def test_a_backend_that_returns_no_log_q_fails_the_search_with_one_line(settings):
     model = chain()
     sampler = TinkerSampler(model="chain", api_key=None, max_concurrent=8, timeout=30,
-                            sampling_client=NoTopkTinker(model, scaled=False))
-    sampler.tokenizer = ChainTokenizer(model)
+                            sampling_client=NoTopkTinker(model, scaled=False), loaded_tokenizer=ChainTokenizer(model))
 
     async def go():
         await open_sampler(BackendSettings(backend="tinker", model="chain"), sampler)

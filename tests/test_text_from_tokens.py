@@ -9,9 +9,9 @@ from tinker import types
 
 from engine.backends.factory import open_sampler
 from engine.backends.tinker_sdk import TinkerSampler
+from engine.backends.tokenizers import load_tokenizer
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
-from engine.backends.tokenizers import load_tokenizer
 from tests.conftest import openai_settings
 from tests.fault_server import FaultConfig, ThreadedFaultServer
 from tests.synthetic_answers import EOS_TOKEN

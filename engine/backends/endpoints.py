@@ -83,11 +83,6 @@ class EndpointPool(SamplerDefaults):
     def tokenizer(self):
         return self.endpoints[0].sampler.tokenizer
 
-    @tokenizer.setter
-    def tokenizer(self, tokenizer) -> None:
-        for endpoint in self.endpoints:
-            endpoint.sampler.tokenizer = tokenizer
-
     @property
     def model_name(self) -> str:
         return self.endpoints[0].sampler.model_name

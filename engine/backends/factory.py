@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 
+from engine.backends.tokenizers import Tokenizer
 from engine.errors import ConfigError
 from engine.request_layer import RequestLayer
 from engine.sampler import Sampler
 from engine.settings import BackendSettings
 
+REMOTE_MODULES = {"openai": "engine.backends.openai_compat", "tinker": "engine.backends.tinker_sdk"}
 
-def create_sampler(settings: BackendSettings) -> Sampler:
+
+def create_sampler(settings: BackendSettings, tokenizer: Tokenizer | None = None) -> Sampler:
+    """The backend the settings name, not started. A remote backend given a loaded `tokenizer` uses it rather
+    than loading its own."""
     settings.validate()
     if settings.backend == "local":
         from engine.backends.local.backend import LocalSampler
@@ -24,7 +30,8 @@ def create_sampler(settings: BackendSettings) -> Sampler:
         endpoints = [
             OpenAISampler(base_url=url, model=settings.model, api_key=settings.api_key(url),
                           max_concurrent=settings.endpoint_max_concurrent or settings.max_concurrent,
-                          timeout=settings.timeout, api=settings.api, tokenizer=settings.tokenizer)
+                          timeout=settings.timeout, api=settings.api, tokenizer=settings.tokenizer,
+                          loaded_tokenizer=tokenizer)
             for url in settings.base_urls
         ]
         if len(endpoints) == 1 and settings.endpoint_max_concurrent is None:
@@ -42,6 +49,7 @@ def create_sampler(settings: BackendSettings) -> Sampler:
             max_concurrent=settings.max_concurrent,
             timeout=settings.timeout,
             tokenizer=settings.tokenizer,
+            loaded_tokenizer=tokenizer,
             clients=settings.tinker_clients,
         )
     raise ConfigError(f"unknown backend {settings.backend!r}")
@@ -60,8 +68,8 @@ async def open_sampler(settings: BackendSettings, sampler: Sampler | None = None
 
         settings.validate()
         loading = asyncio.get_running_loop().run_in_executor(None, load_tokenizer, spec)
-        sampler = create_sampler(settings)  # on failure the load finishes unobserved; the error here matters
-        sampler.tokenizer = await loading
+        importlib.import_module(REMOTE_MODULES[settings.backend])  # the SDK's import, while the tokenizer loads
+        sampler = create_sampler(settings, await loading)
     sampler = sampler or create_sampler(settings)
     try:
         await sampler.start(RequestLayer.for_backend(sampler, settings).send)

@@ -41,13 +41,14 @@ class OpenAISampler(TokenizerBacked):
         timeout: float,
         api: str = "completions",
         tokenizer: str | None = None,
+        loaded_tokenizer: Tokenizer | None = None,
     ):
         self.base_url = base_url
         self.model = model
         self.api_key = api_key
         self.api = api
         self.tokenizer_spec = tokenizer or model
-        self.tokenizer: Tokenizer | None = None
+        self.tokenizer: Tokenizer | None = loaded_tokenizer
         self.honours_n = True
         self.token_prompts = True  # send prompts as token ids, unless the server refuses them
         self.alternatives = False  # the server returns the top alternatives at each position

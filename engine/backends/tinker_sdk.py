@@ -55,6 +55,7 @@ class TinkerSampler(TokenizerBacked):
         timeout: float,
         model_path: str | None = None,
         tokenizer: str | None = None,
+        loaded_tokenizer: Tokenizer | None = None,
         sampling_client: Any = None,
         clients: int = 1,
     ):
@@ -64,7 +65,7 @@ class TinkerSampler(TokenizerBacked):
         self.max_concurrent = max_concurrent
         self.timeout = timeout
         self.tokenizer_spec = tokenizer or model
-        self.tokenizer: Tokenizer | None = None
+        self.tokenizer: Tokenizer | None = loaded_tokenizer
         # Tests hand in stand-ins for the remote service: one client, or a list of them.
         given = sampling_client if isinstance(sampling_client, list) else [sampling_client] if sampling_client else []
         self.clients: list[Any] = given
