@@ -40,6 +40,7 @@ class StrategyInfo:
     answer_is: Callable[[Any], str]  # given the SearchSettings, what its answer is; before the first colon, short
     view: PopulationView
     sizes: tuple[str, ...] = ()  # the settings its spec names in order: beam:BEAM_WIDTHxN_PER_BEAM
+    optional_sizes: int = 0  # how many of the last sizes a spec may leave out (at their defaults, it does)
     width: str | None = None  # the setting that is its width: answers kept alive at once
     depth: str | None = None  # the setting that is its depth: work per block ([ and ] on the dashboard)
     reads: tuple[str, ...] = ()  # settings only it (and strategies sharing them) reads, beyond its sizes
@@ -84,7 +85,9 @@ def spec_grammar() -> str:
     """Every spec form, as eval's --strategies takes them: beam:BEAM_WIDTHxN_PER_BEAM, smc:PARTICLES[:best]."""
     forms = []
     for info in _REGISTRY.values():
-        sizes = "x".join(size.upper() for size in info.sizes)
+        required = len(info.sizes) - info.optional_sizes
+        sizes = "x".join(size.upper() for size in info.sizes[:required])
+        sizes += "".join(f"[x{size.upper()}]" for size in info.sizes[required:])
         output = f"[:{'|'.join(info.outputs[1:])}]" if info.outputs else ""
         forms.append(f"{info.name}:{sizes}{output}" if sizes else info.name)
     return ", ".join(forms)

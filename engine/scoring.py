@@ -101,26 +101,22 @@ def select(candidates: Iterable[Candidate], beam_width: int) -> Selection:
     )
 
 
-def mh_log_acceptance(
-    alpha: float,
-    new_logprobs: Sequence[float],
-    old_logprobs: Sequence[float],
-    new_proposal_logprobs: Sequence[float],
-    old_proposal_logprobs: Sequence[float],
-    old_length: int,
-    new_length: int,
-) -> float:
-    """log of the Metropolis-Hastings ratio for replacing a suffix (Karan & Du 2025, arXiv 2510.14901):
+def mh_log_weight(alpha: float, suffix_logprobs: Sequence[float], suffix_proposal_logprobs: Sequence[float],
+                  length: int) -> float:
+    """An answer's weight in a Metropolis-Hastings step that regenerates its suffix from one position: target over
+    proposal on the regenerated suffix, alpha * log p - log q (the shared prefix cancels), less log(length): the
+    position is drawn uniformly from the current answer, so when an end-of-sequence token changes the length the
+    reverse move is more or less likely. The difference of two weights is the log of Karan & Du's ratio
+    (arXiv 2510.14901): alpha * (log p(new) - log p(old)) + log q(old) - log q(new) + log(old / new length)."""
+    return alpha * math.fsum(suffix_logprobs) - math.fsum(suffix_proposal_logprobs) - math.log(length)
 
-    alpha * (log p(new) - log p(old)) + log q(old) - log q(new), over the regenerated suffixes only (the shared
-    prefix cancels), plus log(old_length / new_length): the position is drawn uniformly from the current
-    answer, so when an end-of-sequence token changes the length the reverse move is more or less likely.
-    """
-    return (
-        alpha * (math.fsum(new_logprobs) - math.fsum(old_logprobs))
-        + math.fsum(old_proposal_logprobs) - math.fsum(new_proposal_logprobs)
-        + math.log(old_length) - math.log(new_length)
-    )
+
+def mtm_log_acceptance(proposal_log_weights: Sequence[float], reference_log_weights: Sequence[float]) -> float:
+    """log of the multiple-try Metropolis ratio (Liu, Liang & Wong 2000) for proposals drawn independently of the
+    current suffix: the K proposals' summed weights over the K references' (K-1 fresh draws and the current
+    answer). Its target is p^alpha / length given the position, whose uniform draw restores p^alpha; with one try
+    it is the plain Metropolis-Hastings ratio."""
+    return log_sum_exp(proposal_log_weights) - log_sum_exp(reference_log_weights)
 
 
 def accepts(log_ratio: float, uniform: float) -> bool:

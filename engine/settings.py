@@ -44,6 +44,7 @@ class SearchSettings:
     # mcmc
     chains: int = 2
     mcmc_steps: int = 5
+    tries: int = 1  # proposals per step; above 1, multiple-try Metropolis
     # smc
     particles: int = 8
     ess_threshold: float = 0.5  # resample when the effective sample size drops below this fraction of particles
@@ -115,7 +116,11 @@ class SearchSettings:
         """The strategy, its sizes and (when not the default) its output in one word, as eval's --strategies
         takes them: beam:4x4, mcmc:2x5, smc:8:best."""
         info = self.info
-        sizes = "x".join(str(getattr(self, name)) for name in info.sizes)
+        values = [getattr(self, name) for name in info.sizes]
+        required = len(info.sizes) - info.optional_sizes
+        while len(values) > required and values[-1] == SEARCH_DEFAULTS[info.sizes[len(values) - 1]]:
+            values.pop()  # an optional size at its default is left out: mcmc:2x5, not mcmc:2x5x1
+        sizes = "x".join(map(str, values))
         output = f":{self.output}" if info.outputs and self.output != info.outputs[0] else ""
         return f"{self.strategy}:{sizes}{output}" if sizes else self.strategy
 
@@ -132,7 +137,8 @@ class SearchSettings:
         if (info is None or len(parts) > len(info.sizes) or not all(p.isdigit() for p in parts)
                 or (output and output not in info.outputs)):
             raise ConfigError(f"unknown strategy spec {spec!r}: use {spec_grammar()}")
-        changes = {f: int(p) for f, p in zip(info.sizes, parts, strict=False)}
+        changes = {f: SEARCH_DEFAULTS[f] for f in info.sizes[len(info.sizes) - info.optional_sizes:]}
+        changes |= {f: int(p) for f, p in zip(info.sizes, parts, strict=False)}
         if info.outputs:
             changes["output"] = output or info.outputs[0]
         try:
@@ -273,6 +279,7 @@ def check_url(url: str) -> None:
 
 
 SEARCH_FIELDS = frozenset(f.name for f in dataclasses.fields(SearchSettings))
+SEARCH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SearchSettings)}
 BACKEND_FIELDS = frozenset(f.name for f in dataclasses.fields(BackendSettings))
 
 

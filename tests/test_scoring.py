@@ -15,7 +15,8 @@ from engine.scoring import (
     effective_sample_size,
     log_sum_exp,
     mean_logprob,
-    mh_log_acceptance,
+    mh_log_weight,
+    mtm_log_acceptance,
     normalized_weights,
     rank,
     select,
@@ -96,14 +97,26 @@ def test_select_with_fewer_candidates_than_width_keeps_them_all():
     assert len(selection.survivors) == 1 and not selection.pruned
 
 
+def mh_ratio(alpha, new_logp, old_logp, new_logq, old_logq, old_length, new_length) -> float:
+    """Karan & Du's ratio for one try: a proposal against the current answer."""
+    return mtm_log_acceptance([mh_log_weight(alpha, new_logp, new_logq, new_length)],
+                              [mh_log_weight(alpha, old_logp, old_logq, old_length)])
+
+
 def test_mh_acceptance_is_the_power_ratio_corrected_by_the_proposal():
     # Same length: alpha * (log p' - log p) + log q - log q'.
-    ratio = mh_log_acceptance(4.0, [-0.5, -0.5], [-1.0, -1.0], [-0.2, -0.3], [-0.4, -0.4], 6, 6)
+    ratio = mh_ratio(4.0, [-0.5, -0.5], [-1.0, -1.0], [-0.2, -0.3], [-0.4, -0.4], 6, 6)
     assert ratio == pytest.approx(4.0 * (-1.0 + 2.0) + (-0.8) - (-0.5))
     # A proposal exactly as likely under the target as under the proposal is always accepted.
-    assert mh_log_acceptance(1.0, [-2.0], [-1.0], [-2.0], [-1.0], 5, 5) == pytest.approx(0.0)
+    assert mh_ratio(1.0, [-2.0], [-1.0], [-2.0], [-1.0], 5, 5) == pytest.approx(0.0)
     # A shorter answer makes the reverse move likelier: + log(old length / new length).
-    assert mh_log_acceptance(1.0, [-1.0], [-1.0], [-1.0], [-1.0], 8, 4) == pytest.approx(math.log(2))
+    assert mh_ratio(1.0, [-1.0], [-1.0], [-1.0], [-1.0], 8, 4) == pytest.approx(math.log(2))
+
+
+def test_multiple_try_acceptance_is_summed_proposal_weights_over_summed_reference_weights():
+    proposals, references = [0.0, math.log(3)], [math.log(2), math.log(2)]  # weights 1 + 3 against 2 + 2
+    assert mtm_log_acceptance(proposals, references) == pytest.approx(0.0)
+    assert mtm_log_acceptance([math.log(6)], [math.log(2)]) == pytest.approx(math.log(3))
 
 
 def test_accepts_with_probability_min_one_exp_ratio():

@@ -71,6 +71,8 @@ FLAGS = (
     Flag("length_penalty", "score = alpha*sum(logp)/len^penalty", float),
     Flag("chains", "chains run together", int),
     Flag("mcmc_steps", "Metropolis-Hastings steps after each block", int),
+    Flag("tries", "proposals per Metropolis-Hastings step; above 1, multiple-try Metropolis: one request of "
+         "2*tries-1 samples a step", int),
     Flag("particles", "particles", int),
     Flag("ess_threshold", "resample below this fraction of particles as ESS", float),
     Flag("output", "answer with a draw from p^alpha (sample: a chain's final state chosen uniformly, a particle "
