@@ -1,8 +1,10 @@
 """The local backend against the raw llama.cpp ceiling, in the same run, at 1, 4, 8 and 16 streams.
 
-    python -m benchmarks.local_throughput [--tokens 128] [--layouts plain,repacked]     (from the repository root)
+    python -m benchmarks.local_throughput [--tokens 128] [--layouts plain,repacked] [--flash-attn off]
 
-Raw: llama.cpp's low-level API alone, on the decoding thread, one context per stream count (`n_seq_max` =
+Raw, llama.cpp's defaults: a bare decode loop on a context with llama.cpp's default parameters but for its size
+and sequence count (so flash attention `auto`, its default batch sizes and cache), the reference a user of
+llama.cpp gets. Raw, as ours: llama.cpp's low-level API alone, on the decoding thread, one context per stream count (`n_seq_max` =
 streams, a non-unified cache, context sized to the run), every stream holding the same prefilled prompt, one
 token per stream per `llama_decode` (one `llama_decode` per token in the one-token layout), no sampling. Ours:
 `LocalSampler.sample` with n continuations of the prompt at temperature 1, exact log p and log q for every token.
@@ -33,15 +35,19 @@ STREAMS = (1, 4, 8, 16)
 THREADS = os.cpu_count() or 1
 
 
-def raw_rate(model: GGUFModel, prompt: list[int], streams: int, tokens: int) -> float:
-    """Tokens per second of bare batched decoding: the ceiling the local backend is measured against."""
+FLASH = {"auto": -1, "off": 0, "on": 1}  # llama.cpp's LLAMA_FLASH_ATTN_TYPE_*
+
+
+def raw_rate(model: GGUFModel, prompt: list[int], streams: int, tokens: int, flash: str | None) -> float:
+    """Tokens per second of bare batched decoding. `flash` None: llama.cpp's default context parameters."""
     llama = model.llama
     params = llama.llama_context_default_params()
     params.n_ctx = (len(prompt) + tokens + 8) * streams
-    params.n_batch = params.n_ubatch = max(len(prompt), streams)
     params.n_seq_max = streams
-    params.kv_unified = False
-    params.flash_attn_type = llama.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as ours: exact scores
+    if flash is not None:  # as ours
+        params.n_batch = params.n_ubatch = max(len(prompt), streams)
+        params.kv_unified = False
+        params.flash_attn_type = FLASH[flash]
     params.n_threads = params.n_threads_batch = THREADS
     ctx = llama.llama_init_from_model(model.model, params)
     try:
@@ -68,8 +74,8 @@ def raw_rate(model: GGUFModel, prompt: list[int], streams: int, tokens: int) -> 
         llama.llama_free(ctx)
 
 
-async def our_rate(layout: str, prompt_text: str, streams: int, tokens: int) -> float:
-    sampler = LocalSampler(threads=THREADS, layout=layout, n_seq_max=max(STREAMS))
+async def our_rate(layout: str, prompt_text: str, streams: int, tokens: int, flash: str) -> float:
+    sampler = LocalSampler(threads=THREADS, layout=layout, n_seq_max=max(STREAMS), flash_attn=flash)
     await sampler.start()
     prompt = sampler.render_chat([Message("user", prompt_text)])
     await sampler.sample(SampleRequest(tuple(prompt), n=1, max_tokens=4, temperature=1.0, seed=0))  # warm
@@ -82,18 +88,18 @@ async def our_rate(layout: str, prompt_text: str, streams: int, tokens: int) -> 
     return sum(len(c.token_ids) for c in continuations) / elapsed
 
 
-def one(kind: str, layout: str, streams: int, tokens: int) -> float:
+def one(kind: str, layout: str, streams: int, tokens: int, flash: str) -> float:
     """One measurement in this (fresh) process: a model's OpenMP team belongs to the thread that first ran it."""
     if kind == "ours":
-        return asyncio.run(our_rate(layout, PROMPT, streams, tokens))
+        return asyncio.run(our_rate(layout, PROMPT, streams, tokens, flash))
     model = GGUFModel(embedded_model_path(), layout=layout)
     prompt = model.encode_prompt(model.chat_prompt([Message("user", PROMPT)]))
-    return raw_rate(model, prompt, streams, tokens)
+    return raw_rate(model, prompt, streams, tokens, None if kind == "defaults" else flash)
 
 
-def in_child(kind: str, layout: str, streams: int, tokens: int) -> float:
+def in_child(kind: str, layout: str, streams: int, tokens: int, flash: str) -> float:
     command = [sys.executable, "-m", "benchmarks.local_throughput", "--one", kind, layout, str(streams),
-               str(tokens)]
+               str(tokens), flash]
     return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
 
@@ -104,23 +110,27 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128, help="tokens per stream")
     parser.add_argument("--layouts", default=",".join(choosable))
     parser.add_argument("--repeats", type=int, default=2, help="best of this many, raw and ours alternating")
-    parser.add_argument("--one", nargs=4, metavar=("KIND", "LAYOUT", "STREAMS", "TOKENS"), help=argparse.SUPPRESS)
+    parser.add_argument("--flash-attn", choices=FLASH, default="off", help="ours, and raw as ours")
+    parser.add_argument("--one", nargs=5, metavar=("KIND", "LAYOUT", "STREAMS", "TOKENS", "FLASH"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        kind, layout, streams, tokens = args.one
-        print(one(kind, layout, int(streams), int(tokens)))
+        kind, layout, streams, tokens, flash = args.one
+        print(one(kind, layout, int(streams), int(tokens), flash))
         return
     print(f"{THREADS} threads, {args.tokens} tokens per stream, best of {args.repeats}, SmolLM2-135M-Instruct Q4_1; "
-          f"this CPU probes to {probed}\n")
-    print("| weights | streams | raw llama.cpp tok/s | beamtui local tok/s | ratio |")
-    print("|---|---:|---:|---:|---:|")
+          f"this CPU probes to {probed}; flash attention {args.flash_attn} (ours, and raw as ours)\n")
+    print("| weights | streams | raw, llama.cpp defaults | raw, as ours | beamtui local | ours / defaults | "
+          "ours / as ours |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for layout in args.layouts.split(","):
         for streams in STREAMS:
-            raw = ours = 0.0
+            rates = dict.fromkeys(("defaults", "raw", "ours"), 0.0)
             for _ in range(args.repeats):  # best of: this VM's speed wanders by +-20% from run to run
-                raw = max(raw, in_child("raw", layout, streams, args.tokens))
-                ours = max(ours, in_child("ours", layout, streams, args.tokens))
-            print(f"| {layout} | {streams} | {raw:.1f} | {ours:.1f} | {ours / raw:.2f} |", flush=True)
+                for kind in rates:
+                    rates[kind] = max(rates[kind], in_child(kind, layout, streams, args.tokens, args.flash_attn))
+            print(f"| {layout} | {streams} | {rates['defaults']:.1f} | {rates['raw']:.1f} | {rates['ours']:.1f} | "
+                  f"{rates['ours'] / rates['defaults']:.2f} | {rates['ours'] / rates['raw']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

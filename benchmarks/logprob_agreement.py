@@ -1,6 +1,6 @@
 """How far llama.cpp's own OpenAI server and beamtui's decoder disagree on the same GGUF, per token.
 
-    python -m benchmarks.logprob_agreement      (from the repository root; about a minute)
+    python -m benchmarks.logprob_agreement [--flash-attn off] [--server-flash-attn]     (about a minute)
 
 Starts `python -m llama_cpp.server` on 127.0.0.1 with the embedded model, sends it greedy completions of a
 dozen prompts (16 tokens each), and computes the same continuations in beamtui's local decoder, in the layout
@@ -12,6 +12,7 @@ tests/test_openai_backend.py's agreement test.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform
@@ -49,10 +50,10 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-async def compare(base_url: str, layout: str) -> tuple[list[float], int, int]:
+async def compare(base_url: str, layout: str, flash: str) -> tuple[list[float], int, int]:
     remote = await open_sampler(BackendSettings(backend="openai", base_url=base_url, model="smollm2",
                                                 tokenizer="embedded"))
-    local = LocalSampler(threads=2, layout=layout)
+    local = LocalSampler(threads=2, layout=layout, flash_attn=flash)
     await local.start()
     diffs, same, total = [], 0, 0
     try:
@@ -77,10 +78,15 @@ async def compare(base_url: str, layout: str) -> tuple[list[float], int, int]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flash-attn", choices=("auto", "on", "off"), default="off", help="our decoder's")
+    parser.add_argument("--server-flash-attn", action="store_true",
+                        help="the server's (llama-cpp-python's server runs without it unless told)")
+    args = parser.parse_args()
     port = free_port()
     command = [sys.executable, "-m", "tests.llama_server", "--model", str(embedded_model_path()), "--host",
                "127.0.0.1", "--port", str(port), "--logits_all", "true", "--n_ctx", "2048", "--model_alias",
-               "smollm2", "--verbose", "false"]
+               "smollm2", "--verbose", "false", "--flash_attn", str(args.server_flash_attn).lower()]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -93,11 +99,13 @@ def main() -> None:
                 time.sleep(0.2)
         layouts = dict.fromkeys((server_layout(embedded_model_path()), PLAIN))
         print(f"{cpu_name()}, {os.cpu_count()} cores; llama.cpp server in layout "
-              f"{server_layout(embedded_model_path())}; {len(PROMPTS)} prompts x {TOKENS} greedy tokens\n")
+              f"{server_layout(embedded_model_path())}, flash attention "
+              f"{'on' if args.server_flash_attn else 'off'}; ours {args.flash_attn}; {len(PROMPTS)} prompts x "
+              f"{TOKENS} greedy tokens\n")
         print("| our decoder's layout | tokens compared | same greedy text | mean abs diff | p99 | max |")
         print("|---|---:|---:|---:|---:|---:|")
         for layout in layouts:
-            diffs, same, total = asyncio.run(compare(base_url, layout))
+            diffs, same, total = asyncio.run(compare(base_url, layout, args.flash_attn))
             diffs.sort()
             p99 = diffs[min(len(diffs) - 1, int(0.99 * len(diffs)))]
             print(f"| {layout} | {len(diffs)} | {same}/{total} | {statistics.mean(diffs):.4f} | {p99:.4f} | "

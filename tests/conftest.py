@@ -80,7 +80,7 @@ def llama_server(tmp_path_factory):
     command = [
         sys.executable, "-m", "tests.llama_server", "--model", str(embedded_model_path()),
         "--host", "127.0.0.1", "--port", str(port), "--logits_all", "true", "--n_ctx", "2048",
-        "--model_alias", "smollm2", "--verbose", "false",
+        "--model_alias", "smollm2", "--verbose", "false", "--flash_attn", "true",  # as llama.cpp's default runs
     ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"

@@ -55,6 +55,8 @@ class FaultConfig:
     retry_after: float = 1.0
     hang_s: float = 30.0
     latency: float = 0.0  # added to every answer
+    token_s: float = 0.0  # and this per token of its longest choice: a GPU server, whose requests in flight at once
+    #                        do not slow each other down
     rate_slow: float = 0.0
     slow_s: float = 2.0
     rate_ignore_n: float = 0.0  # answers that return one choice whatever n asked for
@@ -199,8 +201,9 @@ class FaultServer:
                 # The synthetic answer is made while the server "works", not after: 16 tokens cost ~1.5 ms of
                 # Python, which added to `latency` held 50 requests at 0.5 s to 88 answers a second, not 100.
                 answer = await self._answer(path, payload)
-            if config.latency:
-                remaining = max(0.0, config.latency - (time.perf_counter() - arrived))
+            if config.latency or config.token_s:
+                work = config.latency + config.token_s * _longest_choice(answer)
+                remaining = max(0.0, work - (time.perf_counter() - arrived))
                 if self._capacity is not None:
                     async with self._capacity:  # a server that works on so many requests at once; the rest queue
                         await asyncio.sleep(remaining)
@@ -288,6 +291,14 @@ class FaultServer:
         if path.endswith("/chat/completions"):
             return 200, synthetic_chat(self.config, payload)
         return 200, synthetic_completion(self.config, payload)
+
+def _longest_choice(answer: tuple[int, dict] | None) -> int:
+    """Tokens in the answer's longest choice (chat or completion): what a batched decode waits for."""
+    if answer is None or answer[0] != 200:
+        return 0
+    return max((len((choice.get("logprobs") or {}).get("token_logprobs") or (choice.get("logprobs") or {})
+                    .get("content") or ()) for choice in answer[1].get("choices", ())), default=0)
+
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes, dict[str, str]] | None:
     try:

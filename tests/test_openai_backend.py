@@ -45,11 +45,12 @@ async def test_llama_server_logprobs_agree_with_the_embedded_model(llama_server)
     """Same GGUF, same prompts, greedy: the server's per-token logprobs match our own computation, token by token
     for as long as both took the same path.
 
-    The two take different kernel paths, so they round differently, and by CPU: `python -m
-    benchmarks.logprob_agreement` measured a mean difference of 0.017 and a maximum of 0.25 over 130 tokens on
-    an AMD EPYC (Zen 1, no AVX-512); the issue that asked for this test saw a maximum of 0.067 on another EPYC.
-    The bounds sit well above those and far below what a real error makes: a logprob of the wrong token,
-    position or temperature is off by whole nats."""
+    Both run flash attention, as llama.cpp does by default: `python -m benchmarks.logprob_agreement --flash-attn
+    on --server-flash-attn` measured no difference at all over 131 tokens on an AMD EPYC (Zen 1, no AVX-512).
+    Without it the two take different kernel paths and round differently, by CPU: a mean difference of 0.017
+    and a maximum of 0.25 there, 0.067 at most on another EPYC. The bounds sit above those, for CPUs whose
+    kernels differ, and far below what a real error makes: a logprob of the wrong token, position or
+    temperature is off by whole nats."""
     sampler = await open_sampler(llama_settings(llama_server))
     local_sampler = LocalSampler(threads=2, layout=server_layout(embedded_model_path()))
     await local_sampler.start()

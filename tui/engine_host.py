@@ -71,7 +71,8 @@ class EventPump:
 def same_backend(old: BackendSettings, new: BackendSettings) -> bool:
     """Whether an open backend can serve new settings; the local model is not reloaded for a new cap."""
     if old.backend == new.backend == "local":
-        return (old.model_path, old.threads, old.weights) == (new.model_path, new.threads, new.weights)
+        return ((old.model_path, old.threads, old.weights, old.flash_attn)
+                == (new.model_path, new.threads, new.weights, new.flash_attn))
     return old == new
 
 

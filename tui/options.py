@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from engine.errors import ConfigError
 from engine.registry import OUTPUTS, readers, strategy_names
-from engine.settings import APIS, BACKENDS, MODES, WEIGHTS, BackendSettings, SearchSettings
+from engine.settings import APIS, BACKENDS, FLASH_ATTN, MODES, WEIGHTS, BackendSettings, SearchSettings
 
 AFTER_COMMAND = "_after_command"
 SERVED_ENV = "BEAMTUI_SERVED"  # set for the dashboards `serve` starts: a visitor may not redirect the API key
@@ -101,6 +101,8 @@ FLAGS = (
     Flag("threads", "CPU threads for the local model", int, commands=EVERYWHERE, unset="all cores"),
     Flag("weights", "local weight layout: auto (probed, fastest safe) or one of plain, repacked, "
          "repacked-one-token", choices=WEIGHTS, commands=EVERYWHERE),
+    Flag("flash_attn", "the local decoder's flash attention: auto (llama.cpp decides), on or off", choices=FLASH_ATTN,
+         commands=EVERYWHERE),
     Flag("config", "a TOML file with the same settings as the flags", commands=EVERYWHERE, in_config=False),
 )
 BY_DEST = {flag.dest: flag for flag in FLAGS}

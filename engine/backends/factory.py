@@ -23,7 +23,7 @@ def create_sampler(settings: BackendSettings, tokenizer: Tokenizer | None = None
 
         layout = None if settings.weights == "auto" else settings.weights
         return LocalSampler(settings.model_path, latency=settings.latency, threads=settings.threads, layout=layout,
-                            stall_timeout=settings.timeout)
+                            stall_timeout=settings.timeout, flash_attn=settings.flash_attn)
     if settings.backend == "openai":
         from engine.backends.openai_compat import OpenAISampler
 

@@ -34,7 +34,9 @@ class LocalSampler(TokenizerBacked):
         n_batch: int = 512,
         layout: str | None = None,
         stall_timeout: float = 60.0,
+        flash_attn: str = "auto",
     ):
+        self.flash_attn = flash_attn
         self.path = Path(model_path).expanduser() if model_path else None
         self.layout = layout
         self.latency = latency
@@ -59,7 +61,7 @@ class LocalSampler(TokenizerBacked):
         if self.decoder is None:
             decoder = BatchDecoder(
                 self.path or embedded_model_path(), layout=self.layout, context=self.context,
-                n_seq_max=self.n_seq_max, n_batch=self.n_batch, threads=self.threads,
+                n_seq_max=self.n_seq_max, n_batch=self.n_batch, threads=self.threads, flash_attn=self.flash_attn,
             )
             self.model = await asyncio.wrap_future(decoder.ready)
             self.decoder = decoder

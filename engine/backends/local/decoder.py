@@ -62,7 +62,8 @@ class BatchDecoder:
     """
 
     def __init__(self, path: Path, *, layout: str | None, context: int, n_seq_max: int, n_batch: int,
-                 threads: int):
+                 threads: int, flash_attn: str = "auto"):
+        self.flash_attn = flash_attn
         self.n_batch = n_batch
         self.n_seq_max = n_seq_max
         self.context = context
@@ -92,8 +93,9 @@ class BatchDecoder:
         # One KV stream per sequence. The unified cache mixes up sequences that share a ubatch of 64+ tokens
         # in this llama.cpp (logits off by more than 1.0), and a prefix copied between streams is cheap here.
         params.kv_unified = False
-        # ggml's CPU flash attention rounds Q.K through f16 and moves top logprobs by ~0.03; exact scores matter more.
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.flash_attn_type = {"auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+                                  "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                                  "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED}[self.flash_attn]
         params.n_threads = threads
         params.n_threads_batch = threads
         self.ctx = llama_cpp.llama_init_from_model(model.model, params)
