@@ -80,6 +80,10 @@ def test_bench_labels_simulated_latency():
 
 BAD_INPUT = [
     (["run", "--prompt", "x", "--beam-width", "0"], "beam-width must be an integer >= 1"),
+    (["run", "--prompt", "x", "--strategy", "mcmc", "--tries", "0"], "tries must be an integer >= 1"),
+    (["run", "--prompt", "x", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+      "--flash-attn", "on"], "--flash-attn is for the local decoder"),
+    (["run", "--prompt", "x", "--flash-attn", "fast"], "invalid choice: 'fast'"),
     (["run", "--prompt", "x", "--n-per-beam", "-2"], "n-per-beam must be an integer >= 1"),
     (["run", "--prompt", "x", "--block-tokens", "0"], "block-tokens must be an integer >= 1"),
     (["run", "--prompt", "x", "--max-tokens", "0"], "max-tokens must be an integer >= 1"),
