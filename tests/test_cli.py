@@ -164,7 +164,8 @@ SAMPLE_VALUES = {
     "output": "best", "best_of": "3", "votes": "5", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
     "endpoint_max_concurrent": "4", "tinker_clients": "2",
     "model": "m", "model_path": "x.gguf", "tokenizer": "embedded", "api": "chat", "max_concurrent": "7",
-    "timeout": "9", "max_retries": "2", "latency": "0.5", "threads": "1", "weights": "plain",
+    "timeout": "9", "max_retries": "2", "latency": "0.5", "threads": "1", "weights": "plain", "tries": "4",
+    "flash_attn": "on",
 }
 
 
