@@ -215,7 +215,7 @@ async def test_a_failing_backend_shows_in_the_log_without_crashing(fault_server)
 
 
 async def test_an_unreachable_backend_chosen_in_settings_is_reported(fault_server):
-    app = BeamtuiApp(SMALL, LOCAL)
+    app = BeamtuiApp(SMALL, LOCAL.replace(max_retries=0))  # refused at once, not after five backoffs
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("c")
         await wait_for(pilot, lambda: ("esc", "cancel") in dialog_keys(app))  # the dialog's, not the dashboard's
