@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from engine.errors import ConfigError
 from engine.registry import OUTPUTS, readers, strategy_names
-from engine.settings import APIS, BACKENDS, FLASH_ATTN, MODES, WEIGHTS, BackendSettings, SearchSettings
+from engine.settings import APIS, BACKEND_FIELDS, BACKENDS, FLASH_ATTN, MODES, WEIGHTS, BackendSettings, SearchSettings
 
 AFTER_COMMAND = "_after_command"
 SERVED_ENV = "BEAMTUI_SERVED"  # set for the dashboards `serve` starts: a visitor may not redirect the API key
@@ -108,7 +108,6 @@ FLAGS = (
 BY_DEST = {flag.dest: flag for flag in FLAGS}
 BY_NAME = BY_DEST | {alias: flag for flag in FLAGS for alias in flag.aliases}
 BY_NAME_FLAG = {"--" + name.replace("_", "-") for name in BY_NAME}
-BACKEND_FIELDS = {f.dest for f in FLAGS} & set(BackendSettings.__dataclass_fields__)
 
 
 # Flags people reach for that mean something else here, and what to use instead.
