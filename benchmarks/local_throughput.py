@@ -1,22 +1,33 @@
 """The local backend against the raw llama.cpp ceiling, in the same run, at 1, 4, 8 and 16 streams.
 
-    python -m benchmarks.local_throughput [--tokens 128] [--layouts plain,repacked] [--flash-attn off]
+    python -m benchmarks.local_throughput [--tokens 128] [--layouts plain,repacked] [--flash-attn auto]
+        [--repeats 5]
 
 Raw, llama.cpp's defaults: a bare decode loop on a context with llama.cpp's default parameters but for its size
-and sequence count (so flash attention `auto`, its default batch sizes and cache), the reference a user of
-llama.cpp gets. Raw, as ours: llama.cpp's low-level API alone, on the decoding thread, one context per stream count (`n_seq_max` =
-streams, a non-unified cache, context sized to the run), every stream holding the same prefilled prompt, one
-token per stream per `llama_decode` (one `llama_decode` per token in the one-token layout), no sampling. Ours:
-`LocalSampler.sample` with n continuations of the prompt at temperature 1, exact log p and log q for every token.
-Each figure comes from a fresh process; raw and ours alternate, so machine drift hits both alike. Weight layouts default to every one
-the probe can choose on this CPU.
+and sequence count (so flash attention `auto`, its default batch sizes, a context sized to the run), the
+reference a user of llama.cpp gets. Raw, as ours: the same loop with our batch size, a non-unified cache and our
+flash attention setting. Both prefill the prompt once, copy it to every stream, decode one token per stream per
+`llama_decode` (one `llama_decode` per token in the one-token layout) and sample nothing. Ours:
+`LocalSampler.sample` with n continuations of the prompt at temperature 1, exact log p and log q for every token,
+with its 2,048-token context per sequence (llama.cpp attends over at least 256 cells of a context that large,
+against ~140 in the raw loops' context at 96 tokens).
+End to end: `beamtui run --beam-width 1 --n-per-beam N --block-tokens T --max-tokens T --temperature 1 --json`,
+completion tokens over the search's wall time (the prompt's prefill included; the model's load is not, see
+`benchmarks.startup`).
+
+Each figure comes from a fresh process. A repeat measures every kind once, in an order that rotates from repeat to
+repeat; a ratio is the median over repeats of the ratio within one repeat, so the slow drift of a shared VM's speed
+(+-20% here from minute to minute) hits both sides of it alike. Weight layouts default to every one the probe can
+choose on this CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -25,13 +36,14 @@ import numpy as np
 
 from engine.backends.local.backend import LocalSampler
 from engine.backends.local.gguf import GGUFModel
-from engine.backends.local.layout import PLAIN, REPACKED, REPACKED_ONE_TOKEN, weight_layout
+from engine.backends.local.layout import LAYOUT_ENV, PLAIN, REPACKED, REPACKED_ONE_TOKEN, weight_layout
 from engine.backends.local.model_file import embedded_model_path, load_llama_cpp
 from engine.backends.local.token_batch import TokenBatch
 from engine.sampler import Message, SampleRequest
 
 PROMPT = "Write a long story about a lighthouse keeper."
 STREAMS = (1, 4, 8, 16)
+KINDS = ("defaults", "raw", "ours", "run")
 THREADS = os.cpu_count() or 1
 
 
@@ -88,10 +100,23 @@ async def our_rate(layout: str, prompt_text: str, streams: int, tokens: int, fla
     return sum(len(c.token_ids) for c in continuations) / elapsed
 
 
+def run_rate(layout: str, streams: int, tokens: int, flash: str) -> float:
+    """Completion tokens over wall time of one `beamtui run`, as its user would time it from the JSON."""
+    command = [sys.executable, "-c", "from tui.cli import main; main()", "run", "--prompt", PROMPT,
+               "--beam-width", "1", "--n-per-beam", str(streams), "--block-tokens", str(tokens),
+               "--max-tokens", str(tokens), "--temperature", "1", "--seed", str(streams), "--flash-attn", flash,
+               "--json"]
+    result = json.loads(subprocess.run(command, capture_output=True, text=True, check=True,
+                                       env=os.environ | {LAYOUT_ENV: layout}).stdout)
+    return result["usage"]["completion_tokens"] / result["timing"]["wall_s"]
+
+
 def one(kind: str, layout: str, streams: int, tokens: int, flash: str) -> float:
     """One measurement in this (fresh) process: a model's OpenMP team belongs to the thread that first ran it."""
     if kind == "ours":
         return asyncio.run(our_rate(layout, PROMPT, streams, tokens, flash))
+    if kind == "run":
+        return run_rate(layout, streams, tokens, flash)
     model = GGUFModel(embedded_model_path(), layout=layout)
     prompt = model.encode_prompt(model.chat_prompt([Message("user", PROMPT)]))
     return raw_rate(model, prompt, streams, tokens, None if kind == "defaults" else flash)
@@ -103,14 +128,21 @@ def in_child(kind: str, layout: str, streams: int, tokens: int, flash: str) -> f
     return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
 
+def median_ratio(rates: dict[str, list[float]], kind: str) -> str:
+    """The median over repeats of kind / defaults within each repeat, with the range."""
+    ratios = [ours / reference for ours, reference in zip(rates[kind], rates["defaults"], strict=True)]
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
 def main() -> None:
     probed = weight_layout(load_llama_cpp(), embedded_model_path())
     choosable = [PLAIN, REPACKED, REPACKED_ONE_TOKEN] if probed == REPACKED else sorted({probed, PLAIN})
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=128, help="tokens per stream")
     parser.add_argument("--layouts", default=",".join(choosable))
-    parser.add_argument("--repeats", type=int, default=2, help="best of this many, raw and ours alternating")
-    parser.add_argument("--flash-attn", choices=FLASH, default="off", help="ours, and raw as ours")
+    parser.add_argument("--streams", default=",".join(map(str, STREAMS)))
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of every kind, in rotating order")
+    parser.add_argument("--flash-attn", choices=FLASH, default="auto", help="ours, and raw as ours")
     parser.add_argument("--one", nargs=5, metavar=("KIND", "LAYOUT", "STREAMS", "TOKENS", "FLASH"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -118,19 +150,22 @@ def main() -> None:
         kind, layout, streams, tokens, flash = args.one
         print(one(kind, layout, int(streams), int(tokens), flash))
         return
-    print(f"{THREADS} threads, {args.tokens} tokens per stream, best of {args.repeats}, SmolLM2-135M-Instruct Q4_1; "
-          f"this CPU probes to {probed}; flash attention {args.flash_attn} (ours, and raw as ours)\n")
-    print("| weights | streams | raw, llama.cpp defaults | raw, as ours | beamtui local | ours / defaults | "
-          "ours / as ours |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"{THREADS} threads, {args.tokens} tokens per stream, medians of {args.repeats} rounds, "
+          f"SmolLM2-135M-Instruct Q4_1; this CPU probes to {probed}; flash attention {args.flash_attn} "
+          "(ours, and raw as ours)\n")
+    print("| weights | streams | raw, llama.cpp defaults | raw, as ours | beamtui local | beamtui run | "
+          "local / defaults | run / defaults |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for layout in args.layouts.split(","):
-        for streams in STREAMS:
-            rates = dict.fromkeys(("defaults", "raw", "ours"), 0.0)
-            for _ in range(args.repeats):  # best of: this VM's speed wanders by +-20% from run to run
-                for kind in rates:
-                    rates[kind] = max(rates[kind], in_child(kind, layout, streams, args.tokens, args.flash_attn))
-            print(f"| {layout} | {streams} | {rates['defaults']:.1f} | {rates['raw']:.1f} | {rates['ours']:.1f} | "
-                  f"{rates['ours'] / rates['defaults']:.2f} | {rates['ours'] / rates['raw']:.2f} |", flush=True)
+        for streams in map(int, args.streams.split(",")):
+            rates: dict[str, list[float]] = {kind: [] for kind in KINDS}
+            for repeat in range(args.repeats):
+                for kind in KINDS[repeat % len(KINDS):] + KINDS[: repeat % len(KINDS)]:
+                    rates[kind].append(in_child(kind, layout, streams, args.tokens, args.flash_attn))
+            medians = {kind: statistics.median(values) for kind, values in rates.items()}
+            print(f"| {layout} | {streams} | {medians['defaults']:.1f} | {medians['raw']:.1f} | "
+                  f"{medians['ours']:.1f} | {medians['run']:.1f} | {median_ratio(rates, 'ours')} | "
+                  f"{median_ratio(rates, 'run')} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 
 from engine.backends.local.layout import PLAIN, REPACKED, REPACKED_ONE_TOKEN, weight_layout
 from engine.backends.local.model_file import embedded_model_path
-from engine.backends.local.sampling import sample_token
+from engine.backends.local.sampling import sample_tokens, top_alternatives
 from engine.errors import BackendError
 from engine.sampler import Message, SampleRequest
 
@@ -56,12 +56,17 @@ async def test_logprobs_are_the_model_distribution_at_temperature_one(layout_sam
     assert sum(np.exp(lp) for lp in {c.token_ids[0]: c.logprobs[0] for c in hot}.values()) <= 1.0 + 1e-6
 
 
+def sample_one(logits: np.ndarray, temperature: float, uniform: float) -> tuple[int, float, float]:
+    tokens, log_p, log_q = sample_tokens(logits[None, :], np.array([temperature]), np.array([uniform]))
+    return int(tokens[0]), float(log_p[0]), float(log_q[0])
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
-def test_sample_token_draws_from_the_tempered_distribution_with_exact_log_p_and_log_q(temperature):
+def test_sample_tokens_draws_from_the_tempered_distribution_with_exact_log_p_and_log_q(temperature):
     probs = np.array([0.5, 0.3, 0.15, 0.05])
     logits = (np.log(probs) + 3.0).astype(np.float32)  # raw logits: any shift
     rng = np.random.default_rng(0)
-    draws = [sample_token(logits, temperature, rng.random()) for _ in range(8000)]
+    draws = [sample_one(logits, temperature, rng.random()) for _ in range(8000)]
     counts = np.bincount([token for token, _, _ in draws], minlength=4)
     tempered = probs ** (1 / temperature) / (probs ** (1 / temperature)).sum()
     assert counts / counts.sum() == pytest.approx(tempered, abs=0.02)
@@ -70,19 +75,47 @@ def test_sample_token_draws_from_the_tempered_distribution_with_exact_log_p_and_
         assert log_q == pytest.approx(np.log(tempered[token]), abs=1e-6)
 
 
-def test_sample_token_over_a_real_sized_vocabulary_matches_a_float64_log_softmax():
+def test_sample_tokens_draws_across_blocks_in_proportion():
+    """A vocabulary of several blocks and a ragged last one: each token comes up as often as its probability."""
+    rng = np.random.default_rng(1)
+    logits = (rng.standard_normal(700) * 2).astype(np.float32)
+    probs = np.exp(logits.astype(np.float64) - logits.max())
+    probs /= probs.sum()
+    uniforms = rng.random(40000)
+    tokens, _, _ = sample_tokens(np.repeat(logits[None, :], len(uniforms), axis=0), np.ones(len(uniforms)), uniforms)
+    expected = np.searchsorted(np.cumsum(probs), uniforms, side="right")  # the exact inverse CDF
+    assert np.mean(tokens == expected) > 0.999
+
+
+def test_sample_tokens_over_a_real_sized_vocabulary_matches_a_float64_log_softmax():
     rng = np.random.default_rng(3)
     logits = (rng.standard_normal(49152) * 4).astype(np.float32)
     exact = logits.astype(np.float64)
     for temperature in (1.0, 0.25):
-        token, log_p, log_q = sample_token(logits, temperature, 0.37)
+        token, log_p, log_q = sample_one(logits, temperature, 0.37)
         log_softmax = exact - exact.max() - np.log(np.exp(exact - exact.max()).sum())
         scaled = exact / temperature
         log_tempered = scaled - scaled.max() - np.log(np.exp(scaled - scaled.max()).sum())
         assert log_p == pytest.approx(log_softmax[token], abs=1e-5)
         assert log_q == pytest.approx(log_tempered[token], abs=1e-5)
-    token, log_p, log_q = sample_token(logits, 0.0, 0.99)
+    token, log_p, log_q = sample_one(logits, 0.0, 0.99)
     assert token == int(np.argmax(logits)) and log_q == 0.0
+    assert log_p == pytest.approx(log_softmax[token], abs=1e-5)
+    alternatives = top_alternatives(logits, 3)
+    assert [t for t, _ in alternatives] == list(np.argsort(-exact)[:3])
+    assert [lp for _, lp in alternatives] == pytest.approx(log_softmax[[t for t, _ in alternatives]], abs=1e-5)
+
+
+@pytest.mark.parametrize("vocab", [49152, 50257])
+def test_a_row_samples_the_same_to_the_bit_whatever_rows_share_its_step(vocab):
+    rng = np.random.default_rng(vocab)
+    logits = (rng.standard_normal((9, vocab)) * 4).astype(np.float32)
+    temperatures = np.array([1.0, 0.25, 0.0, 1.0, 2.0, 1.0, 0.7, 1.0, 1.0])
+    uniforms = rng.random(9)
+    together = sample_tokens(logits, temperatures, uniforms)
+    for row in range(9):
+        alone = sample_tokens(logits[row: row + 1], temperatures[row: row + 1], uniforms[row: row + 1])
+        assert [float(part[0]) for part in alone] == [float(part[row]) for part in together]
 
 
 async def test_seeded_sampling_is_reproducible_and_seeds_differ(layout_sampler):

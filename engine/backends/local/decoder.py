@@ -19,7 +19,7 @@ import numpy as np
 from engine.backends.local.gguf import GGUFModel
 from engine.backends.local.kv_sequences import SequencePool, common_prefix
 from engine.backends.local.layout import REPACKED_ONE_TOKEN
-from engine.backends.local.sampling import sample_token, stream_rng, top_alternatives
+from engine.backends.local.sampling import sample_tokens, stream_rng, top_alternatives
 from engine.backends.local.token_batch import TokenBatch
 from engine.errors import BackendError, ConfigError
 from engine.sampler import Continuation, SampleRequest
@@ -373,9 +373,17 @@ class BatchDecoder:
         return job.streams
 
     def _sample(self, logits: np.ndarray, rows: list[tuple[_Stream, int]]) -> None:
-        for stream, row in rows:
+        if not rows:
+            return
+        streams = [stream for stream, _ in rows]
+        tokens, logprobs, proposal_logprobs = sample_tokens(
+            logits[[row for _, row in rows]],
+            np.array([stream.job.request.temperature for stream in streams]),
+            np.array([stream.rng.random() for stream in streams]),
+        )
+        for (stream, row), token, logprob, proposal_logprob in zip(
+                rows, tokens.tolist(), logprobs.tolist(), proposal_logprobs.tolist(), strict=True):
             request = stream.job.request
-            token, logprob, proposal_logprob = sample_token(logits[row], request.temperature, stream.rng.random())
             if request.top_logprobs:
                 stream.alternatives.append(top_alternatives(logits[row], request.top_logprobs))
             stream.logprobs.append(logprob)
