@@ -3,14 +3,14 @@
     python -m benchmarks.local_throughput [--tokens 128] [--layouts plain,repacked] [--flash-attn auto]
         [--repeats 5]
 
-Raw, llama.cpp's defaults: a bare decode loop on a context with llama.cpp's default parameters but for its size
-and sequence count (so flash attention `auto`, its default batch sizes, a context sized to the run), the
-reference a user of llama.cpp gets. Raw, as ours: the same loop with our batch size, a non-unified cache and our
-flash attention setting. Both prefill the prompt once, copy it to every stream, decode one token per stream per
-`llama_decode` (one `llama_decode` per token in the one-token layout) and sample nothing. Ours:
-`LocalSampler.sample` with n continuations of the prompt at temperature 1, exact log p and log q for every token,
-with its 2,048-token context per sequence (llama.cpp attends over at least 256 cells of a context that large,
-against ~140 in the raw loops' context at 96 tokens).
+Raw, llama.cpp's defaults: a bare decode loop on a context with llama.cpp's default parameters (flash attention
+`auto`, its batch sizes, its 512-token context a sequence; more if the run needs it), the reference a user of
+llama.cpp gets. Raw, tight context: the same sized to the run, the fastest context llama.cpp has for it (llama.cpp
+attends over at least 256 cells of a larger context; at 96 tokens a sequence holds ~140). Both prefill the prompt
+once, copy it to every stream, decode one token per stream per `llama_decode` (one `llama_decode` per token in the
+one-token layout) and sample nothing; each is timed from the first decoded token and, for the end-to-end
+comparison, from the prompt's prefill. Ours: `LocalSampler.sample` with n continuations of the (cached) prompt at
+temperature 1, exact log p and log q for every token, in its 2,048-token context a sequence.
 End to end: `beamtui run --beam-width 1 --n-per-beam N --block-tokens T --max-tokens T --temperature 1 --json`,
 completion tokens over the search's wall time (the prompt's prefill included; the model's load is not, see
 `benchmarks.startup`).
@@ -43,45 +43,52 @@ from engine.sampler import Message, SampleRequest
 
 PROMPT = "Write a long story about a lighthouse keeper."
 STREAMS = (1, 4, 8, 16)
-KINDS = ("defaults", "raw", "ours", "run")
+KINDS = ("defaults", "tight", "ours", "run")
 THREADS = os.cpu_count() or 1
 
 
-FLASH = {"auto": -1, "off": 0, "on": 1}  # llama.cpp's LLAMA_FLASH_ATTN_TYPE_*
+FLASH_ATTN = ("auto", "on", "off")
+DEFAULT_CONTEXT = 512  # llama_context_default_params().n_ctx: llama.cpp's context for one sequence
 
 
-def raw_rate(model: GGUFModel, prompt: list[int], streams: int, tokens: int, flash: str | None) -> float:
-    """Tokens per second of bare batched decoding. `flash` None: llama.cpp's default context parameters."""
+def raw_rates(model: GGUFModel, prompt: list[int], streams: int, tokens: int, context: str) -> dict[str, float]:
+    """Tokens per second of bare batched decoding, without and with the prompt's prefill.
+
+    `context` "defaults": llama.cpp's default context parameters, its 512 tokens a sequence (more if the run needs
+    them); "tight": the same, sized to the run, the fastest context llama.cpp has for it (under 256 tokens a
+    sequence, attention spans only the cells the sequence has).
+    """
     llama = model.llama
+    needed = len(prompt) + tokens + 8
     params = llama.llama_context_default_params()
-    params.n_ctx = (len(prompt) + tokens + 8) * streams
+    params.n_ctx = (needed if context == "tight" else max(needed, DEFAULT_CONTEXT)) * streams
     params.n_seq_max = streams
-    if flash is not None:  # as ours
-        params.n_batch = params.n_ubatch = max(len(prompt), streams)
-        params.kv_unified = False
-        params.flash_attn_type = FLASH[flash]
     params.n_threads = params.n_threads_batch = THREADS
     ctx = llama.llama_init_from_model(model.model, params)
     try:
         batch = TokenBatch(llama, params.n_batch)
         one_token = model.layout == REPACKED_ONE_TOKEN
 
-        def decode(tokens, positions, seqs) -> None:
-            pieces = zip(tokens, positions, seqs, strict=True) if one_token else [(tokens, positions, seqs)]
-            for t, p, s in pieces:
-                t, p, s = ([t], [p], [s]) if one_token else (t, p, s)
-                if llama.llama_decode(ctx, batch.fill(list(t), list(p), list(s), [True] * len(t))) != 0:
+        def decode(tokens, positions, seqs, logits) -> None:
+            pieces = zip(tokens, positions, seqs, logits, strict=True) if one_token else [
+                (tokens, positions, seqs, logits)]
+            for t, p, s, out in pieces:
+                t, p, s, out = ([t], [p], [s], [out]) if one_token else (t, p, s, out)
+                if llama.llama_decode(ctx, batch.fill(list(t), list(p), list(s), list(out))) != 0:
                     raise RuntimeError("llama_decode failed")
 
-        decode(prompt, range(len(prompt)), [0] * len(prompt))
+        started = time.perf_counter()
+        decode(prompt, range(len(prompt)), [0] * len(prompt), [False] * (len(prompt) - 1) + [True])
         memory = llama.llama_get_memory(ctx)
         for seq in range(1, streams):
             llama.llama_memory_seq_cp(memory, 0, seq, -1, -1)
         token = int(np.argmax(np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx, -1), shape=(model.n_vocab,))))
-        started = time.perf_counter()
+        decoding = time.perf_counter()
         for step in range(tokens):
-            decode([token] * streams, [len(prompt) + step] * streams, list(range(streams)))
-        return streams * tokens / (time.perf_counter() - started)
+            decode([token] * streams, [len(prompt) + step] * streams, list(range(streams)), [True] * streams)
+        finished = time.perf_counter()
+        return {context: streams * tokens / (finished - decoding),
+                f"{context}+prefill": streams * tokens / (finished - started)}
     finally:
         llama.llama_free(ctx)
 
@@ -111,26 +118,26 @@ def run_rate(layout: str, streams: int, tokens: int, flash: str) -> float:
     return result["usage"]["completion_tokens"] / result["timing"]["wall_s"]
 
 
-def one(kind: str, layout: str, streams: int, tokens: int, flash: str) -> float:
+def one(kind: str, layout: str, streams: int, tokens: int, flash: str) -> dict[str, float]:
     """One measurement in this (fresh) process: a model's OpenMP team belongs to the thread that first ran it."""
     if kind == "ours":
-        return asyncio.run(our_rate(layout, PROMPT, streams, tokens, flash))
+        return {"ours": asyncio.run(our_rate(layout, PROMPT, streams, tokens, flash))}
     if kind == "run":
-        return run_rate(layout, streams, tokens, flash)
+        return {"run": run_rate(layout, streams, tokens, flash)}
     model = GGUFModel(embedded_model_path(), layout=layout)
     prompt = model.encode_prompt(model.chat_prompt([Message("user", PROMPT)]))
-    return raw_rate(model, prompt, streams, tokens, None if kind == "defaults" else flash)
+    return raw_rates(model, prompt, streams, tokens, kind)
 
 
-def in_child(kind: str, layout: str, streams: int, tokens: int, flash: str) -> float:
+def in_child(kind: str, layout: str, streams: int, tokens: int, flash: str) -> dict[str, float]:
     command = [sys.executable, "-m", "benchmarks.local_throughput", "--one", kind, layout, str(streams),
                str(tokens), flash]
-    return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
 
-def median_ratio(rates: dict[str, list[float]], kind: str) -> str:
-    """The median over repeats of kind / defaults within each repeat, with the range."""
-    ratios = [ours / reference for ours, reference in zip(rates[kind], rates["defaults"], strict=True)]
+def median_ratio(rates: dict[str, list[float]], kind: str, reference: str) -> str:
+    """The median over rounds of kind / reference within each round, and their range."""
+    ratios = [ours / theirs for ours, theirs in zip(rates[kind], rates[reference], strict=True)]
     return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
@@ -142,30 +149,31 @@ def main() -> None:
     parser.add_argument("--layouts", default=",".join(choosable))
     parser.add_argument("--streams", default=",".join(map(str, STREAMS)))
     parser.add_argument("--repeats", type=int, default=5, help="rounds of every kind, in rotating order")
-    parser.add_argument("--flash-attn", choices=FLASH, default="auto", help="ours, and raw as ours")
+    parser.add_argument("--flash-attn", choices=FLASH_ATTN, default="auto", help="beamtui's setting")
     parser.add_argument("--one", nargs=5, metavar=("KIND", "LAYOUT", "STREAMS", "TOKENS", "FLASH"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         kind, layout, streams, tokens, flash = args.one
-        print(one(kind, layout, int(streams), int(tokens), flash))
+        print(json.dumps(one(kind, layout, int(streams), int(tokens), flash)))
         return
     print(f"{THREADS} threads, {args.tokens} tokens per stream, medians of {args.repeats} rounds, "
-          f"SmolLM2-135M-Instruct Q4_1; this CPU probes to {probed}; flash attention {args.flash_attn} "
-          "(ours, and raw as ours)\n")
-    print("| weights | streams | raw, llama.cpp defaults | raw, as ours | beamtui local | beamtui run | "
-          "local / defaults | run / defaults |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          f"SmolLM2-135M-Instruct Q4_1; this CPU probes to {probed}; beamtui's flash attention {args.flash_attn}\n")
+    print("| weights | streams | raw, defaults | raw, tight context | beamtui local | local / defaults | "
+          "local / tight | raw, defaults, prefill included | beamtui run | run / defaults |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for layout in args.layouts.split(","):
         for streams in map(int, args.streams.split(",")):
-            rates: dict[str, list[float]] = {kind: [] for kind in KINDS}
+            rates: dict[str, list[float]] = {}
             for repeat in range(args.repeats):
                 for kind in KINDS[repeat % len(KINDS):] + KINDS[: repeat % len(KINDS)]:
-                    rates[kind].append(in_child(kind, layout, streams, args.tokens, args.flash_attn))
-            medians = {kind: statistics.median(values) for kind, values in rates.items()}
-            print(f"| {layout} | {streams} | {medians['defaults']:.1f} | {medians['raw']:.1f} | "
-                  f"{medians['ours']:.1f} | {medians['run']:.1f} | {median_ratio(rates, 'ours')} | "
-                  f"{median_ratio(rates, 'run')} |", flush=True)
+                    for name, rate in in_child(kind, layout, streams, args.tokens, args.flash_attn).items():
+                        rates.setdefault(name, []).append(rate)
+            median = {name: statistics.median(values) for name, values in rates.items()}
+            print(f"| {layout} | {streams} | {median['defaults']:.1f} | {median['tight']:.1f} | "
+                  f"{median['ours']:.1f} | {median_ratio(rates, 'ours', 'defaults')} | "
+                  f"{median_ratio(rates, 'ours', 'tight')} | {median['defaults+prefill']:.1f} | "
+                  f"{median['run']:.1f} | {median_ratio(rates, 'run', 'defaults+prefill')} |", flush=True)
 
 
 if __name__ == "__main__":

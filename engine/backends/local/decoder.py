@@ -105,6 +105,7 @@ class BatchDecoder:
         self.sequences = SequencePool(llama_cpp, self.memory, self.n_seq_max)
         self.batch = TokenBatch(llama_cpp, self.n_batch)
         self.one_token_per_decode = model.layout == REPACKED_ONE_TOKEN
+        self.eog = model.eog  # built at load, not in the first search's first step (~15 ms)
         # Token by token, a long prefill in one step would stall every running stream for seconds.
         self.step_tokens = self.n_seq_max + 16 if self.one_token_per_decode else self.n_batch
 
@@ -373,11 +374,10 @@ class BatchDecoder:
         return job.streams
 
     def _sample(self, logits: np.ndarray, rows: list[tuple[_Stream, int]]) -> None:
-        if not rows:
-            return
         streams = [stream for stream, _ in rows]
+        order = [row for _, row in rows]
         tokens, logprobs, proposal_logprobs = sample_tokens(
-            logits[[row for _, row in rows]],
+            logits if order == list(range(len(logits))) else logits[order],
             np.array([stream.job.request.temperature for stream in streams]),
             np.array([stream.rng.random() for stream in streams]),
         )
@@ -389,7 +389,7 @@ class BatchDecoder:
             stream.logprobs.append(logprob)
             stream.proposal_logprobs.append(proposal_logprob)
             stream.tokens.append(token)  # last: a watcher that sees the token sees its logprob too
-            if self.model.eog[token]:
+            if self.eog[token]:
                 stream.finish = "stop"
             elif request.stop and self._hits_stop(stream, request.stop):
                 stream.finish = "stop"

@@ -29,42 +29,40 @@ def sample_tokens(logits: np.ndarray, temperatures: np.ndarray, uniforms: np.nda
     """
     rows, vocab = logits.shape
     top = logits.max(axis=1)
-    weights, cumulative = _exp_blocks(logits, top)
-    log_z1 = np.log(cumulative[:, -1])
-    tokens = np.zeros(rows, dtype=np.int64)
+    weights, running = _exp_blocks(logits, top)
+    log_z1 = np.log(running[:, -1])
+    tokens = np.empty(rows, dtype=np.int64)
     log_q = np.zeros(rows)
-    plain = np.flatnonzero(temperatures == 1.0)
-    if len(plain):
-        tokens[plain] = _pick(weights, cumulative, plain, uniforms[plain], vocab)
-    for row in np.flatnonzero(temperatures != 1.0):
+    for row in range(rows):
         temperature = np.float32(temperatures[row])
-        if temperature == 0:
+        if temperature == 1:
+            tokens[row] = _pick(weights[row], running[row], uniforms[row], vocab)
+        elif temperature == 0:
             tokens[row] = logits[row].argmax()
-            continue
-        keep = np.flatnonzero(weights[row, :vocab] > np.exp(-NEGLIGIBLE_LOG * temperature))
-        scaled = (logits[row, keep] - top[row]) / temperature
-        running = np.cumsum(np.exp(scaled), dtype=np.float64)
-        choice = min(int(np.searchsorted(running, uniforms[row] * running[-1], side="right")), len(keep) - 1)
-        tokens[row] = keep[choice]
-        log_q[row] = scaled[choice] - np.log(running[-1])
+        else:
+            keep = np.flatnonzero(weights[row, :vocab] > np.exp(-NEGLIGIBLE_LOG * temperature))
+            scaled = (logits[row, keep] - top[row]) / temperature
+            kept = np.cumsum(np.exp(scaled), dtype=np.float64)
+            choice = min(int(kept.searchsorted(uniforms[row] * kept[-1], "right")), len(keep) - 1)
+            tokens[row] = keep[choice]
+            log_q[row] = scaled[choice] - np.log(kept[-1])
     log_p = logits[np.arange(rows), tokens] - top - log_z1
-    log_q[plain] = log_p[plain]
-    return tokens, log_p, log_q
+    return tokens, log_p, np.where(temperatures == 1, log_p, log_q)
 
 
 def top_alternatives(logits: np.ndarray, count: int) -> tuple[tuple[int, float], ...]:
     """The `count` likeliest tokens of a row with their log p (temperature 1), best first."""
     top = logits.max(keepdims=True)
-    _, cumulative = _exp_blocks(logits[None, :], top)
-    log_z1 = float(np.log(cumulative[0, -1]))
+    _, running = _exp_blocks(logits[None, :], top)
+    log_z1 = float(np.log(running[0, -1]))
     best = np.argpartition(logits, -count)[-count:]
     best = best[np.argsort(-logits[best], kind="stable")]
     return tuple((int(t), float(logits[t] - top[0]) - log_z1) for t in best)
 
 
 def _exp_blocks(logits: np.ndarray, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """exp(row - top) for every row, zero-padded to whole blocks, and each row's running block
-    totals in float64; the last running total is the row's normaliser.
+    """exp(row - top) for every row, zero-padded to whole blocks, and each row's running block totals in float64;
+    the last running total is the row's normaliser.
 
     Each block total is one reduction over 256 contiguous values, so a row's figures do not depend on the rows
     beside it.
@@ -80,17 +78,15 @@ def _exp_blocks(logits: np.ndarray, top: np.ndarray) -> tuple[np.ndarray, np.nda
     return weights, np.cumsum(totals, axis=1, dtype=np.float64)
 
 
-def _pick(weights: np.ndarray, cumulative: np.ndarray, rows: np.ndarray, uniforms: np.ndarray, width: int
-          ) -> np.ndarray:
-    """Inverse-CDF choice of one index in each of `rows` in proportion to its weights: the block, then within it."""
-    running = cumulative[rows]
-    targets = np.asarray(uniforms, dtype=np.float64) * running[:, -1]
-    block = np.minimum((running <= targets[:, None]).sum(axis=1), running.shape[1] - 1)
-    before = np.where(block > 0, running[np.arange(len(rows)), block - 1], 0.0)
+def _pick(weights: np.ndarray, running: np.ndarray, uniform: float, width: int) -> int:
+    """Inverse-CDF choice of an index in proportion to `weights`, given their running block totals: the block,
+    then the index within it."""
+    target = uniform * running[-1]
+    block = min(int(running.searchsorted(target, "right")), len(running) - 1)
+    before = running[block - 1] if block else 0.0
     start = block * BLOCK
-    inside = np.cumsum(weights[rows[:, None], start[:, None] + np.arange(BLOCK)], axis=1, dtype=np.float64)
-    offset = np.minimum((inside <= (targets - before)[:, None]).sum(axis=1), BLOCK - 1)
-    return np.minimum(start + offset, width - 1)
+    inside = np.cumsum(weights[start: start + BLOCK], dtype=np.float64)
+    return min(start + min(int(inside.searchsorted(target - before, "right")), BLOCK - 1), width - 1)
 
 
 def stream_rng(seed: int | None, index: int) -> np.random.Generator:
