@@ -11,47 +11,21 @@ from __future__ import annotations
 import concurrent.futures
 import queue
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from engine.backends.local.gguf import GGUFModel
+from engine.backends.local.jobs import Job, Stream
 from engine.backends.local.kv_sequences import SequencePool, common_prefix
 from engine.backends.local.layout import REPACKED_ONE_TOKEN
 from engine.backends.local.sampling import sample_tokens, stream_rng, top_alternatives
 from engine.backends.local.token_batch import TokenBatch
 from engine.errors import BackendError, ConfigError
-from engine.sampler import Continuation, SampleRequest
+from engine.sampler import SampleRequest
 
 _NO_JOB = object()
 SHARED_PREFIX_MIN = 32  # tokens; a copy moves a whole KV stream, which shorter shared prefixes do not repay
-
-
-@dataclass
-class _Job:
-    request: SampleRequest
-    future: concurrent.futures.Future
-    streams: list[_Stream] = field(default_factory=list)
-    seqs: list[int] = field(default_factory=list)  # reserved at admission; seqs[0] holds the prompt
-    claimed: bool = False  # has looked for a cached prefix
-    prefill: list[int] = field(default_factory=list)  # prompt tokens not yet in the KV cache
-    prefill_pos: int = 0  # position of prefill[0]
-
-
-@dataclass
-class _Stream:
-    """One continuation being generated in its own llama.cpp sequence."""
-
-    job: _Job
-    seq: int
-    rng: np.random.Generator
-    pos: int
-    tokens: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    proposal_logprobs: list[float] = field(default_factory=list)
-    alternatives: list[tuple[tuple[int, float], ...]] = field(default_factory=list)
-    finish: str | None = None
 
 
 class BatchDecoder:
@@ -70,10 +44,10 @@ class BatchDecoder:
         self.model: GGUFModel | None = None
         self.ctx = None
         self.ready: concurrent.futures.Future[GGUFModel] = concurrent.futures.Future()
-        self.inbox: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.waiting: list[_Job] = []  # admitted to the worker, not yet given sequences
-        self.prefilling: list[_Job] = []
-        self.streams: list[_Stream] = []
+        self.inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.waiting: list[Job] = []  # admitted to the worker, not yet given sequences
+        self.prefilling: list[Job] = []
+        self.streams: list[Stream] = []
         self.sequences: SequencePool  # made with the context
         self.prefix_tokens_reused = 0
         self.steps = 0  # llama_decode calls made: a waiting request's sign that the decoder is moving
@@ -136,7 +110,7 @@ class BatchDecoder:
                 f"n={request.n} exceeds the local model's {self.n_seq_max} parallel sequences", transient=False
             ))
         else:
-            self.inbox.put(_Job(request, future))
+            self.inbox.put(Job(request, future))
         return future
 
     def close(self) -> None:
@@ -216,7 +190,7 @@ class BatchDecoder:
             self.prefix_tokens_reused += job.prefill_pos
             self.prefilling.append(job)
 
-    def _unpin_behind(self, head: _Job, missing: int) -> None:
+    def _unpin_behind(self, head: Job, missing: int) -> None:
         """Give back the cached prefixes that jobs queued behind `head` pinned, last first, until it fits.
 
         Pins only save prefill. Kept while the head waits, 32 queued one-sequence jobs could hold all 16
@@ -237,7 +211,7 @@ class BatchDecoder:
         for stream in self.streams:
             yield stream.seq, stream.job.request.prompt_ids + tuple(stream.tokens[:-1])
 
-    def _prefix_on_its_way(self, job: _Job) -> bool:
+    def _prefix_on_its_way(self, job: Job) -> bool:
         """Whether a job still prefilling shares enough of this job's prompt to be worth waiting for.
 
         gen sends every question under one long system prompt at once; without waiting, each would
@@ -250,7 +224,7 @@ class BatchDecoder:
                 return True
         return False
 
-    def _copy_live_prefix(self, job: _Job) -> None:
+    def _copy_live_prefix(self, job: Job) -> None:
         """Copy the longest prefix of the job's prompt that a running sequence holds, if it beats what it has."""
         prompt = job.request.prompt_ids
         source, best = -1, job.prefill_pos + SHARED_PREFIX_MIN - 1
@@ -269,7 +243,7 @@ class BatchDecoder:
         job.prefill = list(prompt[best:])
         job.prefill_pos = best
 
-    def _claim_prefix(self, job: _Job) -> None:
+    def _claim_prefix(self, job: Job) -> None:
         """Give the job the idle sequence holding the longest prefix of its prompt."""
         job.claimed = True
         seq, length = self.sequences.claim(job.request.prompt_ids)
@@ -277,7 +251,7 @@ class BatchDecoder:
         job.prefill = list(job.request.prompt_ids[length:])
         job.prefill_pos = length
 
-    def _park(self, stream: _Stream) -> None:
+    def _park(self, stream: Stream) -> None:
         """Keep a finished sequence's KV cache for the next block to extend."""
         self.sequences.park(stream.seq, stream.job.request.prompt_ids + tuple(stream.tokens[:-1]))
 
@@ -322,9 +296,9 @@ class BatchDecoder:
             logits = np.ctypeslib.as_array(
                 self.model.llama.llama_get_logits(self.ctx), shape=(len(owners), self.model.n_vocab)
             )
-        rows: list[tuple[_Stream, int]] = []
+        rows: list[tuple[Stream, int]] = []
         for row, owner in enumerate(owners):
-            if isinstance(owner, _Stream):
+            if isinstance(owner, Stream):
                 owner.pos += 1
                 rows.append((owner, row))
             else:
@@ -354,13 +328,13 @@ class BatchDecoder:
                 row += 1
         return logits
 
-    def _start_streams(self, job: _Job) -> list[_Stream]:
+    def _start_streams(self, job: Job) -> list[Stream]:
         self.prefilling.remove(job)
         request = job.request
         for seq in job.seqs[1:]:
             self.model.llama.llama_memory_seq_cp(self.memory, job.seqs[0], seq, -1, -1)
         job.streams = [
-            _Stream(job, seq, stream_rng(request.seed, index), pos=len(request.prompt_ids))
+            Stream(job, seq, stream_rng(request.seed, index), pos=len(request.prompt_ids))
             for index, seq in enumerate(job.seqs)
         ]
         if request.watch is not None:
@@ -373,7 +347,7 @@ class BatchDecoder:
         self.streams.sort(key=lambda stream: stream.seq)
         return job.streams
 
-    def _sample(self, logits: np.ndarray, rows: list[tuple[_Stream, int]]) -> None:
+    def _sample(self, logits: np.ndarray, rows: list[tuple[Stream, int]]) -> None:
         streams = [stream for stream, _ in rows]
         order = [row for _, row in rows]
         tokens, logprobs, proposal_logprobs = sample_tokens(
@@ -391,14 +365,10 @@ class BatchDecoder:
             stream.tokens.append(token)  # last: a watcher that sees the token sees its logprob too
             if self.eog[token]:
                 stream.finish = "stop"
-            elif request.stop and self._hits_stop(stream, request.stop):
+            elif request.stop and stream.hits_stop(self.model.decode):
                 stream.finish = "stop"
             elif len(stream.tokens) >= request.max_tokens:
                 stream.finish = "length"
-
-    def _hits_stop(self, stream: _Stream, stops: tuple[str, ...]) -> bool:
-        tail = self.model.decode(stream.tokens[-16:])
-        return any(stop in tail for stop in stops)
 
     def _finish_done(self) -> None:
         done = [stream for stream in self.streams if stream.finish]
@@ -409,16 +379,4 @@ class BatchDecoder:
             self._park(stream)
         for job in {id(stream.job): stream.job for stream in done}.values():
             if all(stream.finish for stream in job.streams) and not job.future.done():
-                job.future.set_result([self._continuation(stream) for stream in job.streams])
-
-    def _continuation(self, stream: _Stream) -> Continuation:
-        tokens = stream.tokens
-        text = self.model.decode(tokens)
-        stops = stream.job.request.stop
-        if stops and stream.finish == "stop":
-            cut = min((text.find(stop) for stop in stops if stop in text), default=-1)
-            if cut >= 0:
-                text = text[:cut]
-        return Continuation(tuple(tokens), text, tuple(stream.logprobs), stream.finish or "length",
-                            tuple(stream.proposal_logprobs), tuple(stream.alternatives) or None)
-
+                job.future.set_result([stream.continuation(self.model.decode) for stream in job.streams])
