@@ -35,7 +35,7 @@ def sample_tokens(logits: np.ndarray, temperatures: np.ndarray, uniforms: np.nda
     tokens = np.empty(rows, dtype=np.int64)
     log_q = np.zeros(rows)
     for row in range(rows):
-        temperature = np.float32(temperatures[row])
+        temperature = float(temperatures[row])  # compared as the returned log q is chosen, in float64
         if temperature == 1:
             tokens[row] = _pick(weights[row], running[row], uniforms[row], vocab)
         elif temperature == 0:
