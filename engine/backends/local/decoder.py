@@ -346,10 +346,9 @@ class BatchDecoder:
         """Keep the running streams on one contiguous range of sequences, in ascending order.
 
         llama.cpp reuses a step's compute graph only for a contiguous range of sequences, and a non-unified cache
-        attends over every stream between the lowest and highest in a batch. When one of 16 streams finished in
-        the middle, the other 15 decoded at 111 ms a step, against 92 on a contiguous range; eight streams as
-        0, 2, .., 14 took 82 ms a step, as 0..7 51 ms (2-core EPYC, repacked, raw decode loop). Moving a stream
-        costs one whole-stream copy, ~5 ms.
+        attends over every stream between the lowest and highest in a batch. `benchmarks.sequence_gaps` (raw
+        llama.cpp, 2-core EPYC, repacked): 15 streams with a gap where one ended, 117 ms a step against 85 as
+        0..14; eight as 0, 2, .., 14 84 ms, as 0..7 50. Moving a stream costs one whole-stream copy, ~5 ms.
         """
         if self.one_token_per_decode or not self.streams:  # one token a decode: no batch to keep together
             return
