@@ -190,7 +190,9 @@ async def test_the_tui_save_file_holds_no_key(tmp_path, monkeypatch, fault_serve
 
 
 def interrupt(command: list[str], after: float, wait_for=None) -> subprocess.CompletedProcess:
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # As a terminal's Ctrl-C finds it, even when the suite itself runs with SIGINT ignored (a background job).
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     time.sleep(after)
     while wait_for is not None and not wait_for() and time.monotonic() < deadline:
