@@ -8,6 +8,7 @@ The verdict is probed once in child processes, so a crash costs nothing, and cac
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -79,7 +80,8 @@ def weight_layout(llama_cpp, model_path: Path) -> str:
     if not _amx_compiled_and_present(llama_cpp):
         return REPACKED
     lib = Path(llama_cpp.__file__).parent / "lib"
-    stamp = f"{llama_cpp.__version__}:{int(max(p.stat().st_mtime for p in lib.iterdir()))}:{model_path.name}"
+    build = importlib.metadata.version("llama_cpp_python")  # the bindings module carries no version
+    stamp = f"{build}:{int(max(p.stat().st_mtime for p in lib.iterdir()))}:{model_path.name}"
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "beamtui" / "weight-layout.json"
     try:
         verdicts = json.loads(cache.read_text())
