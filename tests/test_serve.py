@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from tests.conftest import ROOT, free_port, run_cli
 from tui.commands.serve import access_token, exposure_warning
+from tui.commands.tab_server import QUIT_GRACE_S, TERM_GRACE_S
 
 CHROMIUM = os.environ.get("BEAMTUI_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -30,8 +34,175 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -
     raise AssertionError(f"nothing listened on {port} within {timeout}s")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium: install the OS package (apt-get install "
-                                              "chromium) or point BEAMTUI_CHROMIUM at one; .ci/run installs it")
+# A dashboard's process must be gone this long after its socket closed: quit, SIGTERM and SIGKILL graces, and
+# a second for the poll.
+TAB_GONE_S = QUIT_GRACE_S + TERM_GRACE_S + 2.0
+HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"]
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium: install the OS package (apt-get "
+                                                             "install chromium) or point BEAMTUI_CHROMIUM at one; "
+                                                             ".ci/run installs it")
+
+
+def start_serve(*argv: str) -> tuple[subprocess.Popen, int]:
+    """`beamtui serve` on the embedded model, its dashboards short, listening on a free loopback port."""
+    port = free_port()
+    serve = subprocess.Popen([sys.executable, "-m", "tui.cli", "serve", "--port", str(port), "--max-tokens", "8",
+                              *argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_port(port, serve)
+    return serve, port
+
+
+def dashboards(serve: subprocess.Popen) -> list[psutil.Process]:
+    """Everything serve has started that still runs: its tabs' dashboards and whatever they started."""
+    try:
+        return [p for p in psutil.Process(serve.pid).children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def wait_for_dashboards(serve: subprocess.Popen, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(dashboards(serve)) < count:
+        assert time.monotonic() < deadline, f"{count} dashboards did not start within {timeout}s"
+        time.sleep(0.1)
+
+
+QUIET_S = 1.5  # a dashboard may start a moment after its socket dropped: none for this long means none left
+
+
+def assert_no_dashboard_left(serve: subprocess.Popen, within: float, what: str) -> None:
+    """Within `within` seconds, no dashboard running for QUIET_S seconds together."""
+    deadline = time.monotonic() + within + QUIET_S
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < QUIET_S:
+        left = dashboards(serve)
+        if left:
+            quiet_since = time.monotonic()
+            assert time.monotonic() < deadline, \
+                f"{what}: {[' '.join(p.cmdline()[-4:]) for p in left]} still running {within}s on"
+        time.sleep(0.1)
+
+
+def upgrade_request(port: int) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (f"GET /ws?width=160&height=48 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
+def text_frame(payload: str) -> bytes:
+    """A masked client text frame (RFC 6455), short payloads only."""
+    data, mask = payload.encode(), os.urandom(4)
+    assert len(data) < 126
+    return bytes([0x81, 0x80 | len(data)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def read_until(sock: socket.socket, marker: bytes, timeout: float = 30.0) -> bytes:
+    sock.settimeout(timeout)
+    seen = b""
+    while marker not in seen:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed before sending {marker!r}"
+        seen += chunk
+    return seen
+
+
+def drop_socket(port: int, stage: str) -> None:
+    """Open the dashboard's websocket by hand and drop it at `stage` of its handshake."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    try:
+        if stage == "connected":
+            return
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(upgrade_request(port))
+        if stage == "upgrade sent":
+            return
+        head = read_until(sock, b"\r\n\r\n")
+        assert b" 101 " in head.split(b"\r\n")[0], head
+        if stage == "upgraded":
+            return
+        if stage == "never read":  # the dashboard's frames back up into the server, which must not stall it
+            time.sleep(5)
+            return
+        read_until(sock, b"\x1b[?1049h")  # the dashboard's first frame: it has started
+        if stage == "first frame":
+            return
+        sock.sendall(text_frame('["resize", {"width": 100, "height": 30}]'))
+        time.sleep(2)  # rendering at its new size, its engine running
+    finally:
+        sock.close()
+
+
+STAGES = ("connected", "upgrade sent", "upgraded", "never read", "first frame", "resized")
+
+
+def test_a_dashboard_ends_within_seconds_of_its_socket_dropping_at_any_stage():
+    serve, port = start_serve("--max-tabs", "1")
+    try:
+        for stage in STAGES:
+            drop_socket(port, stage)
+            assert_no_dashboard_left(serve, TAB_GONE_S, f"socket dropped at {stage!r}")
+        # Reconnecting: a second socket while the first's dashboard still starts, then the first dropped.
+        first = socket.create_connection(("127.0.0.1", port))
+        first.sendall(upgrade_request(port))
+        read_until(first, b"\x1b[?1049h")
+        second = socket.create_connection(("127.0.0.1", port))
+        second.sendall(upgrade_request(port))
+        assert b" 503 " in read_until(second, b"\r\n\r\n").split(b"\r\n")[0]  # --max-tabs 1: the slot is taken
+        second.close()
+        first.close()
+        assert_no_dashboard_left(serve, TAB_GONE_S, "socket dropped after a refused reconnect")
+        # Every slot came back: a new socket gets its dashboard.
+        again = socket.create_connection(("127.0.0.1", port))
+        again.sendall(upgrade_request(port))
+        assert b" 101 " in read_until(again, b"\r\n\r\n").split(b"\r\n")[0]
+        read_until(again, b"\x1b[?1049h")
+        again.close()
+        assert_no_dashboard_left(serve, TAB_GONE_S, "the last socket dropped")
+    finally:
+        serve.terminate()
+        serve.communicate(timeout=20)
+
+
+@pytest.mark.parametrize("ending", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
+def test_serve_ends_every_dashboard_when_it_ends(ending):
+    serve, port = start_serve("--max-tabs", "2")
+    held = []
+    try:
+        for _ in range(2):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(upgrade_request(port))
+            read_until(sock, b"\x1b[?1049h")
+            held.append(sock)
+        wait_for_dashboards(serve, 2)
+        tabs = dashboards(serve)
+        serve.send_signal(ending)
+        serve.communicate(timeout=TAB_GONE_S + 10)
+        gone, alive = psutil.wait_procs(tabs, timeout=TAB_GONE_S)  # SIGKILL: they die with their parent
+        assert not alive, f"after {ending.name} on serve: {[p.pid for p in alive]} still running"
+    finally:
+        for sock in held:
+            sock.close()
+        if serve.poll() is None:
+            serve.kill()
+
+
+@needs_chromium
+def test_a_headless_browser_screenshot_leaves_no_dashboard_behind(tmp_path):
+    """What a user's screenshot tool does: load the page and leave a few seconds in, during start-up."""
+    serve, port = start_serve()
+    try:
+        for attempt in range(2):
+            subprocess.run([CHROMIUM, *HEADLESS, f"--user-data-dir={tmp_path / f'profile-{attempt}'}",
+                            f"--screenshot={tmp_path / 'page.png'}", "--window-size=1400,900",
+                            f"http://127.0.0.1:{port}/"], capture_output=True, timeout=90)
+            assert_no_dashboard_left(serve, TAB_GONE_S, f"screenshot {attempt + 1}")
+    finally:
+        serve.terminate()
+        serve.communicate(timeout=20)
+
+
+@needs_chromium
 def test_the_dashboard_in_a_browser_renders_and_plus_widens_the_beam(fault_server):
     from playwright.sync_api import sync_playwright
 
@@ -92,7 +263,7 @@ def test_without_its_token_the_page_and_websocket_are_refused():
 
     port = free_port()
     serve = subprocess.Popen([sys.executable, "-m", "tui.cli", "serve", "--port", str(port), "--token", "s3cret-token",
-                              "--max-tokens", "8"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              "--max-tokens", "8"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     try:
         wait_for_port(port, serve)
@@ -106,8 +277,10 @@ def test_without_its_token_the_page_and_websocket_are_refused():
         assert httpx.get(f"http://localhost:{port}/?token=s3cret-token").text.count(f"ws://localhost:{port}/ws")
     finally:
         serve.terminate()
-        _, err = serve.communicate(timeout=20)
-    assert f"open http://127.0.0.1:{port}/?token=s3cret-token" in err
+        out, err = serve.communicate(timeout=20)
+    # The one address printed is the one that opens the dashboard: with its token.
+    assert f"open http://127.0.0.1:{port}/?token=s3cret-token" in out
+    assert f"http://127.0.0.1:{port} " not in out + err and "textual" not in (out + err).lower()
 
 
 @pytest.mark.parametrize(("argv", "message"), [

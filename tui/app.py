@@ -301,6 +301,19 @@ class BeamtuiApp(App):
                 )
 
 
+def die_with_parent(server_pid: str) -> None:
+    """A dashboard `serve` started is killed when `serve` ends, even by SIGKILL (Linux's parent-death signal);
+    without a server to talk to it would go on decoding for nobody."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if server_pid.isdigit() and os.getppid() != int(server_pid):  # it ended before the signal was armed
+        os._exit(1)
+
+
 def launch(args) -> int:
     """Validate the flags (and config file), check the backend, then open the dashboard."""
     from engine.settings import settings_from
@@ -310,6 +323,7 @@ def launch(args) -> int:
         values = merged_values(args)
         search, backend = settings_from(values)
         if os.environ.get(SERVED_ENV):  # a browser's visitor may change the endpoint, never where the key goes
+            die_with_parent(os.environ[SERVED_ENV])
             backend = backend.pinned_key()
         app = BeamtuiApp(search, backend, keymap=values.get("keymap"))
         if backend.backend != "local":

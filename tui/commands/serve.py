@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hmac
 import os
 import secrets
-import shlex
 import socket
 import sys
 from pathlib import Path
@@ -28,7 +26,6 @@ from engine.settings import settings_from
 from tui.options import BY_DEST, SERVED_ENV, add_command, add_flags, merged_values
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-TOKEN_COOKIE = "beamtui_token"
 
 
 def add_serve_parser(commands) -> None:
@@ -48,7 +45,7 @@ def add_serve_parser(commands) -> None:
                        help="dashboards at once, each a process with its own model (default 4)")
 
 
-def dashboard_command(args: argparse.Namespace) -> str:
+def dashboard_command(args: argparse.Namespace) -> list[str]:
     """The command line each browser tab runs: `beamtui` with the dashboard flags given to serve."""
     argv = [sys.executable, "-m", "tui.cli"]
     for dest, value in vars(args).items():
@@ -59,7 +56,7 @@ def dashboard_command(args: argparse.Namespace) -> str:
             value = str(Path(value).resolve())
         for one in value if isinstance(value, list) else [value]:
             argv += [flag.name] if flag.type is None else [flag.name, str(one)]
-    return shlex.join(argv)
+    return argv
 
 
 def access_token(host: str, token: str | None, no_token: bool) -> str | None:
@@ -78,43 +75,6 @@ def exposure_warning(host: str, port: int, token: str | None) -> str | None:
         return None
     return (f"beamtui: warning: serving on {host} with --no-token: anyone who can reach port {port} can drive the "
             f"search, spend its backend's budget and read its prompts")
-
-
-def token_server(command: str, host: str, port: int, token: str | None, max_tabs: int):
-    """textual-serve's server, with the token checked on every request, URLs made for the host the browser used,
-    and a cap on dashboards at once."""
-    from aiohttp import web
-    from textual_serve.server import Server
-
-    class TokenServer(Server):
-        tabs = 0
-
-        async def _make_app(self) -> web.Application:
-            app = await super()._make_app()
-            app.middlewares.append(self._guard)
-            return app
-
-        @web.middleware
-        async def _guard(self, request: web.Request, handler):
-            if token is not None:
-                given = request.query.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
-                if not hmac.compare_digest(given.encode(), token.encode()):
-                    raise web.HTTPForbidden(text="beamtui: this dashboard needs its access token (?token=...)")
-            self.public_url = f"{request.scheme}://{request.host}"  # as the browser reached us
-            if request.path == "/ws":
-                if TokenServer.tabs >= max_tabs:
-                    raise web.HTTPServiceUnavailable(text=f"beamtui: {max_tabs} dashboards are open already")
-                TokenServer.tabs += 1
-                try:
-                    return await handler(request)
-                finally:
-                    TokenServer.tabs -= 1
-            response = await handler(request)
-            if token is not None and request.path == "/":
-                response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
-            return response
-
-    return TokenServer(command, host=host, port=port, title="beamtui")
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -142,9 +102,16 @@ def serve_command(args: argparse.Namespace) -> int:
     warning = exposure_warning(args.host, args.port, token)
     if warning:
         print(warning, file=sys.stderr)
-    if token is not None:
-        shown = "HOST" if args.host in ("0.0.0.0", "::") else args.host
-        print(f"beamtui: open http://{shown}:{args.port}/?token={token}", file=sys.stderr)
-    os.environ[SERVED_ENV] = "1"  # the dashboards it starts inherit it
-    token_server(dashboard_command(args), args.host, args.port, token, args.max_tabs).serve()
+    os.environ[SERVED_ENV] = str(os.getpid())  # the dashboards it starts inherit it: who they must die with
+    from tui.commands.tab_server import TabServer
+
+    TabServer(dashboard_command(args), host=args.host, port=args.port, token=token, max_tabs=args.max_tabs,
+              banner=banner(args.host, args.port, token)).serve()
     return 0
+
+
+def banner(host: str, port: int, token: str | None) -> str:
+    """The one address that opens the dashboard, with its token: printed once, when the server listens."""
+    shown = "HOST" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+    query = f"/?token={token}" if token is not None else "/"
+    return f"beamtui serve: open http://{shown}:{port}{query} · Ctrl+C stops the server and every dashboard"
