@@ -11,6 +11,11 @@ class ConfigError(BeamtuiError):
     """The user's input is wrong (bad setting, missing key, unreachable endpoint). Exit code 2."""
 
 
+class TooLong(ConfigError):
+    """A prompt with the answer asked for does not fit in what the backend holds per sequence. Eval records it
+    against the one problem; a single run stops on it."""
+
+
 class BackendError(BeamtuiError):
     """A backend failed a request.
 

@@ -142,7 +142,7 @@ class RequestLayer:
 
         Raises BackendError only when nothing came back; a partial result is returned and its losses counted.
         """
-        cap = getattr(self.sampler, "max_n", None)
+        cap = self.sampler.max_n
         if cap is not None and request.n > cap:
             parts = [
                 self.sample(_part(request, start, min(cap, request.n - start)), tag, sequential=sequential)

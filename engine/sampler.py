@@ -92,6 +92,7 @@ class Sampler(Protocol):
     times_itself: bool  # it bounds its own stalls: the request layer sets no per-attempt timeout
     prefix_tokens_reused: int  # prompt tokens served from its cache so far
     latency: float  # simulated network delay added to each request (the local backend; settings refuse it elsewhere)
+    max_sequence_tokens: int | None  # prompt and answer together at most, per sequence; None: the server did not say
 
     def describe(self) -> list[dict] | None:
         """Per endpoint, what it supports and how it fares; None for a backend of one endpoint."""
@@ -134,6 +135,7 @@ class SamplerDefaults:
     times_itself = False
     prefix_tokens_reused = 0
     latency = 0.0
+    max_sequence_tokens: int | None = None
 
     def describe(self) -> list[dict] | None:
         return None

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from engine.errors import ConfigError, RunFailed
+from engine.errors import ConfigError, RunFailed, TooLong
 from engine.events import EventSink, SearchFinished, SearchStarted, discard
 from engine.live import LiveBoard, report_growth
 from engine.request_layer import RequestLayer
@@ -21,6 +21,18 @@ from engine.strategies.base import Outcome, SearchContext
 def prompt_messages(settings: SearchSettings) -> tuple[Message, ...]:
     system = (Message("system", settings.system_prompt),) if settings.system_prompt else ()
     return system + (Message("user", settings.prompt),)
+
+
+def check_fits(prompt_tokens: int, max_tokens: int, sampler: Sampler) -> None:
+    """Refuse, before any request, a search whose answer could outgrow what the backend holds per sequence."""
+    limit = sampler.max_sequence_tokens
+    if limit is None or prompt_tokens + max_tokens <= limit:
+        return
+    where = f"the {sampler.name} model's {limit:,} tokens per sequence"
+    if prompt_tokens >= limit:
+        raise TooLong(f"the prompt alone is {prompt_tokens:,} tokens, more than {where}: shorten it")
+    raise TooLong(f"the prompt ({prompt_tokens:,} tokens) and --max-tokens {max_tokens:,} exceed {where}; use "
+                  f"--max-tokens {limit - prompt_tokens:,} or less")
 
 
 async def run_search(
@@ -62,6 +74,7 @@ async def run_search(
         layer = RequestLayer.for_backend(sampler, limits, seed=seed)
     messages = prompt_messages(settings)
     prompt_ids = tuple(sampler.render_chat(messages))
+    check_fits(len(prompt_ids), settings.max_tokens, sampler)
     approximate = quality.approximate if info.needs_proposal_logprobs else quality.logp == "estimated"
     live = LiveBoard(sampler.detokenize) if watch_growth else None
     search = SearchContext(settings, sampler, layer, emit, run_id, seed, messages, prompt_ids, live,

@@ -20,6 +20,13 @@ WEIGHTS = ("auto", *LAYOUTS)  # auto probes the fastest safe layout
 FLASH_ATTN = ("auto", "on", "off")  # the local decoder's flash attention; auto is llama.cpp's own choice
 
 ZERO_ALLOWED = {"mcmc_steps": 0}  # integer settings that may be 0; the others are counts of at least 1
+# What a count may be at most: a search past these is a typo, or hours of work on any backend we know (100,000
+# particles of 8 tokens ran 4 minutes on the local model without finishing a block).
+MOST = {"beam_width": 1024, "n_per_beam": 64, "chains": 1024, "mcmc_steps": 1000, "tries": 16, "particles": 1024,
+        "best_of": 1024, "votes": 1024, "block_tokens": 262_144, "max_tokens": 262_144}
+MOST_CANDIDATES = 4096  # beam_width x n_per_beam: the candidates of one block
+MAX_SEED = 2**63 - 1
+LOCAL_SEQUENCE_TOKENS = 2048  # the local decoder's context per sequence, prompt and answer together
 KEYED_HOSTS = ("openai.com", "x.ai")  # hosted APIs that refuse keyless requests; local servers need none
 DEFAULT_PROMPT = "Explain in three sentences why the sky is blue."
 
@@ -84,9 +91,17 @@ class SearchSettings:
     def validate(self) -> SearchSettings:
         info = strategy_info(self.strategy)
         for field in dataclasses.fields(self):
-            value, least = getattr(self, field.name), ZERO_ALLOWED.get(field.name, 1)
+            value, least, most = getattr(self, field.name), ZERO_ALLOWED.get(field.name, 1), MOST.get(field.name)
             if field.type == "int" and (not isinstance(value, int) or isinstance(value, bool) or value < least):
                 raise ConfigError(f"{field.name.replace('_', '-')} must be an integer >= {least}, got {value!r}")
+            if field.type == "int" and most is not None and value > most:
+                raise ConfigError(f"{field.name.replace('_', '-')} must be at most {most:,}, got {value:,}")
+        if self.beam_width * self.n_per_beam > MOST_CANDIDATES:
+            raise ConfigError(f"beam-width x n-per-beam must be at most {MOST_CANDIDATES:,} candidates a block, got "
+                              f"{self.beam_width} x {self.n_per_beam}")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)
+                                      or not 0 <= self.seed <= MAX_SEED):
+            raise ConfigError(f"seed must be an integer from 0 to 2**63-1, got {self.seed!r}")
         if self.block_tokens > self.max_tokens and self.blockwise:
             raise ConfigError(
                 f"block-tokens ({self.block_tokens}) cannot be larger than max-tokens ({self.max_tokens})"
@@ -301,7 +316,18 @@ def settings_from(values: dict) -> tuple[SearchSettings, BackendSettings]:
     if "block_tokens" not in values and 1 <= values.get("max_tokens", default_block) < default_block:
         values = values | {"block_tokens": values["max_tokens"]}
     search = SearchSettings(**{k: v for k, v in values.items() if k in SEARCH_FIELDS}).validate()
-    return search, backend_settings(values)
+    backend = backend_settings(values)
+    check_answer_fits(search.max_tokens, backend)
+    return search, backend
+
+
+def check_answer_fits(max_tokens: int, backend: BackendSettings) -> None:
+    """What can be known before a backend opens: an answer longer than the local model's sequences (a prompt of
+    at least one token beside it). Prompts are measured when they are tokenised (engine.search)."""
+    if backend.backend == "local" and max_tokens >= LOCAL_SEQUENCE_TOKENS:
+        raise ConfigError(f"--max-tokens {max_tokens:,} does not fit in the local model's {LOCAL_SEQUENCE_TOKENS:,} "
+                          f"tokens per sequence, prompt and answer together; use --max-tokens "
+                          f"{LOCAL_SEQUENCE_TOKENS - 64:,} or less (a 64-token prompt)")
 
 
 def backend_settings(values: dict) -> BackendSettings:

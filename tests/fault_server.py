@@ -79,6 +79,9 @@ class FaultConfig:
     model: str = ""  # another value makes up another model's distributions (a replica that is not one)
     group: InFlightGroup | None = field(default=None, compare=False, repr=False)  # counts in flight across servers
     arrivals_kept: int = 64  # enough for start-up measurements, bounded under load tests
+    tokenizer_dialect: str = ""  # "vllm" or "llama.cpp": the server's own /tokenize and /detokenize (the embedded
+    #                              model's vocabulary) in that server's format
+    max_model_len: int = 0  # when set, /v1/models reports it, as vLLM does
 
 
     def rate(self, fault: str) -> float:
@@ -210,7 +213,17 @@ class FaultServer:
                 else:
                     await asyncio.sleep(remaining)
             if path.endswith("/models"):
-                await respond(200, {"object": "list", "data": [{"id": "synthetic", "object": "model"}]})
+                model = {"id": "synthetic", "object": "model"}
+                if config.max_model_len:
+                    model["max_model_len"] = config.max_model_len
+                await respond(200, {"object": "list", "data": [model]})
+                return True
+            if path in TOKENIZER_ROUTES and method == "POST":
+                try:
+                    status, answer = tokenizer_answer(config.tokenizer_dialect, path, json.loads(body or b"{}"))
+                except (KeyError, TypeError, ValueError) as exc:  # the other dialect's fields: refused, as servers do
+                    status, answer = 400, {"error": {"message": f"bad tokenizer request: {exc!r}"}}
+                await respond(status, answer)
                 return True
             if not routed:
                 await respond(404, {"error": {"message": f"no route {method} {path}"}})
@@ -291,6 +304,43 @@ class FaultServer:
         if path.endswith("/chat/completions"):
             return 200, synthetic_chat(self.config, payload)
         return 200, synthetic_completion(self.config, payload)
+
+TOKENIZER_ROUTES = ("/tokenize", "/detokenize", "/apply-template")
+
+
+def tokenizer_answer(dialect: str, path: str, payload: dict) -> tuple[int, dict]:
+    """The embedded model's tokenizer behind vLLM's or llama.cpp's routes, each answering in its own fields."""
+    from engine.backends.tokenizers import load_tokenizer
+    from engine.sampler import Message
+
+    tokenizer = _embedded_tokenizer(load_tokenizer)
+    if dialect == "vllm" and path == "/tokenize":
+        if "messages" in payload:
+            tokens = tokenizer.render([Message(m["role"], m["content"]) for m in payload["messages"]])
+        else:
+            tokens = tokenizer.encode_prompt(payload["prompt"])
+        return 200, {"count": len(tokens), "max_model_len": 2048, "tokens": tokens}
+    if dialect == "vllm" and path == "/detokenize":
+        return 200, {"prompt": tokenizer.decode(payload["tokens"])}
+    if dialect == "llama.cpp" and path == "/tokenize":
+        text = payload["content"]
+        return 200, {"tokens": tokenizer.encode_prompt(text) if payload.get("parse_special") else
+                     tokenizer.encode(text)}
+    if dialect == "llama.cpp" and path == "/detokenize":
+        return 200, {"content": tokenizer.decode(payload["tokens"])}
+    if dialect == "llama.cpp" and path == "/apply-template":
+        return 200, {"prompt": tokenizer.chat_prompt([Message(m["role"], m["content"]) for m in payload["messages"]])}
+    return 404, {"error": {"message": f"no route POST {path}"}}
+
+
+_TOKENIZER = []
+
+
+def _embedded_tokenizer(load):
+    if not _TOKENIZER:
+        _TOKENIZER.append(load("embedded"))
+    return _TOKENIZER[0]
+
 
 def _longest_choice(answer: tuple[int, dict] | None) -> int:
     """Tokens in the answer's longest choice (chat or completion): what a batched decode waits for."""

@@ -14,6 +14,7 @@ import math
 import random
 from collections.abc import Sequence
 
+from engine.backends.tokenizers import RendersChat
 from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SamplerDefaults, SampleRequest, Send
 
 PROMPT_TOKEN = 10_000  # the whole prompt: the chain starts from here
@@ -118,7 +119,7 @@ def top_alternatives(probs: Sequence[float], count: int) -> tuple[tuple[int, flo
     return tuple((t, math.log(probs[t]) if probs[t] > 0 else -math.inf) for t in ranked)
 
 
-class ChainTokenizer:
+class ChainTokenizer(RendersChat):
     """The engine's Tokenizer protocol over a chain's words, so a remote backend (OpenAI over HTTP, Tinker) can
     run on the chain: a word's text is the word after a space, the end-of-sequence token has no text, and the
     whole prompt is one token whose text ends in a marker that is no word of the chain."""

@@ -123,6 +123,20 @@ BAD_INPUT = [
     (["bench", "--strategy", "greedy", "--widths", "1,2"], "--strategy greedy has no width"),
     (["bench", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--latency", "1"],
      "--latency simulates network delay on the local backend only"),
+    # Limits, refused before the work: sizes past their stated bounds, answers past what the backend holds.
+    (["run", "--prompt", "x", "--strategy", "smc", "--particles", "100000", "--max-tokens", "8"],
+     "particles must be at most 1,024, got 100,000"),
+    (["run", "--prompt", "x", "--beam-width", "100", "--n-per-beam", "64"],
+     "beam-width x n-per-beam must be at most 4,096 candidates a block"),
+    (["run", "--prompt", "x", "--strategy", "mcmc", "--tries", "99"], "tries must be at most 16"),
+    (["run", "--prompt", "x", "--max-tokens", "100000"],
+     "--max-tokens 100,000 does not fit in the local model's 2,048 tokens per sequence"),
+    (["gen", "--questions", "assets/arithmetic.jsonl", "--out", "/tmp/never.jsonl", "--max-tokens", "4096"],
+     "does not fit in the local model's 2,048 tokens per sequence"),
+    (["run", "--prompt", "x" * 20000], "the prompt alone is"),
+    (["run", "--prompt", "Name a colour.", "--max-tokens", "2040", "--block-tokens", "32"],
+     "exceed the local model's 2,048 tokens per sequence; use --max-tokens"),
+    (["run", "--prompt", "x", "--seed", "-5"], "seed must be an integer from 0 to 2**63-1, got -5"),
 ]
 
 

@@ -147,6 +147,34 @@ def test_eval_grades_every_strategy_and_reports_the_table(tmp_path):
     assert rows["greedy"]["x_time"] == 1.0 and rows["smc:3"]["x_tokens"] > 1 and rows["smc:3"]["x_time"] > 0
 
 
+def test_a_problem_too_long_for_the_server_is_one_unanswered_search_and_the_eval_goes_on(tmp_path):
+    """vLLM's max_model_len says how long a sequence may be: a problem whose prompt and answer would not fit is
+    refused before any request, recorded with the reason, and the other problems are answered."""
+    problems = tmp_path / "p.jsonl"
+    long_question = "why " * 170  # ~200 tokens with the template: with 8 to answer, more than the server's 200
+    problems.write_text("".join(json.dumps({"id": f"p{i}", "question": long_question if i == 1 else f"q{i}",
+                                            "answer": "42"}) + "\n" for i in range(3)))
+    out = tmp_path / "out.jsonl"
+    with ThreadedFaultServer(FaultConfig(answer_tokens=tuple(load_tokenizer("embedded").encode(" 42")),
+                                         max_model_len=200)) as server:
+        done = run_cli("eval", "--problems", str(problems), "--strategies", "greedy", "--out", str(out), "--json",
+                       "--quiet", "--max-tokens", "8", "--base-url", server.base_url, *ENDPOINT)
+        requests = server.stats.requests
+    assert done.returncode == 0, done.stderr
+    records = {r["id"]: r for r in map(json.loads, out.read_text().splitlines()) if "id" in r}
+    assert records["p1"]["requests"] == 0 and not records["p1"]["correct"]
+    assert "the openai model's 200 tokens per sequence" in records["p1"]["error"]
+    assert records["p0"]["correct"] and records["p2"]["correct"]
+    assert requests >= 2  # the start-up probes and the two problems that fit; none for the one that did not
+
+
+@pytest.mark.parametrize("fault_server", [FaultConfig(max_model_len=64)], indirect=True)
+def test_a_run_longer_than_the_server_s_max_model_len_is_refused_before_any_request(fault_server):
+    done = run_cli("run", "--prompt", "hi", "--max-tokens", "100", "--base-url", fault_server.base_url, *ENDPOINT)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "exceed the openai model's 64 tokens per sequence; use --max-tokens" in done.stderr
+
+
 def test_eval_resumes_after_kill_9_with_every_search_exactly_once(tmp_path):
     problems = tmp_path / "p.jsonl"
     problems.write_text("".join(json.dumps({"question": f"question {i}", "answer": "42"}) + "\n"

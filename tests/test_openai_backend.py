@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from engine.backends.factory import open_sampler
 from engine.backends.local.backend import LocalSampler
 from engine.backends.local.model_file import embedded_model_path
+from engine.backends.server_tokenizer import ServerTokenizer
 from engine.errors import ConfigError
 from engine.sampler import Message, SampleRequest
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
-from tests.conftest import openai_settings
-from tests.fault_server import FaultConfig
+from tests.conftest import openai_settings, run_cli
+from tests.fault_server import FaultConfig, ThreadedFaultServer
 from tests.llama_server import server_layout
 
 
@@ -141,6 +144,50 @@ async def test_an_endpoint_without_logprobs_is_refused_at_start(fault_server):
 async def test_an_unreachable_endpoint_is_a_config_error():
     with pytest.raises(ConfigError, match="cannot reach"):
         await open_sampler(openai_settings("http://127.0.0.1:9/v1", max_retries=1, timeout=2))
+
+
+@pytest.mark.parametrize("tokenizer", [[], ["--tokenizer", "embedded"]], ids=["no tokenizer", "embedded"])
+def test_a_refused_port_is_named_at_once_before_any_tokenizer(tokenizer):
+    """A dead server is the error, found in one look, with no retries and no trip to the Hugging Face Hub."""
+    started = time.monotonic()
+    done = run_cli("run", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "x", "--prompt",
+                   "hi", *tokenizer, env={"HF_HUB_OFFLINE": ""}, timeout=60)
+    took = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "cannot reach http://127.0.0.1:9/v1" in done.stderr, done.stderr
+    assert "tokenizer" not in done.stderr and "huggingface" not in done.stderr
+    assert took < 5.0, f"a refused port took {took:.1f}s to report"  # 10.3 s with retries; ~1.5 s is start-up
+
+
+@pytest.mark.parametrize("dialect", ["vllm", "llama.cpp"])
+async def test_without_a_tokenizer_the_server_s_own_is_used_exactly(dialect):
+    """The server's /tokenize and /detokenize, in vLLM's and llama.cpp's formats: the prompt's ids are the ones the
+    server makes of the chat, and the answer's text is the server's own decoding of the answer's ids."""
+    from engine.backends.tokenizers import load_tokenizer
+
+    embedded = load_tokenizer("embedded")
+    with ThreadedFaultServer(FaultConfig(tokenizer_dialect=dialect, max_model_len=4096)) as server:
+        sampler = await open_sampler(BackendSettings(backend="openai", base_url=server.base_url, model="synthetic"))
+        try:
+            assert isinstance(sampler.tokenizer, ServerTokenizer) and sampler.tokenizer.dialect == dialect
+            assert sampler.max_sequence_tokens == 4096  # vLLM's max_model_len, read from /v1/models
+            messages = [Message("system", "Be brief."), Message("user", "What is 2+2? 日本")]
+            ids = sampler.render_chat(messages)
+            assert ids == embedded.render(messages)
+            continuation = (await sampler.sample(SampleRequest(tuple(ids), n=1, max_tokens=6, temperature=1.0,
+                                                               seed=3)))[0]
+            assert sampler.detokenize(continuation.token_ids) == embedded.decode(continuation.token_ids)
+            assert sampler.tokenize(" hello world") == embedded.encode(" hello world")
+        finally:
+            await sampler.aclose()
+
+
+def test_a_server_without_tokenizer_routes_falls_back_to_the_hub_name_and_says_both():
+    with ThreadedFaultServer(FaultConfig()) as server:
+        done = run_cli("run", "--backend", "openai", "--base-url", server.base_url, "--model", "no-such/model",
+                       "--prompt", "hi", env={"HF_HUB_OFFLINE": "1"}, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "no tokenizer of its own" in done.stderr and "--tokenizer" in done.stderr
 
 
 def test_the_xai_key_is_read_for_xai_urls(monkeypatch):

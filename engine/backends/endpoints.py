@@ -91,6 +91,12 @@ class EndpointPool(SamplerDefaults):
     def honours_n(self) -> bool:
         return all(endpoint.sampler.honours_n for endpoint in self.endpoints)
 
+    @property
+    def max_sequence_tokens(self) -> int | None:
+        """The smallest any endpoint declared: a request may go to any of them."""
+        known = [e.sampler.max_sequence_tokens for e in self.endpoints if e.sampler.max_sequence_tokens]
+        return min(known, default=None)
+
     def tokenize(self, text: str) -> list[int]:
         return self.endpoints[0].sampler.tokenize(text)
 

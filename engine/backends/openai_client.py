@@ -100,6 +100,15 @@ class JSONClient:
         except Exception as exc:
             raise self._failure(exc) from None
 
+    async def get(self, path: str, timeout: float) -> Any:
+        """The decoded JSON of a GET, within `timeout` seconds; raises as `post` does."""
+        client = self._open()
+        try:
+            response = await client.get(path, cast_to=httpx.Response, options=self._options() | {"timeout": timeout})
+            return json.loads(response.content)
+        except Exception as exc:
+            raise self._failure(exc) from None
+
     async def events(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict]:
         """The JSON events of a server-sent event stream, up to `[DONE]`; none at all when the server answered
         with a whole body instead of a stream."""

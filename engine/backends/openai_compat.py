@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any
 
 from engine.backends.openai_client import JSONClient
+from engine.backends.server_tokenizer import ServerTokenizer
 from engine.backends.tempering import estimated_log_p, estimated_log_q
 from engine.backends.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
 from engine.errors import BackendError, ConfigError
@@ -25,6 +26,7 @@ PROBE_MESSAGES = (Message("user", "Say hi."),)
 PROBE_ALTERNATIVES = 5
 PROBE_TEMPERATURE = 0.5
 LOGPROB_ALTERNATIVES = 20  # asked for when one log-probability must be estimated from the other
+REACH_TIMEOUT_S = 10.0  # the first look at a server: a refused port answers at once, a dead host within this
 
 
 class OpenAISampler(TokenizerBacked):
@@ -47,8 +49,10 @@ class OpenAISampler(TokenizerBacked):
         self.model = model
         self.api_key = api_key
         self.api = api
-        self.tokenizer_spec = tokenizer or model
+        self.tokenizer_given = tokenizer  # --tokenizer; without one, the server's own, else the model's on the Hub
         self.tokenizer: Tokenizer | None = loaded_tokenizer
+        self.timeout = timeout
+        self.max_sequence_tokens: int | None = None  # vLLM says, in /v1/models
         self.honours_n = True
         self.token_prompts = True  # send prompts as token ids, unless the server refuses them
         self.alternatives = False  # the server returns the top alternatives at each position
@@ -69,9 +73,11 @@ class OpenAISampler(TokenizerBacked):
     async def start(self, send: Send) -> None:
         """Probe, in one round trip, what the server does: token-id prompts, `n`, top alternatives, and whether
         its logprobs are raw or of the tempered distribution it sampled from (the same prompt at two
-        temperatures: raw alternatives do not move)."""
+        temperatures: raw alternatives do not move). The server is looked at first, so a dead one is named as
+        such, at once, before any tokenizer loads."""
+        await self._reach()
         if self.tokenizer is None:
-            self.tokenizer = load_tokenizer(self.tokenizer_spec)
+            self.tokenizer = await asyncio.to_thread(self._load_tokenizer)
         prompt = tuple(self.render_chat(PROBE_MESSAGES))
         probe = SampleRequest(prompt, n=2, max_tokens=1, temperature=1.0, seed=0, messages=PROBE_MESSAGES,
                               prompt_len=len(prompt), top_logprobs=PROBE_ALTERNATIVES)
@@ -95,6 +101,35 @@ class OpenAISampler(TokenizerBacked):
         plain_top, hot_top = _first_alternatives(plain[0]), _first_alternatives(hot[0])
         self.alternatives = bool(plain_top and hot_top)
         self.processed = self.alternatives and any(abs(a - b) > 1e-3 for a, b in zip(plain_top, hot_top, strict=False))
+
+    async def _reach(self) -> None:
+        """One GET of /models, never retried: a refused connection or an unknown host is a wrong URL, not a
+        server to wait for. Its answer may say how long a sequence the model takes (vLLM's max_model_len)."""
+        try:
+            listing = await self.client.get("/models", min(self.timeout, REACH_TIMEOUT_S))
+        except BackendError as exc:
+            if exc.status in (401, 403):
+                raise ConfigError(f"{self.base_url} refused the API key (HTTP {exc.status})") from None
+            if exc.status is None:
+                raise ConfigError(f"cannot reach {self.base_url}: {exc}") from None
+            return  # it answers HTTP, if not this route: the probes will tell the rest
+        except ValueError:
+            return
+        self.max_sequence_tokens = _max_model_len(listing, self.model)
+
+    def _load_tokenizer(self) -> Tokenizer:
+        """--tokenizer if given; else the server's own (exact ids, nothing downloaded); else the model's tokenizer
+        from the local Hugging Face cache or the Hub."""
+        if self.tokenizer_given:
+            return load_tokenizer(self.tokenizer_given)
+        own = ServerTokenizer.probe(self.base_url, self.model, self.api_key, min(self.timeout, REACH_TIMEOUT_S))
+        if own is not None:
+            return own
+        try:
+            return load_tokenizer(self.model)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.base_url} has no tokenizer of its own (vLLM's or llama.cpp's /tokenize), and "
+                              f"{exc}") from None
 
     async def _takes_token_prompts(self, probe: SampleRequest) -> bool:
         """Whether the server takes a token-id prompt. A refusal (400, 422, or llama.cpp's 500) is asked about
@@ -277,6 +312,17 @@ class OpenAISampler(TokenizerBacked):
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _max_model_len(listing: Any, model: str) -> int | None:
+    """The model's max_model_len in a /v1/models answer (vLLM's field), if the server gives one."""
+    entries = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(entries, list):
+        return None
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("id") == model and isinstance(entry.get("max_model_len"), int):
+            return entry["max_model_len"]
+    return None
 
 
 def _choices(body: Any) -> list[dict]:

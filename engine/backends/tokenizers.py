@@ -32,8 +32,18 @@ class Tokenizer(Protocol):
     def encode_prompt(self, prompt: str) -> list[int]:
         """Ids of a rendered chat prompt, its special-token markup parsed."""
 
+    def render(self, messages: Sequence[Message]) -> list[int]:
+        """Ids of `messages` in the chat template, ready for the assistant's answer."""
 
-class HFTokenizer:
+
+class RendersChat:
+    """`render` for tokenizers that template on our side: the prompt's text, then its ids."""
+
+    def render(self, messages: Sequence[Message]) -> list[int]:
+        return self.encode_prompt(self.chat_prompt(messages))
+
+
+class HFTokenizer(RendersChat):
     def __init__(self, name: str):
         self._tok = _load_hf_tokenizer(name)
         self.template = "hf:" + name if self._tok.chat_template else "none (raw prompt)"
@@ -116,8 +126,7 @@ class TokenizerBacked(SamplerDefaults):
         return self._tokenizer().decode(token_ids)
 
     def render_chat(self, messages: Sequence[Message]) -> list[int]:
-        tokenizer = self._tokenizer()
-        return tokenizer.encode_prompt(tokenizer.chat_prompt(messages))
+        return self._tokenizer().render(messages)
 
     @property
     def chat_template(self) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, TooLong
 from engine.eval.grading import Grader, prompt_for
 from engine.eval.problems import Problem, ProblemSet
 from engine.eval.summary import read_records, record_key, timing_record
@@ -137,17 +137,21 @@ class Evaluator:
         prompt = prompt_for(settings.template, problem)
         run_id = hashlib.sha256(f"{problem.id}|{strategy.spec}|{k}".encode()).hexdigest()[:12]
         search = strategy.replace(prompt=prompt, seed=_seed(settings.seed, problem.id, k))
-        result = await run_search(search, self.sampler, self.backend, self.emit, run_id=run_id, layer=self.layer,
-                                  watch_growth=self.emit is not discard,
-                                  answer_key=settings.grader.answer_key(problem))
-        usage = result.usage  # this search's own requests, though the layer is shared
-        text = result.answer.text if result.answer is not None else ""
+        try:
+            result = await run_search(search, self.sampler, self.backend, self.emit, run_id=run_id,
+                                      layer=self.layer, watch_growth=self.emit is not discard,
+                                      answer_key=settings.grader.answer_key(problem))
+        except TooLong as exc:  # this problem's prompt does not fit: it counts as unanswered, the eval goes on
+            result = None
+            error = str(exc)
+        usage = result.usage if result else {"completion_tokens": 0, "requests": 0, "failures": 0}
+        text = result.answer.text if result is not None and result.answer is not None else ""
         grade = settings.grader.grade(text, problem)
         record = {
             "id": problem.id, "strategy": strategy.spec, "sample": k, "answer": text,
             "extracted": grade.extracted, "gold": problem.answer, "correct": grade.correct,
             "tokens": usage["completion_tokens"], "requests": usage["requests"], "failures": usage["failures"],
-            "wall_s": round(result.wall_s, 4), "error": result.error,
+            "wall_s": round(result.wall_s, 4) if result else 0.0, "error": result.error if result else error,
             "settings": {**settings.fingerprint(), "seed": search.seed, "mode": search.mode},
         }
         output.write(record)

@@ -27,7 +27,7 @@ from engine.gen.shards import Shard
 from engine.jsonl import JsonlAppender, repair_and_load
 from engine.request_layer import RequestLayer, RequestTag
 from engine.sampler import Message, Sampler, SampleRequest
-from engine.settings import BackendSettings
+from engine.settings import BackendSettings, backend_settings, check_answer_fits
 from engine.task_window import TaskWindow
 
 GenMode = Literal["parallel", "sequential"]
@@ -294,6 +294,7 @@ def gen_settings(values: dict, *, questions: str | Path, out: str | Path, system
             system = Path(system_prompt_file).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read --system-prompt-file {system_prompt_file}: {exc.strerror}") from None
+    check_answer_fits(values["max_tokens"], backend_settings(values))
     return GenSettings(
         questions=Path(questions), out=parsed.output(Path(out)) if parsed else Path(out), system_prompt=system,
         num_samples=num_samples, max_tokens=values["max_tokens"], temperature=values["temperature"],

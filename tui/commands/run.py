@@ -8,13 +8,13 @@ import time
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
-from engine.events import Event, discard
+from engine.events import Event
 from engine.results import SearchResult
 from engine.run_state import RunState
 from engine.search import run_search
@@ -32,8 +32,10 @@ class LiveProgress:
 
     def __init__(self, console: Console, search: SearchSettings, backend: BackendSettings):
         self.state = RunState("", search, backend)
+        # The elapsed time ticks and requests are counted as they finish, so a long block still shows it is moving.
         self.progress = Progress(SpinnerColumn(), TextColumn("block"), MofNCompleteColumn(), BarColumn(),
-                                 TextColumn("{task.fields[status]}"), console=console, transient=True)
+                                 TimeElapsedColumn(), TextColumn("{task.fields[status]}"), console=console,
+                                 transient=True)
         self.task = self.progress.add_task("search", total=search.max_blocks, status="starting")
         self.best = Text("")
         self.live = Live(Group(self.progress, self.best), console=console, refresh_per_second=8, transient=True)
@@ -56,8 +58,9 @@ class LiveProgress:
         self._drawn = now
         tokens_s, _ = state.rates()
         self.progress.update(self.task, total=state.max_blocks, completed=state.blocks_done, status=(
-            f"{state.stage or 'starting'} · {state.tokens} tokens · {tokens_s:.0f} tok/s · "
-            f"{state.in_flight}/{state.cap} in flight · retries {state.retries} · failures {state.failures}"))
+            f"{state.stage or 'starting'} · {state.tokens} tokens · {tokens_s:.0f} tok/s · {state.requests_done} "
+            f"requests done, {state.in_flight}/{state.cap} in flight · retries {state.retries} · failures "
+            f"{state.failures}"))
         if state.best_score is not None:
             self.best.plain = f"best {state.best_score:.3f}: {_preview(state.best_text)}"
 
@@ -129,11 +132,8 @@ async def run_command(args) -> int:
     err = Console(stderr=True)
     sampler = await open_sampler(backend)
     try:
-        if args.json:
-            result = await run_search(search, sampler, backend, discard)
-        else:
-            with LiveProgress(err, search, backend) as live:
-                result = await run_search(search, sampler, backend, live.on_event)
+        with LiveProgress(err, search, backend) as live:  # on stderr, and only on a terminal: --json too
+            result = await run_search(search, sampler, backend, live.on_event)
         endpoints = sampler.describe()
     finally:
         await sampler.aclose()

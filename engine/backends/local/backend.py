@@ -12,6 +12,7 @@ from engine.backends.local.model_file import embedded_model_path
 from engine.backends.tokenizers import TokenizerBacked
 from engine.errors import BackendError
 from engine.sampler import EXACT, Continuation, LogprobQuality, SampleRequest, Send
+from engine.settings import LOCAL_SEQUENCE_TOKENS
 
 
 class LocalSampler(TokenizerBacked):
@@ -29,7 +30,7 @@ class LocalSampler(TokenizerBacked):
         *,
         latency: float = 0.0,
         threads: int | None = None,
-        context: int = 2048,
+        context: int = LOCAL_SEQUENCE_TOKENS,
         n_seq_max: int = 16,
         n_batch: int = 512,
         layout: str | None = None,
@@ -49,6 +50,10 @@ class LocalSampler(TokenizerBacked):
     @property
     def max_n(self) -> int:
         return self.n_seq_max
+
+    @property
+    def max_sequence_tokens(self) -> int:
+        return self.context
 
     def logprob_quality(self, temperature: float) -> LogprobQuality:
         return EXACT  # both come from the same logits row the token is drawn from

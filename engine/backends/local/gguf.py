@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from engine.backends.local.layout import PLAIN, REPACKED, weight_layout
 from engine.backends.local.model_file import load_llama_cpp
+from engine.backends.tokenizers import RendersChat
 from engine.errors import ConfigError
 from engine.sampler import Message
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-class GGUFModel:
+class GGUFModel(RendersChat):
     """A loaded model. `vocab_only` loads the tokenizer alone (for remote backends that need our token ids)."""
 
     def __init__(self, path: Path, *, vocab_only: bool = False, layout: str | None = None):
