@@ -48,6 +48,8 @@ class StrategyInfo:
     outputs: tuple[str, ...] = ()  # its answer choices (`output`), the first the default
     blockwise: bool = False  # it grows answers block by block; the others ask for whole answers
     weighted: bool = False  # its candidates carry importance weights (log_weight)
+    score_is: str = "target alpha*log p"  # what its candidates' `score` is, as a label beside the number
+    temperature: float | None = None  # the one temperature it samples at (greedy: 0); None: the proposal's
 
     @property
     def settings_read(self) -> tuple[str, ...]:

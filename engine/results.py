@@ -20,6 +20,10 @@ class RoundTiming:
     failed: int
     tokens: int
 
+    def as_json(self) -> dict:
+        """Seconds to the 0.1 ms, as every other time in run --json."""
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in vars(self).items()}
+
     @property
     def overlap(self) -> float:
         """Requests in flight at once on average: the sum of their latencies over the wall time. Not a speedup:
@@ -59,7 +63,7 @@ class SearchResult:
             "strategy": self.settings.strategy,
             "spec": self.settings.spec,
             "answer_is": answer_is(self.settings),
-            "settings": {"alpha": self.settings.alpha, "temperature": self.settings.proposal_temperature,
+            "settings": {"alpha": self.settings.alpha, "temperature": self.settings.sampling_temperature,
                          "block_tokens": self.settings.block_tokens, "max_tokens": self.settings.max_tokens,
                          "mode": self.settings.mode},
             "seed": self.seed,
@@ -70,7 +74,7 @@ class SearchResult:
                 "wall_s": round(self.wall_s, 4),
                 "sum_request_s": round(self.sum_request_s, 4),
                 "requests": self.requests,
-                "rounds": [vars(r) for r in self.rounds],
+                "rounds": [r.as_json() for r in self.rounds],
             },
             "usage": self.usage | {"prefix_tokens_reused": self.prefix_tokens_reused},
             "logprobs": "approximate" if self.approximate else "exact",

@@ -112,7 +112,8 @@ class RunState:
     population: list[Member] = field(default_factory=list)  # best first, then what the last round dropped
     dropped_until: float = 0.0
     growing: tuple[LiveCandidate, ...] = ()  # the round's continuations as they are generated
-    ess: float | None = None
+    ess: float | None = None  # of the weights the last block left, before any resampling
+    resampled: bool = False  # the last block ended in resampling: the weights shown are the equal ones after it
     resamples: int = 0
     proposed: int = 0
     accepted: int = 0
@@ -241,6 +242,7 @@ class RunState:
         self.dropped_until = now + DROPPED_VISIBLE_S
         if event.ess is not None:
             self.ess = event.ess
+        self.resampled = event.resampled
         self.resamples += event.resampled
         for member in event.members:
             if member.status in ("accepted", "rejected"):

@@ -57,7 +57,7 @@ async def run_search(
     settings.validate()
     info = settings.info
     strategy = info.create()
-    quality = sampler.logprob_quality(settings.proposal_temperature)
+    quality = sampler.logprob_quality(settings.sampling_temperature)
     if quality.logp == "unavailable":
         raise ConfigError(
             f"{sampler.name} reports only the tempered distribution's log-probabilities at temperature "

@@ -69,6 +69,12 @@ class SearchSettings:
         return 1.0 / self.alpha if self.temperature is None else self.temperature
 
     @property
+    def sampling_temperature(self) -> float:
+        """The temperature the strategy samples at: its own when it has one (greedy: 0), else the proposal's."""
+        fixed = self.info.temperature
+        return self.proposal_temperature if fixed is None else fixed
+
+    @property
     def info(self) -> StrategyInfo:
         return strategy_info(self.strategy)
 

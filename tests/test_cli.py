@@ -76,6 +76,16 @@ def test_bench_labels_simulated_latency():
                    "--latency", "0.2", "--seed", "1")
     assert done.returncode == 0, done.stderr
     assert "0.2s per request (simulated)" in " ".join(done.stdout.split())
+    assert "ideal: the speedup if a round's requests overlapped" in " ".join(done.stdout.split())
+
+
+def test_bench_on_the_compute_bound_local_model_says_why_it_stays_under_the_ideal():
+    done = run_cli("bench", "--widths", "2", "--n-per-beam", "1", "--block-tokens", "4", "--max-tokens", "4",
+                   "--seed", "1")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "ideal: the speedup if a round's requests overlapped without slowing each other" in text
+    assert "requests in parallel share them" in text
 
 
 BAD_INPUT = [

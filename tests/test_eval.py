@@ -199,6 +199,39 @@ def test_eval_resumes_after_kill_9_with_every_search_exactly_once(tmp_path):
     assert all(row["n"] == 20 and row["correct"] == 20 for row in json.loads(again.stdout)["strategies"])
 
 
+def test_after_ctrl_c_the_resumed_eval_times_every_search_and_starts_its_bars_where_the_output_stands(tmp_path):
+    """The interrupted strategy's finished searches get a timing line at Ctrl+C, so the resumed summary's time per
+    search covers all of each strategy's searches, not just those of the last run."""
+    from engine.eval.plan import plan_eval
+
+    problems = tmp_path / "p.jsonl"
+    problems.write_text("".join(json.dumps({"question": f"question {i}", "answer": "42"}) + "\n" for i in range(12)))
+    out = tmp_path / "out.jsonl"
+    with scripted_server(" 42", latency=0.2) as server:
+        flags = ["--problems", str(problems), "--strategies", "greedy,best-of-n:2", "--out", str(out),
+                 "--max-tokens", "4", "--max-concurrent", "2", "--base-url", server.base_url, *ENDPOINT]
+        run = subprocess.Popen([sys.executable, "-m", "tui.cli", "eval", "--quiet", *flags], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + 60
+        while (not out.exists() or sum('"best-of-n:2"' in line for line in out.read_text().splitlines()) < 3) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=30) == 130
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        held = {spec: sum(r.get("strategy") == spec for r in lines) for spec in ("greedy", "best-of-n:2")}
+        timed = {spec: sum(r["searches"] for r in lines if r.get("timing") == spec) for spec in held}
+        assert held["greedy"] == 12 and 3 <= held["best-of-n:2"] < 12 and timed == held
+        plan = plan_eval({"max_tokens": 4, "backend": "openai", "base_url": server.base_url, "model": "synthetic",
+                          "tokenizer": "embedded"}, problems=problems, out=out, strategies="greedy,best-of-n:2")
+        assert plan.done_counts() == held  # where the resumed run's progress bars start
+        again = run_cli("eval", "--json", "--quiet", *flags, timeout=120)
+    assert again.returncode == 0, again.stderr
+    rows = {row["strategy"]: row for row in json.loads(again.stdout)["strategies"]}
+    assert all(row["n"] == 12 and row["timed_searches"] == 12 for row in rows.values())
+
+
 def test_a_small_eval_on_the_embedded_model(tmp_path):
     out = tmp_path / "out.jsonl"
     done = run_cli("eval", "--problems", str(ROOT / "assets" / "arithmetic.jsonl"), "--limit", "2",

@@ -197,6 +197,8 @@ BAD_INPUT = [
     (["--questions", "Q", "--out", "OUT", "--shard", "3/3"], "I must be 0 to N-1"),
     (["--questions", "Q", "--out", "OUT", "--shard", "one of two"], "--shard takes I/N"),
     (["--questions", "Q", "--compare", "2", "--shard", "0/2"], "it takes no --shard"),
+    (["--questions", "CLASH", "--out", "OUT"], "clash.jsonl:1 and "),
+    (["--questions", "Q", "--out", "OUT", "--seed", "-5"], "seed must be an integer from 0 to 2**63-1"),
 ]
 
 
@@ -205,8 +207,11 @@ def test_bad_input_exits_2_with_one_line(tmp_path, argv, message):
     (tmp_path / "empty.txt").write_text("\n\n")
     (tmp_path / "q.txt").write_text("hello\n")
     (tmp_path / "bad.jsonl").write_text('{"question": "ok"}\n{oops\n')
+    # The same id twice for the same question is a duplicate; for two questions, a mistake naming both lines.
+    (tmp_path / "clash.jsonl").write_text('{"id": "q1", "question": "2+2?"}\n{"id": "q1", "question": "2+2?"}\n'
+                                          '{"id": "q1", "question": "3+3?"}\n')
     names = {"EMPTY": tmp_path / "empty.txt", "Q": tmp_path / "q.txt", "OUT": tmp_path / "out.jsonl",
-             "BADJSONL": tmp_path / "bad.jsonl"}
+             "BADJSONL": tmp_path / "bad.jsonl", "CLASH": tmp_path / "clash.jsonl"}
     done = run_cli("gen", *[str(names.get(a, a)) for a in argv])
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -149,3 +149,29 @@ async def test_search_stops_when_enough_beams_have_finished(fault_server):
     assert result.stop_reason == "finished"
     assert all(beam.finished for beam in result.candidates)
     assert len(result.rounds) < settings.max_blocks
+
+
+@pytest.mark.parametrize("spec", ["mcmc:2x2", "smc:4", "beam:2x2", "best-of-n:3", "vote:3"])
+async def test_a_search_whose_every_answer_ended_in_its_last_block_says_finished(spec):
+    """One block as long as the answer may be: every chain, particle or beam ends inside it (a two-word chain
+    that always stops), and the result says so, not max_tokens."""
+    from tests.synthetic import word_chain
+
+    sampler = word_chain("Yes . No .")
+    settings = SearchSettings(prompt="?", block_tokens=6, max_tokens=6, seed=1, temperature=1.0).with_spec(spec)
+    result = await run_search(settings, sampler, BackendSettings())
+    assert result.error is None and result.candidates and all(c.finished for c in result.candidates)
+    assert result.stop_reason == "finished" and result.to_json()["stop_reason"] == "finished"
+
+
+async def test_greedy_json_says_temperature_0_and_round_times_are_rounded():
+    from tests.synthetic import word_chain
+
+    sampler = word_chain("The sky is blue . The sky is red .")
+    result = await run_search(SearchSettings(strategy="greedy", prompt="?", max_tokens=6, block_tokens=6, seed=1),
+                              sampler, BackendSettings())
+    data = result.to_json()
+    assert data["settings"]["temperature"] == 0.0  # greedy runs at 0, whatever the proposal's would be
+    for row in data["timing"]["rounds"]:
+        for key in ("wall_s", "sum_request_s"):
+            assert row[key] == round(row[key], 4)

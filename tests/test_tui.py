@@ -147,6 +147,85 @@ async def test_the_key_bar_shows_the_keys_that_act_now_and_a_click_runs_one(faul
         assert app.search.mode == "sequential"
 
 
+async def test_page_down_and_end_scroll_the_stacked_panels_whatever_has_focus():
+    """At 80x24 the panels stack in one column taller than the screen: PageDown and End scroll it at once."""
+    clock = ManualClock()
+    app = replay_app("beam", clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await replay(pilot, clock, "beam", then=1.0)
+        dashboard = app.query_one("#dashboard")
+        assert dashboard.max_scroll_y > 0 and dashboard.scroll_y == 0 and not dashboard.has_focus
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert dashboard.scroll_y > 0
+        await pilot.press("end")
+        await pilot.pause()
+        assert dashboard.scroll_y == dashboard.max_scroll_y
+        await pilot.press("home")
+        await pilot.pause()
+        assert dashboard.scroll_y == 0
+
+
+@pytest.mark.parametrize("size", [(160, 48), (80, 24)])
+async def test_the_log_wraps_a_long_line_whole_within_its_panel(size):
+    clock = ManualClock()
+    app = replay_app("beam", clock)
+    async with app.run_test(size=size) as pilot:
+        await replay(pilot, clock, "beam", then=1.0)
+        log = app.query_one(LogPanel)
+        words = [f"word{i:03d}" for i in range(60)]
+        log.note(clock(), " ".join(words))
+        await pilot.pause()
+        width = log.scrollable_content_region.width
+        assert width < 80 and all(line.cell_length <= width for line in log.lines)
+        written = " ".join(line.text for line in log.lines[-12:])
+        assert all(word in written.split() for word in words)  # nothing lost at a wrap
+
+
+async def test_the_prompt_editor_selects_the_prompt_so_typing_replaces_it_and_an_arrow_keeps_it():
+    app = BeamtuiApp(SMALL, BackendSettings(), host_factory=lambda post: __import__("tests.replay").replay
+                     .ReplayHost(post))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("p")
+        await pilot.pause()
+        assert "typing replaces it" in str(app.query_one("#prompt-editor").query_one("Label").render())
+        await pilot.press(*"Why?", "enter")
+        await pilot.pause()
+        assert app.search.prompt == "Why?"
+        await pilot.press("p", "right", *" Say.", "enter")
+        await pilot.pause()
+        assert app.search.prompt == "Why? Say."
+
+
+async def test_timings_rows_carry_the_whole_seed_and_tell_two_prompts_apart():
+    clock = ManualClock()
+    app = replay_app("beam", clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await replay(pilot, clock, "beam", then=1.0)
+        first = app.state.search
+        app._record_timing(first.replace(seed=2004488140), 1.5)
+        app._record_timing(first.replace(seed=2004488140, prompt="Another prompt."), 2.5)
+        app.refresh_panels()
+        await pilot.pause()
+        table = app._timings.runs
+        rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+        seeds = [row[1] for row in rows]
+        labels = [row[0] for row in rows]
+        assert "2004488140" in seeds and labels[-2].startswith("#1 ") and labels[-1].startswith("#2 ")
+        assert labels[-2][3:] == labels[-1][3:]  # the same search, told apart by its prompt
+
+
+@pytest.mark.parametrize(("strategy", "label"), [("beam", "score alpha*log p / length^penalty"),
+                                                 ("smc", "target alpha*log p"), ("mcmc", "target alpha*log p")])
+async def test_the_answer_panel_says_what_its_score_is(strategy, label):
+    clock = ManualClock()
+    app = replay_app(strategy, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await replay(pilot, clock, strategy, then=1.0)
+        subtitle = app.query_one("#answer").border_subtitle
+        assert subtitle == f"{label} {app.state.best_score:.4f}"
+
+
 async def test_events_of_a_replaced_run_are_dropped():
     app = BeamtuiApp(SMALL.replace(max_tokens=16), LOCAL)
     async with app.run_test(size=SIZE) as pilot:
@@ -351,14 +430,20 @@ def test_settings_screen_snapshot(snap_compare):
     assert snap_compare(replay_app("beam", clock), terminal_size=SIZE, run_before=replayed)
 
 
-async def test_at_80x24_quit_and_help_are_on_the_key_bar_and_help_lists_every_key():
+async def test_at_80x24_every_key_is_on_the_key_bar_and_help_lists_every_key():
     from tui.screens.keys import KeysScreen
 
     app = BeamtuiApp(SMALL, LOCAL)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        shown = [shown for _, _, shown, _ in app.query_one(KeysBar)._spans()]
-        assert shown[:2] == ["q", "?"] and len(shown) < len(BeamtuiApp.BINDINGS)  # the rest behind ?
+        bar = app.query_one(KeysBar)
+        spans = list(bar._spans())
+        on_the_bar = [b.key_display or b.key for b in BeamtuiApp.BINDINGS if b.show]
+        assert [shown for *_, shown, _ in spans] == [k if len(k) == 1 else {"question_mark": "?", "plus": "+",
+                                                     "minus": "-"}.get(k, k) for k in on_the_bar]
+        assert {row for row, *_ in spans} == {0, 1} and all(end - 2 <= 80 for _, _, end, _, _ in spans)
+        lines = str(bar.render()).splitlines()
+        assert len(lines) == 2 and lines[1].startswith(" + width+") and "B block-" in lines[1]
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, KeysScreen)

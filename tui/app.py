@@ -78,6 +78,7 @@ class BeamtuiApp(App):
         self.host = host_factory(self.post_message)
         self.state = RunState("-", search, backend, clock=clock, status="idle")
         self.comparisons: dict[tuple, ModeTimes] = {}
+        self.prompts: list[str] = []  # every prompt run, numbered from 1 in the Timings panel
         self._runs = 0
         self._restart_timer = None
 
@@ -161,8 +162,11 @@ class BeamtuiApp(App):
 
     def _record_timing(self, settings: SearchSettings, wall_s: float) -> None:
         key = self._comparison_key(settings)
-        label = f"{settings.spec} {settings.block_tokens}/{settings.max_tokens} s{settings.seed}"
-        times = self.comparisons.pop(key, None) or ModeTimes(label)
+        if settings.prompt not in self.prompts:
+            self.prompts.append(settings.prompt)
+        label = f"{settings.spec} {settings.block_tokens}/{settings.max_tokens}"
+        times = self.comparisons.pop(key, None) or ModeTimes(label, settings.seed,
+                                                              self.prompts.index(settings.prompt) + 1)
         setattr(times, settings.mode, wall_s)
         self.comparisons[key] = times  # most recent last
         while len(self.comparisons) > MAX_COMPARISONS:
@@ -219,6 +223,12 @@ class BeamtuiApp(App):
     def action_toggle_mode(self) -> None:
         self._change(mode="sequential" if self.search.mode == "parallel" else "parallel")
 
+    def action_scroll_panels(self, where: str) -> None:
+        """The stacked panels when they overflow the screen, else the log."""
+        dashboard = self.query_one("#dashboard")
+        target = dashboard if dashboard.max_scroll_y > 0 else self.query_one(LogPanel)
+        getattr(target, f"scroll_{where}")(animate=False)
+
     def action_rerun(self) -> None:
         self.pair_seed = self._new_seed()
         self._show_settings()
@@ -268,7 +278,7 @@ class BeamtuiApp(App):
                        "tokens": state.tokens, "rounds": len(state.rounds)},
             "result": result.to_json() if result else None,
             "error": state.error,
-            "rounds": [vars(row) for row in state.rounds],
+            "rounds": [row.as_json() for row in state.rounds],
             "measured": [vars(times) for times in self.comparisons.values()],
         }
 

@@ -49,6 +49,15 @@ DASHBOARD_BINDINGS = [
             tooltip="Double the tokens per block."),
     Binding("B", "block_tokens(0.5)", "block-", id="block_tokens_down", priority=True,
             tooltip="Halve the tokens per block."),
+    # Off the key bar: the panels stacked in one column at small sizes scroll whatever has focus.
+    Binding("pagedown", "scroll_panels('page_down')", "page down", id="scroll_page_down", priority=True, show=False,
+            tooltip="Scroll the panels a page down (at small sizes, where they stack), or the log."),
+    Binding("pageup", "scroll_panels('page_up')", "page up", id="scroll_page_up", priority=True, show=False,
+            tooltip="Scroll the panels a page up, or the log."),
+    Binding("home", "scroll_panels('home')", "top", id="scroll_home", priority=True, show=False,
+            tooltip="Scroll the panels to the top, or the log."),
+    Binding("end", "scroll_panels('end')", "bottom", id="scroll_end", priority=True, show=False,
+            tooltip="Scroll the panels to the bottom, or the log."),
 ]
 
 

@@ -11,7 +11,9 @@ from engine.scoring import speedup
 class ModeTimes:
     """Measured wall seconds of one set of settings and one seed, in each mode: the only speedup worth quoting."""
 
-    label: str
+    label: str  # the spec and its block/max tokens
+    seed: int | None = None
+    prompt: int = 1  # which of the prompts run so far (1 the first), so two prompts' rows are told apart
     sequential: float | None = None
     parallel: float | None = None
 

@@ -113,24 +113,33 @@ class Evaluator:
         window = TaskWindow(1 if settings.search.mode == "sequential" else 2 * self.layer.max_concurrent)
         output = JsonlAppender(settings.out)
         started = time.perf_counter()
+        phase: tuple[str, float, int] | None = None  # the strategy being timed: its spec, start, searches before
         try:
             for strategy in settings.strategies:
-                phase_started, sent = time.perf_counter(), 0
+                progress = self.progress[strategy.spec]
+                phase = (strategy.spec, time.perf_counter(), progress.done)
                 for problem, k in ((problem, k) for problem in problems for k in range(settings.samples)):
                     if (problem.id, strategy.spec, k) in done:
-                        self.progress[strategy.spec].skipped += 1
+                        progress.skipped += 1
                         continue
                     # A search that raised (not one whose requests failed) stops the eval here.
                     await window.start(self._one(problem, strategy, k, output))
-                    sent += 1
                 await window.drain()
-                if sent:
-                    output.write(timing_record(strategy.spec, sent, time.perf_counter() - phase_started,
-                                               self.layer.max_concurrent))
+                self._time_phase(output, *phase)
+                phase = None
         finally:
             await window.close()
+            if phase is not None:  # stopped mid-strategy (Ctrl+C): its finished searches are timed too
+                self._time_phase(output, *phase)
             output.close()
         return time.perf_counter() - started
+
+    def _time_phase(self, output: JsonlAppender, spec: str, started: float, done_before: int) -> None:
+        """A timing line for the searches of `spec` this run finished, so that every search in the output is
+        timed, whichever run it came from."""
+        searches = self.progress[spec].done - done_before
+        if searches:
+            output.write(timing_record(spec, searches, time.perf_counter() - started, self.layer.max_concurrent))
 
     async def _one(self, problem: Problem, strategy: SearchSettings, k: int, output: JsonlAppender) -> None:
         settings = self.settings

@@ -11,7 +11,7 @@ from engine.errors import ConfigError
 from engine.eval.evaluator import DEFAULT_STRATEGIES, EVAL_SEARCH_DEFAULTS, EvalSettings, Evaluator, parse_strategies
 from engine.eval.grading import TEMPLATES, check_template, parse_grader
 from engine.eval.problems import ProblemSet, read_problems
-from engine.eval.summary import StrategySummary, read_records, summarize
+from engine.eval.summary import StrategySummary, read_records, record_key, summarize
 from engine.events import EventSink, discard
 from engine.jsonl import check_writable
 from engine.request_layer import RequestLayer
@@ -36,6 +36,15 @@ class EvalPlan:
         ids, samples = self.problem_set.ids, self.settings.samples
         return (r for r in read_records(self.settings.out)
                 if "timing" in r or (r.get("id") in ids and r.get("sample", 0) < samples))
+
+    def done_counts(self) -> dict[str, int]:
+        """Per strategy, the searches the output already holds for these problems: where a resumed eval starts."""
+        specs = {s.spec for s in self.settings.strategies}
+        done = {record_key(r) for r in self.records() if "id" in r and r.get("strategy") in specs}
+        counts = dict.fromkeys(specs, 0)
+        for _, spec, _ in done:
+            counts[spec] += 1
+        return counts
 
     def summary(self) -> list[StrategySummary]:
         """One row per strategy, over every result in the output for these problems."""

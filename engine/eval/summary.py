@@ -38,6 +38,7 @@ class StrategySummary:
     # pass@k for k = 1, 2, 4, ... up to the samples per problem, over the problems with that many samples
     pass_at: dict[int, float] = field(default_factory=dict)
     seconds_per_search: float | None = None  # its searches timed on their own, at the eval's concurrency
+    timed_searches: int = 0  # how many of its searches that time covers: fewer than n after a run killed outright
     # Cost as multiples of the first strategy's: tokens and requests per search, wall time per search alone.
     x_tokens: float | None = None
     x_requests: float | None = None
@@ -175,6 +176,7 @@ class EvalTally:
             mcnemar_p=mcnemar_exact_p(sums.only_first, sums.only_this) if paired else None,
             pass_at=self._pass_at(spec),
             seconds_per_search=self.timed[spec][1] / self.timed[spec][0] if self.timed[spec][0] else None,
+            timed_searches=self.timed[spec][0],
         )
 
 

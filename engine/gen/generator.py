@@ -27,7 +27,7 @@ from engine.gen.shards import Shard
 from engine.jsonl import JsonlAppender, repair_and_load
 from engine.request_layer import RequestLayer, RequestTag
 from engine.sampler import Message, Sampler, SampleRequest
-from engine.settings import BackendSettings, backend_settings, check_answer_fits
+from engine.settings import MAX_SEED, BackendSettings, backend_settings, check_answer_fits
 from engine.task_window import TaskWindow
 
 GenMode = Literal["parallel", "sequential"]
@@ -63,6 +63,8 @@ class GenSettings:
             raise ConfigError(f"max-tokens must be an integer >= 1, got {self.max_tokens!r}")
         if not self.temperature >= 0:
             raise ConfigError(f"temperature must be >= 0, got {self.temperature!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be an integer from 0 to 2**63-1, got {self.seed!r}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be an integer >= 1, got {self.limit!r}")
         if self.mode not in ("parallel", "sequential"):
@@ -86,6 +88,7 @@ GEN_SEARCH_DEFAULTS = {name: GenSettings.__dataclass_fields__[name].default
 class Question:
     id: str
     text: str
+    line: int = 0  # where it stands in its file, for messages
 
 
 def question_id(text: str) -> str:
@@ -102,7 +105,7 @@ def read_questions(path: Path) -> Iterator[Question]:
                 continue
             if not is_jsonl:
                 text = line.rstrip("\n")
-                yield Question(question_id(text), text)
+                yield Question(question_id(text), text, number)
                 continue
             try:
                 record = json.loads(line)
@@ -112,7 +115,7 @@ def read_questions(path: Path) -> Iterator[Question]:
             if not isinstance(text, str) or not text.strip():
                 raise ConfigError(f"{path}:{number}: needs a non-empty \"question\" or \"prompt\" string")
             given = record.get("id")
-            yield Question(str(given) if given is not None else question_id(text), text)
+            yield Question(str(given) if given is not None else question_id(text), text, number)
 
 
 def check_questions(settings: GenSettings) -> int:
@@ -125,9 +128,15 @@ def check_questions(settings: GenSettings) -> int:
         raise ConfigError(f"questions file {path} is not a regular file")
     try:
         count = taken = 0
+        seen: dict[str, tuple[int, str]] = {}  # id -> (line, digest of its text)
         for index, question in enumerate(read_questions(path)):
             count += 1
             taken += settings.takes(index, question)
+            digest = hashlib.sha256(question.text.encode()).hexdigest()[:16]
+            first = seen.setdefault(question.id, (question.line, digest))
+            if first[1] != digest:  # the same question twice is a duplicate, skipped; two questions are a mistake
+                raise ConfigError(f"{path}:{first[0]} and {path}:{question.line} share the id {question.id!r} but "
+                                  f"ask different questions: an id names one question; give one of them another id")
     except UnicodeDecodeError:
         raise ConfigError(f"questions file {path} is not UTF-8 text") from None
     except OSError as exc:

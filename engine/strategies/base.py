@@ -192,6 +192,12 @@ class SearchContext:
         ))
 
 
+def stop_reason_of(population: Sequence[Candidate]) -> str:
+    """Why a search that used its blocks stopped: "finished" when every answer it ends with has ended (even in
+    its last block), else "max_tokens"."""
+    return "finished" if population and all(c.finished for c in population) else "max_tokens"
+
+
 def failure(outcomes: Outcomes) -> str:
     """The reason a round produced nothing, from its last error."""
     errors = [str(o) for o in outcomes if isinstance(o, BackendError)]

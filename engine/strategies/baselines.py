@@ -11,9 +11,6 @@ class Greedy(BestOfN):
     def count(self, search: SearchContext) -> int:
         return 1
 
-    def temperature(self, search: SearchContext) -> float:
-        return 0.0
-
 
 class Sample(BestOfN):
     """One draw from the proposal: with the default temperature 1/alpha, token-level tempering, which is not
@@ -24,7 +21,7 @@ class Sample(BestOfN):
 
 
 GREEDY = StrategyInfo("greedy", Greedy, lambda settings: "greedy: the likeliest token at each step (temperature 0)",
-                      PopulationView("Answer", ANSWERS))
+                      PopulationView("Answer", ANSWERS), temperature=0.0)
 SAMPLE = StrategyInfo(
     "sample", Sample,
     lambda settings: (f"one proposal draw: temperature {settings.proposal_temperature:g} at each token, which is "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from engine.errors import BackendError
 from engine.registry import Column, PopulationView, StrategyInfo
 from engine.scoring import Candidate, beam_score, rank, select
-from engine.strategies.base import ROOT, Outcome, SearchContext, failure
+from engine.strategies.base import ROOT, Outcome, SearchContext, failure, stop_reason_of
 
 
 class BeamSearch:
@@ -19,7 +19,7 @@ class BeamSearch:
         settings = search.settings
         active: list[Candidate] = [ROOT] * settings.beam_width
         finished: list[Candidate] = []
-        stop_reason = "max_tokens"
+        enough = False  # beam_width answers have ended, or no beam is left to grow
         for block in range(1, settings.max_blocks + 1):
             used = active[0].length
             budget = search.block_budget(used, block)
@@ -47,11 +47,12 @@ class BeamSearch:
             members += [search.member(c, len(alive) + slot, "pruned") for slot, c in enumerate(selection.pruned)]
             search.report(members, alive[0], duplicates=selection.duplicates)
             if not active or len(finished) >= settings.beam_width:
-                stop_reason = "finished"
+                enough = True
                 break
         population = rank(finished + active)[: settings.beam_width]
         population = population if any(c.length for c in population) else []
-        return Outcome(population[0] if population else None, population, stop_reason)
+        return Outcome(population[0] if population else None, population,
+                       "finished" if enough else stop_reason_of(population))
 
     @staticmethod
     def _extend(search: SearchContext, parent: Candidate, continuation) -> Candidate:
@@ -67,5 +68,5 @@ INFO = StrategyInfo(
     PopulationView("Beams", (Column("score", 9, "score", ".4f"), Column("mean logp", 9, "mean_logprob", ".4f"),
                              Column("tokens", 6, "tokens"))),
     sizes=("beam_width", "n_per_beam"), width="beam_width", depth="n_per_beam", reads=("length_penalty",),
-    blockwise=True,
+    blockwise=True, score_is="score alpha*log p / length^penalty",
 )

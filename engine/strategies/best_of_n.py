@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine.errors import BackendError
 from engine.registry import Column, PopulationView, StrategyInfo
 from engine.scoring import Candidate, rank
-from engine.strategies.base import ROOT, Outcome, SearchContext, failure
+from engine.strategies.base import ROOT, Outcome, SearchContext, failure, stop_reason_of
 
 # What the population view of a strategy of whole answers shows.
 ANSWERS = (Column("target", 9, "target", ".3f"), Column("mean logp", 9, "mean_logprob", ".4f"),
@@ -16,13 +16,10 @@ class BestOfN:
     def count(self, search: SearchContext) -> int:
         return search.settings.best_of
 
-    def temperature(self, search: SearchContext) -> float:
-        return search.settings.proposal_temperature
-
     async def run(self, search: SearchContext) -> Outcome:
         settings = search.settings
         requests = [(search.request(ROOT, n=1, max_tokens=settings.max_tokens, key=("answer", index),
-                                    temperature=self.temperature(search)), ROOT)
+                                    temperature=settings.sampling_temperature), ROOT)
                     for index in range(self.count(search))]
         outcomes = await search.round(1, "sample", requests)
         answers = [search.extend(ROOT, c) for o in outcomes if not isinstance(o, BackendError) for c in o]
@@ -35,7 +32,7 @@ class BestOfN:
         ranked = rank(answers)
         search.report([search.member(a, slot, "finished" if a.finished else "kept") for slot, a in enumerate(ranked)],
                       ranked[0])
-        return Outcome(ranked[0], ranked, "finished" if all(a.finished for a in answers) else "max_tokens")
+        return Outcome(ranked[0], ranked, stop_reason_of(answers))
 
 
 INFO = StrategyInfo(

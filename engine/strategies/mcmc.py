@@ -32,7 +32,7 @@ from engine.scoring import (
     rank,
     weighted_choice,
 )
-from engine.strategies.base import ROOT, Outcome, SearchContext, choose_output, failure, output_is
+from engine.strategies.base import ROOT, Outcome, SearchContext, choose_output, failure, output_is, stop_reason_of
 
 
 @dataclass
@@ -62,7 +62,7 @@ class MetropolisHastings:
                 error = await self._step(search, block, step, [c for c in chains if not c.failed and c.state.length])
                 if error:
                     return self._outcome(search, chains, "error", error)
-        return self._outcome(search, chains, "max_tokens")
+        return self._outcome(search, chains, stop_reason_of([c.state for c in chains if not c.failed]))
 
     async def _extend(self, search: SearchContext, block: int, chains: list[Chain]) -> str | None:
         requests = [(search.request(c.state, n=1, max_tokens=search.block_budget(c.state.length, block),

@@ -28,7 +28,7 @@ from engine.scoring import (
     smc_log_weight_increment,
     systematic_resample,
 )
-from engine.strategies.base import ROOT, Outcome, SearchContext, choose_output, failure, output_is
+from engine.strategies.base import ROOT, Outcome, SearchContext, choose_output, failure, output_is, stop_reason_of
 
 
 class SequentialMonteCarlo:
@@ -37,12 +37,10 @@ class SequentialMonteCarlo:
         particles: list[Candidate] = [ROOT] * settings.particles
         resamples = 0
         ess = float(settings.particles)
-        stop_reason = "max_tokens"
         for block in range(1, settings.max_blocks + 1):
             growing = [slot for slot, p in enumerate(particles)
                        if not p.finished and p.log_weight > -math.inf and search.block_budget(p.length, block) > 0]
             if not growing:
-                stop_reason = "finished"
                 break
             # Copies made by resampling share a prefix: one request per distinct particle, n = its copies.
             groups: dict[int, list[int]] = defaultdict(list)
@@ -78,7 +76,8 @@ class SequentialMonteCarlo:
             members = self._members(search, particles, dropped)
             search.report(members, rank(p for p in particles if p.log_weight > -math.inf)[0], ess=ess,
                           resampled=bool(dropped))
-        return self._outcome(search, particles, resamples, ess, stop_reason)
+        alive = [p for p in particles if p.log_weight > -math.inf]
+        return self._outcome(search, particles, resamples, ess, stop_reason_of(alive))
 
     @staticmethod
     def _extend(search: SearchContext, parent: Candidate, continuation) -> Candidate:

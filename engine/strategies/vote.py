@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from engine.registry import Column, PopulationView, StrategyInfo
 from engine.scoring import Candidate, rank
-from engine.strategies.base import Outcome, SearchContext
+from engine.strategies.base import Outcome, SearchContext, stop_reason_of
 from engine.strategies.best_of_n import BestOfN
 
 BY_FINAL_LINE = "the normalised final line"
@@ -64,8 +64,7 @@ class MajorityVote(BestOfN):
         }
         members.sort(key=lambda m: (-m.votes, -m.target if math.isfinite(m.target) else math.inf))
         search.report(members, chosen[0])
-        stop = "finished" if all(a.finished for a in answers) else "max_tokens"
-        return Outcome(chosen[0], ranked, stop, stats=stats)
+        return Outcome(chosen[0], ranked, stop_reason_of(answers), stats=stats)
 
 
 INFO = StrategyInfo(

@@ -10,7 +10,7 @@ from rich.table import Table
 from engine.backends.factory import open_sampler
 from engine.bench import BenchRow, run_bench
 from engine.errors import ConfigError
-from engine.settings import settings_from
+from engine.settings import BackendSettings, settings_from
 from tui.commands import stdout_console
 from tui.keymap import check_dashboard_keymap
 from tui.options import merged_values, refuse_other_strategies
@@ -26,8 +26,19 @@ def parse_widths(text: str) -> list[int]:
     return widths
 
 
-def bench_table(rows: list[BenchRow], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+def ideal_note(backend: BackendSettings) -> str:
+    """What the ideal column assumes, and why a compute-bound backend stays below it."""
+    note = ("ideal: the speedup if a round's requests overlapped without slowing each other, as on a server with "
+            "spare capacity (each round's requests, up to the cap, in the time of one); efficiency = speedup / ideal.")
+    if backend.backend == "local" and not backend.latency:
+        note += (" The local model computes every request on this machine's cores, so requests in parallel share "
+                 "them: parallel gains what batched decoding buys, well under the ideal; --latency adds a simulated "
+                 "network delay to see the latency-bound case.")
+    return note
+
+
+def bench_table(rows: list[BenchRow], title: str, caption: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     for name in ("width", "requests", "tokens", "seq_s", "par_s", "speedup", "ideal", "efficiency", "same answer"):
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     for row in rows:
@@ -67,5 +78,5 @@ async def bench_command(args) -> int:
                    "max_concurrent": backend.max_concurrent}
         print(json.dumps(payload))
     else:
-        stdout_console().print(bench_table(rows, title))
+        stdout_console().print(bench_table(rows, title, ideal_note(backend)))
     return 0

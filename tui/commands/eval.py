@@ -124,9 +124,11 @@ async def run_with_progress(plan: EvalPlan, sampler, console: Console, *, quiet:
             bars.update(tasks[spec], completed=progress.done + progress.skipped,
                         accuracy=f"{progress.correct}/{progress.done} right this run")
 
+        done = plan.done_counts()  # a resumed eval's bars start where the output stands
         for strategy in plan.settings.strategies:
             total = len(plan.problem_set) * plan.settings.samples
-            tasks[strategy.spec] = bars.add_task(strategy.spec, total=total, accuracy="")
+            tasks[strategy.spec] = bars.add_task(strategy.spec, total=total, completed=done[strategy.spec],
+                                                 accuracy="already done" if done[strategy.spec] else "")
         return await plan.run(sampler, on_result=show)
 
 

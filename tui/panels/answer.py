@@ -27,5 +27,5 @@ class AnswerPanel(VerticalScroll):
         self._shown = shown
         final = state.status == "finished"
         self.border_title = f"Answer · final · {state.answer_kind}" if final else "Answer · best so far"
-        self.border_subtitle = "" if state.best_score is None else f"score {state.best_score:.4f}"
+        self.border_subtitle = "" if state.best_score is None else f"{state.search.info.score_is} {state.best_score:.4f}"
         self.text.update(state.best_text.strip() or "…")

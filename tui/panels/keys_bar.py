@@ -1,4 +1,5 @@
-"""The keys that act now, on one line at the bottom; a click on one runs its action.
+"""The keys that act now, at the bottom: one line, or as many as its height gives (two at 80 columns, so every
+key shows); a click on one runs its action.
 
 Textual's Footer remounts a widget per key whenever the active bindings change. Closing the prompt editor
 then cost three or four layout passes of 40-50 ms each with 100 requests in flight, and a key pressed right
@@ -41,27 +42,34 @@ class KeysBar(Widget):
         self.keys = tuple((app.get_key_display(binding), binding.description) for _, binding in shown)
 
     def _spans(self):
-        """(start column, end column, key as shown, description) for each key that fits whole, left to right: the
-        bindings come most important first, so a narrow bar keeps quit and `?` (every key) and drops the rest."""
-        column = 0
+        """(row, start column, end column, key as shown, description) for each key that fits whole, left to right
+        and row by row: the bindings come most important first, so a bar too small keeps quit and `?` (every key)
+        and drops the rest."""
+        row = column = 0
         for shown, description in self.keys:
             width = len(shown) + len(description) + 4  # " key description " and a gap
-            if column + width - 2 > self.size.width:
+            if column and column + width - 2 > self.size.width:
+                row, column = row + 1, 0
+            if row >= max(1, self.size.height) or width - 2 > self.size.width:
                 return
-            yield column, column + width, shown, description
+            yield row, column, column + width, shown, description
             column += width
 
     def render(self) -> Text:
         key_style = self.get_component_rich_style("keys-bar--key")
         description_style = self.get_component_rich_style("keys-bar--description")
         text = Text(no_wrap=True, overflow="ellipsis")
-        for _, _, shown, description in self._spans():
+        last_row = 0
+        for row, _, _, shown, description in self._spans():
+            if row != last_row:
+                text.append("\n")
+                last_row = row
             text.append(f" {shown} ", key_style)
             text.append(f"{description}  ", description_style)
         return text
 
     async def on_click(self, event: events.Click) -> None:
-        for (start, end, _, _), (action, node) in zip(self._spans(), self._targets, strict=False):
-            if start <= event.x < end:
+        for (row, start, end, _, _), (action, node) in zip(self._spans(), self._targets, strict=False):
+            if row == event.y and start <= event.x < end:
                 await self.app.run_action(action, node)
                 return

@@ -16,7 +16,9 @@ class LogPanel(RichLog):
     BORDER_TITLE = "Log"
 
     def __init__(self, clock: Callable[[], float], **kwargs):
-        super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, **kwargs)
+        # RichLog renders every line at least `min_width` wide (78 by default), so in a panel narrower than that
+        # each wrapped line lost its last characters past the edge.
+        super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, min_width=1, **kwargs)
         self.clock = clock
         self.started = clock()
 

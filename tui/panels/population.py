@@ -61,7 +61,7 @@ class PopulationPanel(Vertical):
     def show(self, state: RunState) -> None:
         members = state.visible_members()
         view = state.search.info.view
-        key = (view, members, state.growing, self.size, state.ess, state.accepted, state.proposed)
+        key = (view, members, state.growing, self.size, state.ess, state.resampled, state.accepted, state.proposed)
         if key == self._shown or not self.size.width:
             return
         self._shown = key
@@ -108,8 +108,10 @@ class PopulationPanel(Vertical):
         kept = sum(m.status in ("kept", "finished") for m in members)
         dropped = {status: sum(m.status == status for m in members) for status in DROPPED}
         parts = [f"{kept} kept"] + [f"{count} {status}" for status, count in dropped.items() if count]
-        if state.ess is not None:
-            parts.append(f"ESS {state.ess:.1f} of {state.search.particles} · {state.resamples} resamples")
+        if state.ess is not None:  # the ESS is of the block's weights; after a resampling the weights shown are equal
+            ess = f"ESS {state.ess:.1f}/{state.search.particles}"
+            parts.append(f"{ess} → resampled #{state.resamples}, weights equal" if state.resampled
+                         else f"{ess} · {state.resamples} resamplings")
         if state.acceptance_rate is not None:
             parts.append(f"acceptance {state.acceptance_rate:.0%} ({state.accepted}/{state.proposed})")
         if any(m.status in ("accepted", "rejected") for m in members):

@@ -23,15 +23,18 @@ class PromptEditor(Vertical):
             self.prompt = prompt
 
     def compose(self) -> ComposeResult:
-        yield Label("Prompt · Enter starts a new search · Esc cancels")
+        yield Label("Prompt · typing replaces it, ← or → edits it · Enter starts a new search · Esc cancels")
         yield Input(id="prompt-input", select_on_focus=False)
         yield Label("", id="prompt-error", classes="error")
 
     def open(self, prompt: str) -> None:
-        self.query_one(Input).value = prompt
+        """The current prompt, all of it selected: what is typed replaces it, an arrow key keeps it to edit."""
+        field = self.query_one(Input)
+        field.value = prompt
         self.query_one("#prompt-error", Label).update("")
         self.display = True
-        self.query_one(Input).focus()
+        field.focus()
+        field.select_all()
 
     def action_close(self) -> None:
         self.display = False

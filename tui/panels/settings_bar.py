@@ -8,7 +8,10 @@ from tui.panels.line import Line
 
 def describe(search: SearchSettings, backend: BackendSettings) -> str:
     where = backend.backend if backend.backend == "local" else f"{backend.backend} {backend.model}"
-    temperature = f"{search.proposal_temperature:g}" + (" (1/alpha)" if search.temperature is None else "")
+    if search.info.temperature is not None:
+        temperature = f"{search.sampling_temperature:g} ({search.strategy})"
+    else:
+        temperature = f"{search.proposal_temperature:g}" + (" (1/alpha)" if search.temperature is None else "")
     latency = f" · latency {backend.latency:g}s (simulated)" if backend.latency else ""
     seed = f" · seed {search.seed}" if search.seed is not None else ""
     return (

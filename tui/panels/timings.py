@@ -27,7 +27,7 @@ def headline(comparison: ModeTimes | None) -> str:
 
 class TimingsPanel(Vertical):
     BORDER_TITLE = "Timings"
-    BORDER_SUBTITLE = "overlap = Σ request latency / wall: requests in flight together, not a speedup"
+    BORDER_SUBTITLE = "overlap = Σ latency / wall: requests in flight at once, not a speedup"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -50,7 +50,8 @@ class TimingsPanel(Vertical):
     def on_mount(self) -> None:
         for label, width in (("round", 5), ("block", 5), ("Σ latency s", 11), ("wall s", 7), ("overlap", 7)):
             self.rounds.add_column(label, width=width)
-        for label, width in (("measured, same seed", 20), ("seq s", 6), ("par s", 6), ("speedup", 7)):
+        # The prompt's number and the seed whole: two prompts, or two seeds, are two rows told apart.
+        for label, width in (("measured: prompt, spec", 22), ("seed", 10), ("seq s", 6), ("par s", 6), ("×", 6)):
             self.runs.add_column(label, width=width)
 
     def show(self, state: RunState, comparisons: list[ModeTimes], current: ModeTimes | None) -> None:
@@ -64,13 +65,14 @@ class TimingsPanel(Vertical):
                                                or state.finished):
             self._plotted_rounds = rounds
             self._plot(state.rounds[-PLOT_ROUNDS:])
-        rows = [(c.label, c.sequential, c.parallel, c.speedup) for c in comparisons]
+        rows = [(c.label, c.prompt, c.seed, c.sequential, c.parallel, c.speedup) for c in comparisons]
         if rows != self._comparisons_shown:
             self._comparisons_shown = rows
             table = self.runs
             table.clear()
-            for label, seq, par, speedup in rows:
-                table.add_row(label, _seconds(seq), _seconds(par), "–" if speedup is None else f"x{speedup:.2f}")
+            for label, prompt, seed, seq, par, speedup in rows:
+                table.add_row(f"#{prompt} {label}", "–" if seed is None else str(seed), _seconds(seq), _seconds(par),
+                              "–" if speedup is None else f"x{speedup:.2f}")
 
     def _show_rounds(self, state: RunState) -> None:
         table = self.rounds
