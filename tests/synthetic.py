@@ -14,7 +14,7 @@ import math
 import random
 from collections.abc import Sequence
 
-from engine.backends.tokenizers import RendersChat
+from engine.backends.chat_rendering import RendersChat
 from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SamplerDefaults, SampleRequest, Send
 
 PROMPT_TOKEN = 10_000  # the whole prompt: the chain starts from here

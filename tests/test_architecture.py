@@ -75,10 +75,9 @@ def test_importing_every_engine_module_loads_no_ui_library():
 def test_every_engine_module_imports_alone_in_a_fresh_interpreter():
     """A cycle (say backends/__init__ -> request_layer -> backends) only shows when a module is imported first."""
     import pkgutil
+    from concurrent.futures import ThreadPoolExecutor
 
     import engine
-
-    from concurrent.futures import ThreadPoolExecutor
 
     names = ["engine"] + [m.name for m in pkgutil.walk_packages(engine.__path__, "engine.")]
 

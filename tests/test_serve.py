@@ -164,7 +164,8 @@ def test_a_dashboard_ends_within_seconds_of_its_socket_dropping_at_any_stage():
         serve.communicate(timeout=20)
 
 
-@pytest.mark.parametrize("ending", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("ending", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
+                         ids=["SIGTERM", "SIGINT", "SIGKILL"])
 def test_serve_ends_every_dashboard_when_it_ends(ending):
     serve, port = start_serve("--max-tabs", "2")
     held = []

@@ -91,7 +91,7 @@ FLAGS = (
     Flag("model", "model name on the endpoint, or Tinker base model", commands=EVERYWHERE),
     Flag("model_path", "a GGUF file for the local backend", commands=EVERYWHERE, unset="the embedded SmolLM2-135M"),
     Flag("tokenizer", "tokenizer for remote backends: .gguf file, 'embedded', or HF name", commands=EVERYWHERE,
-         unset="the model's"),
+         unset="an OpenAI server's own /tokenize, else --model's from Hugging Face"),
     Flag("api", "completions or chat, for chat-only endpoints", choices=APIS, commands=EVERYWHERE),
     Flag("max_concurrent", "requests in flight at most", int, commands=EVERYWHERE),
     Flag("timeout", "seconds per request attempt; on the local backend, seconds the decoder may stand still",

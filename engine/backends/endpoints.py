@@ -124,7 +124,7 @@ class EndpointPool(SamplerDefaults):
         """Probe every endpoint on its own (each through its own retrying layer), then check they agree."""
         layers = [RequestLayer(e.sampler, max_concurrent=4, timeout=self.timeout, max_retries=self.max_retries)
                   for e in self.endpoints]
-        await asyncio.gather(*(e.sampler.start(layer.send) for e, layer in zip(self.endpoints, layers)))
+        await asyncio.gather(*(e.sampler.start(layer.send) for e, layer in zip(self.endpoints, layers, strict=True)))
         kinds = {e.url: "processed" if e.sampler.processed else "raw" for e in self.endpoints}
         odd = odd_ones_out(list(kinds), lambda a, b: kinds[a] == kinds[b])
         if odd:
@@ -137,9 +137,9 @@ class EndpointPool(SamplerDefaults):
         watched = replace(greedy, watch=lambda *update: None)  # finds out who streams (token-prompt servers do)
         answers, _ = await asyncio.gather(
             asyncio.gather(*(layer.send(greedy) for layer in layers)),
-            asyncio.gather(*(layer.send(watched) for e, layer in zip(self.endpoints, layers)
+            asyncio.gather(*(layer.send(watched) for e, layer in zip(self.endpoints, layers, strict=True)
                              if e.sampler.token_prompts and e.sampler.api == "completions")))
-        first = {e.url: (a[0].token_ids[:1], a[0].logprobs[:1]) for e, a in zip(self.endpoints, answers)}
+        first = {e.url: (a[0].token_ids[:1], a[0].logprobs[:1]) for e, a in zip(self.endpoints, answers, strict=True)}
         odd = odd_ones_out(list(first), lambda a, b: same_model(first[a], first[b]))
         if odd:
             shown = "; ".join(f"{url}: token {first[url][0]} log p {_nats(first[url][1])}" for url in first)
@@ -214,7 +214,7 @@ class EndpointPool(SamplerDefaults):
 
 def same_model(a: tuple, b: tuple) -> bool:
     (tokens_a, logp_a), (tokens_b, logp_b) = a, b
-    return tokens_a == tokens_b and all(abs(x - y) <= SAME_MODEL_NATS for x, y in zip(logp_a, logp_b))
+    return tokens_a == tokens_b and all(abs(x - y) <= SAME_MODEL_NATS for x, y in zip(logp_a, logp_b, strict=True))
 
 
 def odd_ones_out(names: list[str], agree: Callable[[str, str], bool]) -> list[str]:

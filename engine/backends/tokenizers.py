@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from engine.backends.chat_rendering import RendersChat
 from engine.errors import ConfigError
 from engine.sampler import Message, SamplerDefaults
 
@@ -34,13 +35,6 @@ class Tokenizer(Protocol):
 
     def render(self, messages: Sequence[Message]) -> list[int]:
         """Ids of `messages` in the chat template, ready for the assistant's answer."""
-
-
-class RendersChat:
-    """`render` for tokenizers that template on our side: the prompt's text, then its ids."""
-
-    def render(self, messages: Sequence[Message]) -> list[int]:
-        return self.encode_prompt(self.chat_prompt(messages))
 
 
 class HFTokenizer(RendersChat):

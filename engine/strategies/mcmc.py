@@ -100,7 +100,7 @@ class MetropolisHastings:
             position = prefix.length
             old = chain.state
 
-            def weight(suffix: Continuation) -> float:
+            def weight(suffix: Continuation, position: int = position) -> float:
                 return mh_log_weight(search.alpha, suffix.logprobs, suffix.proposal_logprobs,
                                      position + len(suffix.token_ids))
 

@@ -18,7 +18,6 @@ import hmac
 import os
 import shlex
 import signal
-import sys
 
 from aiohttp import WSMsgType, web
 from textual_serve.app_service import AppService

@@ -27,5 +27,6 @@ class AnswerPanel(VerticalScroll):
         self._shown = shown
         final = state.status == "finished"
         self.border_title = f"Answer · final · {state.answer_kind}" if final else "Answer · best so far"
-        self.border_subtitle = "" if state.best_score is None else f"{state.search.info.score_is} {state.best_score:.4f}"
+        score = state.best_score
+        self.border_subtitle = "" if score is None else f"{state.search.info.score_is} {score:.4f}"
         self.text.update(state.best_text.strip() or "…")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from engine.backends.local.layout import PLAIN, REPACKED, weight_layout
 from engine.backends.local.model_file import load_llama_cpp
-from engine.backends.tokenizers import RendersChat
+from engine.backends.chat_rendering import RendersChat
 from engine.errors import ConfigError
 from engine.sampler import Message
 
