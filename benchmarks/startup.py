@@ -7,7 +7,8 @@ command, from the moment the process is spawned: when the first start-up probe a
 tokenizer), and when the first request of the work itself arrives (the probes run together, so this should be
 the first figure plus one probe round trip). Then gen's throughput at cap 50, on 300 questions and on 3,000,
 and the last 300-question run as the server saw it, wave by wave: how long after the wave before each left, and
-over how long its requests went out.
+over how long its requests went out. Last, one question against a server that answers at once
+(benchmarks/instant_server.py, its own process), from spawning `beamtui gen` to its exit.
 """
 
 from __future__ import annotations
@@ -86,6 +87,23 @@ def main() -> None:
         print("|---:|---:|---:|---:|")
         for number, (first, gap, spread) in enumerate(waves):
             print(f"| {number} | {first:.3f} | {'' if gap is None else f'{gap * 1000:.1f}'} | {spread * 1000:.0f} |")
+        one_question(Path(scratch), args.repeats)
+
+
+def one_question(scratch: Path, repeats: int) -> None:
+    """`beamtui gen` of one question against an instant server: spawn to exit, start-up and the end included."""
+    from benchmarks.client_ceiling import InstantServer
+
+    question = _questions(scratch, 1)
+    with InstantServer() as instant:
+        walls = []
+        for repeat in range(repeats):
+            spawned = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "tui.cli", "gen", *ENDPOINT, "--base-url", instant.base_url,
+                            "--questions", str(question), "--max-tokens", "16", "--quiet",
+                            "--out", str(scratch / f"one-{repeat}.jsonl")], cwd=ROOT, capture_output=True, check=True)
+            walls.append(time.perf_counter() - spawned)
+    print(f"\none question against an instant server, spawn to exit: {_spread(walls)} s")
 
 
 def _waves(arrivals: list[float], size: int = CAP) -> list[tuple[float, float | None, float]]:

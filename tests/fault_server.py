@@ -67,6 +67,9 @@ class FaultConfig:
     token_prompts: bool = True  # False: refuse token-id prompts with a 500 and answer in token strings (llama.cpp)
     finish_reason: str = ""  # when set, every answer reports this finish reason ("content_filter", "abort")
     scores_eos: bool = True  # False: the end-of-sequence token gets no logprob entry (llama.cpp)
+    # How a text-only answer names the end-of-sequence token it scores, leaving it out of `text` every time: ""
+    # (an empty string), its special string (e.g. "<|im_end|>"), or "token_id" (as vLLM names every token)
+    eos_piece: str = ""
     chain: object = field(default=None, compare=False)  # a tests.synthetic.MarkovSampler to answer from
     echo_auth: bool = False  # error bodies quote the request's Authorization header
     seed: int = 0

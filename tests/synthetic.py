@@ -126,6 +126,7 @@ class ChainTokenizer(RendersChat):
 
     template = "chain"
     PROMPT_END = "<|answer|>"
+    eos_text = "<|end|>"  # the end-of-sequence token's special string, which no answer's text shows
 
     def __init__(self, sampler: MarkovSampler):
         self.words = sampler.words

@@ -30,7 +30,7 @@ def synthetic_completion(config: FaultConfig, payload: dict) -> dict:
     choices = []
     for index in range(int(payload.get("n") or 1)):
         drawn, finish = _scored(config, _tokens(config, payload, json.dumps(prompt), index))
-        name = (lambda t: f"token_id:{t}") if as_ids else text_of
+        name = (lambda t: f"token_id:{t}") if as_ids else _piece_of(config)
         top = [dict(sorted(((name(t), lp) for t, lp in alts.items()), key=lambda kv: -kv[1])[:top_k])
                for _, _, alts in drawn] if top_k > 1 else None
         choices.append({
@@ -96,6 +96,17 @@ def _text_of(config: FaultConfig):
     return lambda token: "" if token == eos else f" {words[token]}"
 
 
+def _piece_of(config: FaultConfig):
+    """A token's name in a text-only answer's `logprobs.tokens`: its text, but the end-of-sequence token by the
+    server's convention (config.eos_piece), which its `text` never shows."""
+    text_of = _text_of(config)
+    eos = config.chain.eos if config.chain is not None else EOS_TOKEN
+    if not config.eos_piece:
+        return text_of
+    piece = f"token_id:{eos}" if config.eos_piece == "token_id" else config.eos_piece
+    return lambda token: piece if token == eos else text_of(token)
+
+
 def _scored(config: FaultConfig, drawn: Drawn) -> tuple[Drawn, str]:
     """The tokens a server reports, and its finish reason. A server that does not score the end-of-sequence
     token (llama.cpp's) leaves it out."""
@@ -121,7 +132,10 @@ def _tokens(config: FaultConfig, payload: dict, key: str, index: int) -> Drawn:
     shapes = random.Random(hashlib.sha256(f"{config.model}{key}|{index}".encode()).digest())
     for _ in range(int(payload.get("max_tokens") or 16)):
         if config.eos_rate and rng.random() < config.eos_rate:
-            drawn.append((EOS_TOKEN, -rng.random(), {}))
+            # Its log p is the chance of ending, the same at every temperature, and it is its own alternative:
+            # a real server lists the sampled token among the top ones, and a probe reads them.
+            ending = math.log(config.eos_rate)
+            drawn.append((EOS_TOKEN, ending, {EOS_TOKEN: ending}))
             break
         first = shapes.randrange(VOCAB[0], VOCAB[1] - CHOICES)
         choices = range(first, first + CHOICES)  # neighbours: their logits are what is random

@@ -189,7 +189,8 @@ def test_an_endpoint_that_keeps_failing_rests_then_gets_one_trial_request():
 
     now = [0.0]
     pool = EndpointPool([SimpleNamespace(base_url="http://a/v1"), SimpleNamespace(base_url="http://b/v1")],
-                        endpoint_max_concurrent=None, timeout=60, max_retries=5, clock=lambda: now[0])
+                        endpoint_max_concurrent=None, timeout=60, max_retries=5, max_concurrent=8,
+                        clock=lambda: now[0])
     failing, healthy = pool.endpoints
     for _ in range(3):
         pool._failed(failing)

@@ -193,6 +193,21 @@ def test_a_text_server_that_does_not_score_the_end_token_makes_an_approximate_ru
     assert all(r.approximate for r in results if any(c.finished for c in r.candidates))
 
 
+@pytest.mark.parametrize(("eos", "exact"), [({"eos_piece": ""}, True), ({"eos_piece": "<|end|>"}, True),
+                                           ({"eos_piece": "token_id"}, True), ({"scores_eos": False}, False)],
+                         ids=["empty string", "special string", "token id", "absent"])
+@pytest.mark.parametrize("strategy", ["smc", "mcmc"])
+def test_every_end_token_convention_of_a_text_server_keeps_searches_alive(eos, exact, strategy):
+    """However a text-only server names the end-of-sequence token in its logprobs while leaving it out of the
+    text, mcmc and smc run to the end: exact where every token was scored, labelled approximate where the end
+    token was not, never failing in the middle for want of log q."""
+    settings = BASE.replace(strategy=strategy, particles=4, chains=2, mcmc_steps=2, block_tokens=2, temperature=1.0)
+    (_, results), _ = served(chain(), FaultConfig(token_prompts=False, top_logprobs_cap=20, **eos), settings, 12)
+    assert all(r.error is None for r in results), {r.error for r in results}
+    ended = [r for r in results if any(c.finished for c in r.candidates)]
+    assert ended and all(r.approximate != exact for r in ended)
+
+
 def test_a_text_server_that_scores_every_token_keeps_the_run_exact():
     (_, results), _ = served(chain(), FaultConfig(token_prompts=False, top_logprobs_cap=20), BASE.replace(
         strategy="smc", particles=4, block_tokens=2, temperature=1.0), 20)

@@ -30,6 +30,25 @@ async def test_chat_template_comes_from_the_gguf(layout_sampler):
     assert layout_sampler.chat_template.startswith("gguf:SmolLM2-135M-Instruct")
 
 
+def test_prompt_ids_match_llama_cpp_s_own_parse_of_special_tokens():
+    """The prompt cut at special tokens with its pieces tokenised once gives llama.cpp's ids exactly: chat
+    prompts, special tokens typed by a user, whitespace and scripts around them, and random mixtures."""
+    import random
+
+    from engine.backends.tokenizers import load_tokenizer
+
+    tokenizer = load_tokenizer("embedded")
+    specials = [text for text, _, _ in tokenizer._specials]
+    assert "<|im_start|>" in specials and "<|endoftext|>" in specials
+    words = ["Hi", " there", "\n", "  ", "\t", "日本", "é", "42", "?", "<", "|", ">", "im_", "end", *specials]
+    rng = random.Random(7)
+    texts = ["", "x" * 300, "<|im_end|><|im_end|>", " <|im_start|> ", "<|im_start|>user\n<|im_end|>\n"]
+    texts += ["".join(rng.choice(words) for _ in range(rng.randrange(1, 30))) for _ in range(300)]
+    for text in texts:
+        for prompt in (text, tokenizer.chat_prompt([Message("system", text), Message("user", text)])):
+            assert tokenizer.encode_prompt(prompt) == tokenizer._tokenize(prompt, special=True), repr(prompt)
+
+
 async def test_sample_returns_n_continuations_with_ids_text_and_logprobs(layout_sampler):
     request = SampleRequest(prompt_ids(layout_sampler), n=3, max_tokens=8, temperature=1.0, seed=11)
     continuations = await layout_sampler.sample(request)

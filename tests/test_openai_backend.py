@@ -195,3 +195,20 @@ def test_the_xai_key_is_read_for_xai_urls(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     assert BackendSettings(backend="openai", base_url="https://api.x.ai/v1", model="m").api_key() == "xai-test"
     assert BackendSettings(backend="openai", base_url="http://h/v1", model="m").api_key() == "sk-test"
+
+
+@pytest.mark.parametrize("fault_server", [FaultConfig(token_prompts=False, eos_piece="<|im_end|>", eos_rate=0.3,
+                                                      top_logprobs_cap=20)], indirect=True)
+@pytest.mark.parametrize("strategy", ["smc", "mcmc"])
+async def test_a_text_server_naming_the_end_token_by_its_string_keeps_searches_alive(fault_server, strategy):
+    """The held-out server: `<|im_end|>` in logprobs.tokens, absent from the text. Its string is ours to read."""
+    sampler = await open_sampler(openai_settings(fault_server.base_url))
+    try:
+        search = SearchSettings(prompt="hi", strategy=strategy, particles=4, chains=2, mcmc_steps=2, block_tokens=4,
+                                max_tokens=12, seed=3)
+        results = [await run_search(search.replace(seed=seed), sampler, openai_settings(fault_server.base_url))
+                   for seed in range(6)]
+    finally:
+        await sampler.aclose()
+    assert all(r.error is None for r in results), {r.error for r in results}
+    assert any(c.finished and c.token_ids[-1] == 2 for r in results for c in r.candidates)  # <|im_end|> is id 2

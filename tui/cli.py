@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from typing import NoReturn
 
 from engine.errors import BeamtuiError, ConfigError, RunFailed
 from tui.options import (
@@ -83,6 +84,19 @@ def run_async(main: Callable[[], Awaitable[int]]) -> int:
         return 1
 
 
+def entry() -> NoReturn:
+    """The `beamtui` command: `main`, then out at once. By then every file a command writes is closed and its
+    output flushed; skipping the interpreter's teardown (freeing the openai SDK's thousands of classes, the
+    tokenizer, the threads' pools) took ~0.2 s off every headless run on 2 cores."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that left (`| head`), or a closed stream
+            pass
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser, subparsers = build_parser()
     args, extras = parser.parse_known_args(argv)
@@ -128,4 +142,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -58,15 +58,6 @@ def reserved_keys() -> dict[str, str]:
     return keys
 
 
-def check_dashboard_keymap(values: Mapping[str, object]) -> None:
-    """A config file's [keymap], checked against the dashboard's bindings by every command that reads the file,
-    so a typo is refused the same way whether the file is first used by `run` or by the dashboard."""
-    if values.get("keymap"):
-        from tui.bindings import dashboard_scopes
-
-        check_keymap(values["keymap"], dashboard_scopes())
-
-
 def check_keymap(keymap: Mapping[str, object], scopes: Iterable[Iterable[Binding]]) -> dict[str, str]:
     """The keymap with its keys in Textual's long form, or a ConfigError naming what is wrong.
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from engine.backends.openai_compat import PROBE_MESSAGES, OpenAISampler
+from engine.backends.openai_compat import PROBE_MESSAGES, PROBE_REQUESTS, OpenAISampler
 from engine.errors import BackendError, ConfigError
 from engine.request_layer import RequestLayer
 from engine.sampler import Continuation, LogprobQuality, Message, SamplerDefaults, SampleRequest, Send
@@ -70,8 +70,9 @@ class EndpointPool(SamplerDefaults):
     name = "openai"
 
     def __init__(self, samplers: Sequence[OpenAISampler], *, endpoint_max_concurrent: int | None, timeout: float,
-                 max_retries: int, clock: Callable[[], float] = time.monotonic):
+                 max_retries: int, max_concurrent: int, clock: Callable[[], float] = time.monotonic):
         self.endpoints = [Endpoint(sampler) for sampler in samplers]
+        self.max_concurrent = max_concurrent
         self.endpoint_max_concurrent = endpoint_max_concurrent
         self.timeout = timeout
         self.max_retries = max_retries
@@ -124,7 +125,15 @@ class EndpointPool(SamplerDefaults):
         """Probe every endpoint on its own (each through its own retrying layer), then check they agree."""
         layers = [RequestLayer(e.sampler, max_concurrent=4, timeout=self.timeout, max_retries=self.max_retries)
                   for e in self.endpoints]
-        await asyncio.gather(*(e.sampler.start(layer.send) for e, layer in zip(self.endpoints, layers, strict=True)))
+        # An endpoint's start-up sends PROBE_REQUESTS at once; as many endpoints start together as the global cap
+        # holds, so start-up keeps to it too.
+        starting = asyncio.Semaphore(max(1, self.max_concurrent // PROBE_REQUESTS))
+
+        async def start(endpoint: Endpoint, layer: RequestLayer) -> None:
+            async with starting:
+                await endpoint.sampler.start(layer.send)
+
+        await asyncio.gather(*(start(e, layer) for e, layer in zip(self.endpoints, layers, strict=True)))
         kinds = {e.url: "processed" if e.sampler.processed else "raw" for e in self.endpoints}
         odd = odd_ones_out(list(kinds), lambda a, b: kinds[a] == kinds[b])
         if odd:

@@ -39,7 +39,8 @@ def create_sampler(settings: BackendSettings, tokenizer: Tokenizer | None = None
         from engine.backends.endpoints import EndpointPool
 
         return EndpointPool(endpoints, endpoint_max_concurrent=settings.endpoint_max_concurrent,
-                            timeout=settings.timeout, max_retries=settings.max_retries)
+                            timeout=settings.timeout, max_retries=settings.max_retries,
+                            max_concurrent=settings.max_concurrent)
     if settings.backend == "tinker":
         from engine.backends.tinker_sdk import TinkerSampler
 

@@ -1,12 +1,13 @@
-"""JSON over HTTP to OpenAI-compatible servers through the `openai` SDK: one pooled client per endpoint, failures
-in the request layer's terms, and server-sent events.
+"""JSON over HTTP to OpenAI-compatible servers through the `openai` SDK on its aiohttp transport: one long-lived
+client per endpoint, failures in the request layer's terms, and server-sent events.
 
-The SDK does the HTTP (httpx, proxies from the environment, SSE) with its own retries off: the request layer
-retries, once. Bodies go out as we build them, with the fields servers add to the API (vLLM's
-`return_tokens_as_token_ids`) included, and come back as plain JSON rather than the SDK's models, which cost a
-few milliseconds a response. Only the openai backend imports this module, so the local dashboard never pays the
-SDK's import (1.1 s on a 2-core EPYC, `python -X importtime`); the backend factory overlaps it with loading the
-tokenizer.
+The SDK does the HTTP with its own retries off (the request layer retries, once), on
+`openai.DefaultAioHttpClient`, the transport its maintainers recommend for high concurrency (openai-python #1596):
+httpx's pool bookkeeping grows with connections times requests, and at a cap of 1,024 it cost 5.2 ms of CPU a
+request against aiohttp's ~0.5 (benchmarks.client_ceiling). Bodies go out as we build them, with the fields
+servers add to the API (vLLM's `return_tokens_as_token_ids`) included, and come back as bytes decoded as plain
+JSON, not the SDK's models. Only the openai backend imports this module, so the local dashboard never pays the
+SDK's import (0.5-1.1 s); the backend factory overlaps it with loading the tokenizer.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import openai
 
 from engine.errors import BackendError, redact
 
 NO_KEY = "none"  # the SDK wants a key; without one ours, the Authorization header is left out altogether
+CONNECT_TIMEOUT_S = 10.0  # a dead host is told within this; reads get the whole attempt's time
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -59,84 +60,129 @@ def error_message(body: bytes) -> str:
     return str(error) if error else text
 
 
+def root_cause(exc: BaseException) -> BaseException:
+    """The exception at the bottom of a chain of `raise ... from`."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
 def short(text: str, limit: int = 160) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 class JSONClient:
-    """POSTs JSON to one server through the SDK, at most `max_concurrent` connections at once; the request layer
-    bounds each attempt, so the SDK's own timeout is per connect and per read."""
+    """JSON to one server through the SDK's client on aiohttp, at most `max_concurrent` connections at once; the
+    request layer bounds each attempt, so the SDK's own timeout is per connect and per read.
+
+    A request goes out through the SDK's HTTP client with headers built once, not through `AsyncOpenAI.post`,
+    whose per-request option building (pydantic options copied twice, an idempotency key, URL merging, headers
+    rebuilt) was half of the client's CPU a request (py-spy, gen at cap 1,024). What comes back is read as
+    JSON; errors become the SDK's own (`APIStatusError`, `APIConnectionError`, `APITimeoutError`) and
+    server-sent events are decoded by the SDK's `AsyncStream`.
+    """
 
     def __init__(self, base_url: str, api_key: str | None, max_concurrent: int, timeout: float):
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.max_concurrent = max_concurrent
         self.timeout = timeout
-        self._client = None
+        self._sdk = None
+        self._http = None
+        self._headers: dict[str, str] = {}
+        self._urls: dict[str, Any] = {}  # each path's URL, parsed once
 
     def _open(self):
-        """The SDK's client, made on first use (its import is the slow part)."""
-        if self._client is None:
-            limits = httpx.Limits(max_connections=self.max_concurrent, max_keepalive_connections=self.max_concurrent)
-            self._client = openai.AsyncOpenAI(
-                base_url=self.base_url, api_key=self.api_key or NO_KEY, max_retries=0,
-                timeout=httpx.Timeout(self.timeout), http_client=openai.DefaultAsyncHttpxClient(limits=limits),
-            )
-        return self._client
+        """The SDK's client on aiohttp, made on first use: a connection a request in flight, kept alive."""
+        if self._sdk is None:
+            sdk_limits = type(openai.DEFAULT_CONNECTION_LIMITS)  # the SDK's own Limits class (httpx2's)
+            # A plain-HTTP endpoint needs no certificates: loading the system's took ~0.1 s of start-up.
+            tls = {} if self.base_url.startswith("https:") else {"verify": False}
+            self._http = openai.DefaultAioHttpClient(
+                limits=sdk_limits(max_connections=self.max_concurrent, max_keepalive_connections=self.max_concurrent),
+                timeout=openai.Timeout(self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT_S), pool=None),
+                **tls)
+            self._sdk = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key or NO_KEY, max_retries=0,
+                                           http_client=self._http)
+            # The SDK's own headers (user agent, platform), and Authorization only with a key of ours: never the
+            # SDK's placeholder, never a key it would find in the environment for another endpoint.
+            self._headers = {k: v for k, v in self._sdk.default_headers.items() if isinstance(v, str)}
+            if self.api_key:
+                self._headers["Authorization"] = f"Bearer {self.api_key}"
+        return self._http
 
-    def _options(self) -> dict:
-        # Without a key of ours, no Authorization header at all: never the SDK's placeholder, never a key it
-        # would find in the environment for another endpoint.
-        return {} if self.api_key else {"headers": {"Authorization": openai.Omit()}}
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None):
+        http = self._open()
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = http.build_request(method, self.base_url + path).url
+        content = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        return http.build_request(method, url, content=content, headers=self._headers)
+
+    async def _send(self, request, *, stream: bool = False, timeout: float | None = None):
+        """The response, its status checked: the SDK's error for a status of 400 or more or a broken connection."""
+        extensions = {} if timeout is None else {"timeout": {"connect": timeout, "read": timeout, "pool": None}}
+        if extensions:
+            request.extensions.update(extensions)
+        try:
+            response = await self._http.send(request, stream=stream)
+        except Exception as exc:
+            timed_out = isinstance(root_cause(exc), TimeoutError)
+            error = openai.APITimeoutError(request) if timed_out else openai.APIConnectionError(request=request)
+            raise error from exc
+        if response.status_code >= 400:
+            await response.aread()
+            raise self._sdk._make_status_error_from_response(response)
+        return response
 
     async def post(self, path: str, body: dict[str, Any]) -> Any:
         """The decoded JSON answer. Raises BackendError for HTTP errors and broken connections, ValueError for
         a body that is not JSON."""
-        client = self._open()
         try:
-            response = await client.post(path, body=body, cast_to=httpx.Response, options=self._options())
+            response = await self._send(self._request("POST", path, body))
             return json.loads(response.content)
-        except Exception as exc:
+        except openai.APIError as exc:
             raise self._failure(exc) from None
 
     async def get(self, path: str, timeout: float) -> Any:
         """The decoded JSON of a GET, within `timeout` seconds; raises as `post` does."""
-        client = self._open()
         try:
-            response = await client.get(path, cast_to=httpx.Response, options=self._options() | {"timeout": timeout})
+            response = await self._send(self._request("GET", path), timeout=timeout)
             return json.loads(response.content)
-        except Exception as exc:
+        except openai.APIError as exc:
             raise self._failure(exc) from None
 
     async def events(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict]:
         """The JSON events of a server-sent event stream, up to `[DONE]`; none at all when the server answered
         with a whole body instead of a stream."""
-        client = self._open()
         try:
-            stream = await client.post(path, body=body, cast_to=object, stream=True, stream_cls=openai.AsyncStream[object],
-                                       options=self._options())
-            async with stream:
+            response = await self._send(self._request("POST", path, body), stream=True)
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                await response.aread()  # a whole body: the caller asks again without streaming
+                return
+            async with openai.AsyncStream(cast_to=object, response=response, client=self._sdk) as stream:
                 async for event in stream:
                     if isinstance(event, dict):
                         yield event
-        except Exception as exc:
+        except openai.APIError as exc:
             raise self._failure(exc) from None
 
-    def _failure(self, exc: Exception) -> Exception:
-        """The SDK's exceptions in the request layer's terms; anything else (a body that is not JSON) as it is."""
+    def _failure(self, exc: openai.APIError) -> BackendError:
+        """The SDK's exceptions in the request layer's terms."""
         if isinstance(exc, openai.APIStatusError):
             return status_error(exc.status_code, exc.response.content, exc.response.headers, self.api_key)
-        if isinstance(exc, openai.APITimeoutError):
-            return BackendError("request timed out", transient=True)
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__
-            reason = short(redact(str(cause or exc), self.api_key), 120)
-            return BackendError(f"connection failed ({type(cause or exc).__name__}: {reason})", transient=True)
-        if isinstance(exc, openai.APIError):  # an error event inside a stream
-            return BackendError(f"stream failed: {short(redact(str(exc), self.api_key))}", transient=True)
-        return exc
+        if isinstance(exc, openai.APIConnectionError):  # APITimeoutError too
+            root = root_cause(exc)
+            # The aiohttp transport reports every aiohttp connection error as a connect timeout (its exception
+            # map tells ClientConnectionError first), so a refused port or a dropped connection is told apart
+            # from a real timeout by what aiohttp raised.
+            if isinstance(root, TimeoutError):
+                return BackendError("request timed out", transient=True)
+            reason = short(redact(str(root), self.api_key), 120)
+            return BackendError(f"connection failed ({type(root).__name__}: {reason})", transient=True)
+        return BackendError(f"stream failed: {short(redact(str(exc), self.api_key))}", transient=True)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+        if self._sdk is not None:
+            await self._sdk.close()

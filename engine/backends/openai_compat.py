@@ -23,6 +23,7 @@ from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleR
 
 TOKEN_ID_PREFIX = "token_id:"
 PROBE_MESSAGES = (Message("user", "Say hi."),)
+PROBE_REQUESTS = 4  # sent at once at start-up: the look at /models and three probes
 PROBE_ALTERNATIVES = 5
 PROBE_TEMPERATURE = 0.5
 LOGPROB_ALTERNATIVES = 20  # asked for when one log-probability must be estimated from the other
@@ -74,10 +75,22 @@ class OpenAISampler(TokenizerBacked):
         """Probe, in one round trip, what the server does: token-id prompts, `n`, top alternatives, and whether
         its logprobs are raw or of the tempered distribution it sampled from (the same prompt at two
         temperatures: raw alternatives do not move). The server is looked at first, so a dead one is named as
-        such, at once, before any tokenizer loads."""
-        await self._reach()
+        such, at once, before any tokenizer loads; with a tokenizer already loaded the look and the probes go
+        out together, and the work starts one round trip after start-up."""
+        reach = asyncio.ensure_future(self._reach())
         if self.tokenizer is None:
+            await reach
             self.tokenizer = await asyncio.to_thread(self._load_tokenizer)
+        probes = asyncio.ensure_future(self._probe(send))
+        try:
+            await reach  # a refused port fails here at once, while the probes would still be retrying it
+        except BaseException:
+            probes.cancel()
+            await asyncio.gather(probes, return_exceptions=True)
+            raise
+        await probes
+
+    async def _probe(self, send: Send) -> None:
         prompt = tuple(self.render_chat(PROBE_MESSAGES))
         probe = SampleRequest(prompt, n=2, max_tokens=1, temperature=1.0, seed=0, messages=PROBE_MESSAGES,
                               prompt_len=len(prompt), top_logprobs=PROBE_ALTERNATIVES)
@@ -291,24 +304,35 @@ class OpenAISampler(TokenizerBacked):
         if logp is None:
             raise BackendError(f"{self.base_url} gave no raw log-probabilities at temperature {temperature:g}",
                                transient=False)
-        return Continuation(tuple(ids), text, tuple(logp), finish or "length", tuple(logq) if logq else None,
+        # An answer that is its end token alone, from a server that does not score it, has no logprobs at all:
+        # an empty log q, not a missing one.
+        return Continuation(tuple(ids), text, tuple(logp), finish or "length",
+                            tuple(logq) if logq is not None else None,
                             tuple(tuple(position) for position in top) if request.top_logprobs and top else None,
                             logprobs_estimated=estimated)
 
     def _ids_of_pieces(self, pieces: list[str], text: str, finish: str | None) -> list[int] | None:
         """Our token id for each token string of the server, when each is exactly one token of ours and they
-        make up the text; a last empty string of an answer that stopped is the end-of-sequence token."""
+        make up the text. The last string of an answer that stopped may be the end-of-sequence token, which the
+        text never shows: servers name it "", by its special string (<|im_end|>) or by its id."""
         tokenizer = self._tokenizer()
+        ends = finish == "stop" and bool(pieces) and self._names_the_end(pieces[-1])
+        body = pieces[:-1] if ends else pieces
         ids: list[int] = []
-        for index, piece in enumerate(pieces):
-            if not piece and index == len(pieces) - 1 and finish == "stop" and tokenizer.eos_id is not None:
-                ids.append(tokenizer.eos_id)
-                continue
+        for piece in body:
             piece_ids = tokenizer.encode(piece) if piece else []
             if len(piece_ids) != 1:
                 return None
             ids.append(piece_ids[0])
-        return ids if "".join(pieces) == text else None
+        if "".join(body) != text:
+            return None
+        return [*ids, tokenizer.eos_id] if ends else ids
+
+    def _names_the_end(self, piece: str) -> bool:
+        tokenizer = self._tokenizer()
+        if tokenizer.eos_id is None:
+            return False
+        return piece in ("", tokenizer.eos_text, f"{TOKEN_ID_PREFIX}{tokenizer.eos_id}")
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -38,6 +38,7 @@ class ServerTokenizer:
     """The Tokenizer protocol (engine.backends.tokenizers) answered by the server itself."""
 
     eos_id: int | None = None  # not told by either dialect; a server answering in ids gives the end token's id
+    eos_text: str | None = None
 
     def __init__(self, root: str, model: str, dialect: str, api_key: str | None, timeout: float):
         self.root = root.rstrip("/")

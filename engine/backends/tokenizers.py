@@ -21,6 +21,7 @@ from engine.sampler import Message, SamplerDefaults
 class Tokenizer(Protocol):
     template: str
     eos_id: int | None  # the end-of-sequence token, which a server that answers in text shows as no text
+    eos_text: str | None  # its special string (<|im_end|>), by which some servers name it in their logprobs
 
     def encode(self, text: str) -> list[int]:
         """Plain text to ids; special-token markup stays text."""
@@ -42,6 +43,7 @@ class HFTokenizer(RendersChat):
         self._tok = _load_hf_tokenizer(name)
         self.template = "hf:" + name if self._tok.chat_template else "none (raw prompt)"
         self.eos_id = self._tok.eos_token_id
+        self.eos_text = self._tok.eos_token
 
     def encode(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False))

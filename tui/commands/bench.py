@@ -11,8 +11,7 @@ from engine.backends.factory import open_sampler
 from engine.bench import BenchRow, run_bench
 from engine.errors import ConfigError
 from engine.settings import BackendSettings, settings_from
-from tui.commands import stdout_console
-from tui.keymap import check_dashboard_keymap
+from tui.commands import check_dashboard_keymap, stdout_console
 from tui.options import merged_values, refuse_other_strategies
 
 

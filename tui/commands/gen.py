@@ -21,7 +21,7 @@ from engine.jsonl import check_writable
 from engine.request_layer import RequestLayer
 from engine.scoring import speedup
 from engine.settings import BackendSettings, backend_settings
-from tui.keymap import check_dashboard_keymap
+from tui.commands import check_dashboard_keymap
 from tui.options import add_command, add_flags, merged_values
 
 
@@ -110,7 +110,8 @@ def print_summary(progress: GenProgress, layer: RequestLayer, settings: GenSetti
         f"{progress.done} examples in {progress.elapsed_s:.1f}s · {progress.examples_per_s:.1f} examples/s · "
         f"{per_example:.3f} s/example · retries {layer.stats.retries} · failures {progress.failed}"
         + (f" · {progress.skipped} already done" if progress.skipped else "")
-        + (f" · {progress.duplicates} duplicate ids skipped" if progress.duplicates else ""),
+        + (f" · {progress.duplicates} duplicate ids skipped" if progress.duplicates else "")
+        + f" · at most {layer.stats.peak_in_flight} in flight",
         soft_wrap=True,
     )
     for url, counts in layer.stats.endpoints.items():  # with several endpoints: how each one did

@@ -19,8 +19,7 @@ from engine.results import SearchResult
 from engine.run_state import RunState
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings, settings_from
-from tui.commands import stdout_console
-from tui.keymap import check_dashboard_keymap
+from tui.commands import check_dashboard_keymap, stdout_console
 from tui.options import merged_values, refuse_other_strategies
 
 TEXT_PREVIEW_CHARS = 70

@@ -86,7 +86,7 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from tui.keymap import check_dashboard_keymap
+    from tui.commands import check_dashboard_keymap
 
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be 1 to 65535, got {args.port}")

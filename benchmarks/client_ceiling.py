@@ -1,0 +1,175 @@
+"""How many requests a second one beamtui process can send and take in, and what each costs it in CPU.
+
+    python -m benchmarks.client_ceiling [--caps 64,256,1024] [--requests 4000]     (from the repository root)
+
+The server is `benchmarks/instant_server.py` in a process of its own, answering at once with answers made
+before it starts, so the client is what is measured. For each cap:
+- gen: `--requests` one-line questions, `--max-tokens 4`;
+- search: an eval of best-of-n:8 searches (8 requests each), `--requests` / 8 problems.
+Requests/s is over the work itself (gen's own clock; eval's timing line for the strategy), client CPU per request
+is the process's user + system CPU less that of the same command with one question, over the requests, and
+"peak in flight" is gen's own count of requests in flight at once (its summary line): whether the window filled.
+
+    python -m benchmarks.client_ceiling --cap50    (the issue's other figures: CPU per request at cap 50 against a
+                                                    0.5 s server, and K = 100 requests of 0.3 s in flight)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENDPOINT = ("--backend", "openai", "--model", "synthetic", "--tokenizer", "embedded")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class InstantServer:
+    """benchmarks.instant_server in its own process."""
+
+    def __init__(self, latency: float = 0.0, tokens: int = 4):
+        self.port = free_port()
+        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.instant_server", "--port", str(self.port),
+                                         "--latency", str(latency), "--tokens", str(tokens)], cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the instant server did not start") from None
+                time.sleep(0.05)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> InstantServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def timed(command: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
+    """The command's result, its wall seconds and its user + system CPU seconds."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(command, os.waitstatus_to_exitcode(status), out.read(), err.read())
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[2:5])} failed: {done.stderr[-500:]}")
+    return done, wall, usage.ru_utime + usage.ru_stime
+
+
+def questions_file(folder: Path, count: int) -> Path:
+    path = folder / f"q{count}.txt"
+    path.write_text("".join(f"Question number {i}?\n" for i in range(count)))
+    return path
+
+
+def problems_file(folder: Path, count: int) -> Path:
+    path = folder / f"p{count}.jsonl"
+    path.write_text("".join(json.dumps({"id": f"p{i}", "question": f"{i} + 1?", "answer": str(i + 1)}) + "\n"
+                            for i in range(count)))
+    return path
+
+
+def gen_command(server: InstantServer, questions: Path, out: Path, cap: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "tui.cli", "gen", *ENDPOINT, "--base-url", server.base_url, "--questions",
+            str(questions), "--out", str(out), "--max-tokens", "4", "--max-concurrent", str(cap), "--quiet", *extra]
+
+
+def gen_rate(stderr: str) -> tuple[int, float]:
+    found = re.search(r"(\d+) examples in ([\d.]+)s", stderr)
+    return int(found.group(1)), float(found.group(2))
+
+
+def gen_peak(stderr: str) -> int:
+    return int(re.search(r"at most (\d+) in flight", stderr).group(1))
+
+
+def ceiling(caps: list[int], requests: int) -> None:
+    with tempfile.TemporaryDirectory() as scratch, InstantServer() as server:
+        folder = Path(scratch)
+        questions, one = questions_file(folder, requests), questions_file(folder, 1)
+        problems, one_problem = problems_file(folder, requests // 8), problems_file(folder, 1)
+        _, _, gen_base_cpu = timed(gen_command(server, one, folder / "one.jsonl", 8))
+        eval_flags = ("--strategies", "best-of-n:8", "--max-tokens", "4", "--quiet", "--json", *ENDPOINT,
+                      "--base-url", server.base_url)
+        _, _, eval_base_cpu = timed([sys.executable, "-m", "tui.cli", "eval", "--problems", str(one_problem),
+                                     "--out", str(folder / "one-eval.jsonl"), *eval_flags])
+        print(f"instant loopback server (aiohttp.web, its own process); {requests} requests a run\n")
+        print("| work | cap | requests | requests/s | client CPU per request ms | peak in flight |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for cap in caps:
+            done, _, cpu = timed(gen_command(server, questions, folder / f"gen-{cap}.jsonl", cap))
+            count, seconds = gen_rate(done.stderr)
+            peak = gen_peak(done.stderr)
+            print(f"| gen | {cap} | {count} | {count / seconds:.1f} | {1000 * (cpu - gen_base_cpu) / count:.3f} | "
+                  f"{peak} |", flush=True)
+            out = folder / f"eval-{cap}.jsonl"
+            done, _, cpu = timed([sys.executable, "-m", "tui.cli", "eval", "--problems", str(problems), "--out",
+                                  str(out), "--max-concurrent", str(cap), *eval_flags])
+            lines = [json.loads(line) for line in out.read_text().splitlines()]
+            sent = sum(line["requests"] for line in lines if "id" in line)
+            phase = sum(line["wall_s"] for line in lines if line.get("timing"))
+            print(f"| search (best-of-n:8) | {cap} | {sent} | {sent / phase:.1f} | "
+                  f"{1000 * (cpu - eval_base_cpu) / sent:.3f} | – |", flush=True)
+
+
+def cap50() -> None:
+    """Client CPU per request at cap 50 against a 0.5 s server (3,000 questions less 300), and the throughput of
+    K = 100 requests of 0.3 s kept in flight (2,000 questions) against its ideal of 333 a second."""
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        with InstantServer(latency=0.5, tokens=16) as server:
+            runs = {}
+            for count in (300, 3000):
+                done, wall, cpu = timed(gen_command(server, questions_file(folder, count),
+                                                    folder / f"c{count}.jsonl", 50))
+                runs[count] = (gen_rate(done.stderr), wall, cpu)
+            (n3, s3), _, cpu3 = runs[300]
+            (n30, s30), _, cpu30 = runs[3000]
+            print(f"cap 50, 0.5 s server, 16-token answers: 300 questions {n3 / s3:.1f} examples/s, 3,000 "
+                  f"{n30 / s30:.1f}; client CPU per request {1000 * (cpu30 - cpu3) / (n30 - n3):.3f} ms")
+        with InstantServer(latency=0.3, tokens=16) as server:
+            done, _, _ = timed(gen_command(server, questions_file(folder, 2000), folder / "k100.jsonl", 100))
+            count, seconds = gen_rate(done.stderr)
+            print(f"K = 100 in flight, 0.3 s each: {count / seconds:.1f} examples/s against an ideal of 333.3: "
+                  f"efficiency {count / seconds / (100 / 0.3):.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--caps", default="64,256,1024")
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--cap50", action="store_true")
+    args = parser.parse_args()
+    if args.cap50:
+        cap50()
+    else:
+        ceiling([int(cap) for cap in args.caps.split(",")], args.requests)
+
+
+if __name__ == "__main__":
+    main()
