@@ -104,8 +104,9 @@ def gen_rate(stderr: str) -> tuple[int, float]:
     return int(found.group(1)), float(found.group(2))
 
 
-def gen_peak(stderr: str) -> int:
-    return int(re.search(r"at most (\d+) in flight", stderr).group(1))
+def gen_peak(stderr: str) -> str:
+    found = re.search(r"at most (\d+) in flight", stderr)
+    return found.group(1) if found else "–"  # versions before the count
 
 
 def ceiling(caps: list[int], requests: int) -> None:

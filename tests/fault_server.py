@@ -53,6 +53,7 @@ class FaultConfig:
     rate_reset: float = 0.0
     rate_no_logprobs: float = 0.0
     retry_after: float = 1.0
+    retry_after_as_date: bool = False  # Retry-After as an HTTP date (its other form) rather than seconds
     hang_s: float = 30.0
     latency: float = 0.0  # added to every answer
     token_s: float = 0.0  # and this per token of its longest choice: a GPU server, whose requests in flight at once
@@ -237,7 +238,7 @@ class FaultServer:
                 message = f"injected {fault}"
                 if config.echo_auth:  # a careless server that quotes the request back in its error
                     message += f" (Authorization: {headers.get('authorization')})"
-                extra = {"Retry-After": f"{config.retry_after:g}"} if fault == "429" else {}
+                extra = {"Retry-After": _retry_after(config)} if fault == "429" else {}
                 await respond(int(fault), {"error": {"message": message}}, extra)
                 return True
             if fault == "hang":
@@ -307,6 +308,14 @@ class FaultServer:
         if path.endswith("/chat/completions"):
             return 200, synthetic_chat(self.config, payload)
         return 200, synthetic_completion(self.config, payload)
+
+def _retry_after(config: FaultConfig) -> str:
+    if config.retry_after_as_date:
+        import email.utils
+
+        return email.utils.formatdate(time.time() + config.retry_after + 1, usegmt=True)  # whole seconds: +1
+    return f"{config.retry_after:g}"
+
 
 TOKENIZER_ROUTES = ("/tokenize", "/detokenize", "/apply-template")
 

@@ -69,7 +69,9 @@ async def test_429_and_5xx_are_retried_and_counted(fault_server):
     assert layer.stats.retries == 3 and layer.stats.attempts == 4
 
 
-@pytest.mark.parametrize("fault_server", [FaultConfig(retry_after=1.0)], indirect=True)
+@pytest.mark.parametrize("fault_server", [FaultConfig(retry_after=1.0), FaultConfig(retry_after=1.0,
+                                                                                    retry_after_as_date=True)],
+                         indirect=True, ids=["seconds", "HTTP date"])
 async def test_retry_after_is_waited_out(fault_server):
     events = []
     sampler, layer = await open_layer(fault_server, events=events)

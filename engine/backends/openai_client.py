@@ -133,7 +133,7 @@ class JSONClient:
             raise error from exc
         if response.status_code >= 400:
             await response.aread()
-            raise self._sdk._make_status_error_from_response(response)
+            raise openai.APIStatusError(f"Error code: {response.status_code}", response=response, body=None)
         return response
 
     async def post(self, path: str, body: dict[str, Any]) -> Any:

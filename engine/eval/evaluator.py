@@ -26,7 +26,8 @@ from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings
 from engine.task_window import TaskWindow
 
-DEFAULT_STRATEGIES = "greedy,vote:4,smc:4,mcmc:1x2"  # its phases took 9.6 minutes on 2 cores for the 200 shipped problems
+# Its phases took 9.6 minutes on 2 cores for the 200 shipped problems.
+DEFAULT_STRATEGIES = "greedy,vote:4,smc:4,mcmc:1x2"
 
 
 # What eval's searches use unless told: short answers, and one fixed seed so a rerun resumes the same draws.

@@ -7,11 +7,10 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from engine.backends.factory import open_sampler
 from engine.bench import BenchRow, run_bench
 from engine.errors import ConfigError
 from engine.settings import BackendSettings, settings_from
-from tui.commands import check_dashboard_keymap, stdout_console
+from tui.commands import check_dashboard_keymap, open_backend, stdout_console
 from tui.options import merged_values, refuse_other_strategies
 
 
@@ -62,7 +61,7 @@ async def bench_command(args) -> int:
         f"{search.max_tokens} tokens · max_concurrent {backend.max_concurrent} · latency {latency}"
     )
     err = Console(stderr=True)
-    sampler = await open_sampler(backend)
+    sampler = await open_backend(backend)
     try:
         with err.status("benchmarking…") as status:
             rows = await run_bench(

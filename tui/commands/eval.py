@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.backends.factory import check_backend, open_sampler
+from engine.backends.factory import check_backend
 from engine.errors import ConfigError
 from engine.eval.evaluator import (
     DEFAULT_STRATEGIES,
@@ -20,7 +20,7 @@ from engine.eval.grading import GRADERS
 from engine.eval.plan import EvalPlan, plan_eval
 from engine.eval.summary import StrategySummary
 from engine.registry import spec_grammar
-from tui.commands import stdout_console
+from tui.commands import open_backend, stdout_console
 from tui.options import add_command, add_flags, merged_values
 from tui.summary_cells import ACCURACY, COST, pass_ks, summary_cells, summary_notes
 
@@ -65,7 +65,7 @@ async def eval_command(args: argparse.Namespace) -> int:
     plan = plan_from(args)
     err = Console(stderr=True)
     err.print(plan.headline, soft_wrap=True)
-    sampler = await open_sampler(plan.backend)
+    sampler = await open_backend(plan.backend)
     try:
         wall = await run_with_progress(plan, sampler, err, quiet=args.quiet)
     finally:

@@ -7,7 +7,6 @@ import argparse
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
 from engine.gen.generator import (
     Generator,
@@ -21,7 +20,7 @@ from engine.jsonl import check_writable
 from engine.request_layer import RequestLayer
 from engine.scoring import speedup
 from engine.settings import BackendSettings, backend_settings
-from tui.commands import check_dashboard_keymap
+from tui.commands import check_dashboard_keymap, open_backend
 from tui.options import add_command, add_flags, merged_values
 
 
@@ -41,7 +40,8 @@ def add_gen_parser(commands) -> None:
     gen.add_argument("--parse-regex", help="keep group 1 as the answer, e.g. 'Final Answer: (\\w+)'")
     gen.add_argument("--limit", type=int, help="only the first N questions")
     gen.add_argument("--shard", metavar="I/N",
-                     help="only the questions whose id hashes to shard I of N (I from 0); writes OUT.shard-I-of-N.jsonl")
+                     help="only the questions whose id hashes to shard I of N (I from 0); "
+                          "writes OUT.shard-I-of-N.jsonl")
     gen.add_argument("--quiet", action="store_true", help="no progress bar, just the summary")
     gen.add_argument("--compare", type=int, metavar="N",
                      help="time the first N questions sequentially and then in parallel; write nothing")
@@ -65,7 +65,7 @@ async def gen_command(args: argparse.Namespace) -> int:
         check_writable(settings.out)
         check_writable(settings.errors_path)
     console = Console(stderr=True)
-    sampler = await open_sampler(backend)
+    sampler = await open_backend(backend)
     try:
         if args.compare is not None:
             return await compare(settings, backend, sampler, min(args.compare, total), console)

@@ -12,14 +12,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
-from engine.backends.factory import open_sampler
 from engine.errors import ConfigError
 from engine.events import Event
 from engine.results import SearchResult
 from engine.run_state import RunState
 from engine.search import run_search
 from engine.settings import BackendSettings, SearchSettings, settings_from
-from tui.commands import check_dashboard_keymap, stdout_console
+from tui.commands import check_dashboard_keymap, open_backend, stdout_console
 from tui.options import merged_values, refuse_other_strategies
 
 TEXT_PREVIEW_CHARS = 70
@@ -129,7 +128,7 @@ async def run_command(args) -> int:
     refuse_other_strategies(vars(args), search.strategy)
     out = stdout_console()
     err = Console(stderr=True)
-    sampler = await open_sampler(backend)
+    sampler = await open_backend(backend)
     try:
         with LiveProgress(err, search, backend) as live:  # on stderr, and only on a terminal: --json too
             result = await run_search(search, sampler, backend, live.on_event)
