@@ -162,9 +162,34 @@ class SearchFinished:
     result: SearchResult
 
 
+@dataclass(frozen=True)
+class ClientRequestStarted:
+    """A request to `beamtui proxy` was admitted; its searches' run ids are `run_id`/0, `run_id`/1, ..."""
+
+    run_id: str
+    kind: str  # "chat" or "completions"
+    model: str  # as the client named it
+    spec: str
+    searches: int  # its n
+    stream: bool
+    user: str | None
+    prompt_head: str
+
+
+@dataclass(frozen=True)
+class ClientRequestFinished:
+    run_id: str
+    status: int  # the HTTP status it was answered with (499: the client left first)
+    answer_head: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""  # the first answer's, as the API gave it
+    error: str | None = None
+
+
 Event = (
     SearchStarted | RoundStarted | RequestStarted | RequestRetried | RequestFinished | PopulationUpdated
-    | CandidatesGrowing | RoundFinished | SearchFinished
+    | CandidatesGrowing | RoundFinished | SearchFinished | ClientRequestStarted | ClientRequestFinished
 )
 EventSink = Callable[[Event], None]
 

@@ -43,6 +43,10 @@ class LiveBoard:
 
         return dataclasses.replace(request, watch=watch)
 
+    def growing_tokens(self) -> list[list[int]]:
+        """The token lists of the continuations growing now, as their backends append to them."""
+        return [entry.tokens for entry in list(self._growing.values())]
+
     def clear(self) -> None:
         self._growing = {}
         self._shown = {}

@@ -110,6 +110,7 @@ class RequestLayer:
         emit: EventSink = discard,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        slots: asyncio.Semaphore | None = None,
     ):
         self.sampler = sampler
         self.max_concurrent = max_concurrent
@@ -124,15 +125,18 @@ class RequestLayer:
         self.clock = clock
         self.stats = RequestStats()
         self.in_flight = 0
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self.waiting = 0  # attempts waiting for a slot
+        # Layers of several backends (the proxy's upstream models) may share one cap.
+        self._slots = slots or asyncio.Semaphore(max_concurrent)
         self._ids = itertools.count(1)
 
     @classmethod
     def for_backend(cls, sampler: Sampler, settings: BackendSettings, *, seed: int | None = None,
-                    emit: EventSink = discard) -> RequestLayer:
-        """The layer a backend's settings call for: their cap, timeout and retries; `seed` fixes the backoff."""
+                    emit: EventSink = discard, slots: asyncio.Semaphore | None = None) -> RequestLayer:
+        """The layer a backend's settings call for: their cap, timeout and retries; `seed` fixes the backoff;
+        `slots` shares the cap with other layers."""
         return cls(sampler, max_concurrent=settings.max_concurrent, timeout=settings.timeout,
-                   max_retries=settings.max_retries, emit=emit, rng=random.Random(seed))
+                   max_retries=settings.max_retries, emit=emit, rng=random.Random(seed), slots=slots)
 
     async def sample(
         self, request: SampleRequest, tag: RequestTag = RequestTag(), *, sequential: bool = False
@@ -183,7 +187,12 @@ class RequestLayer:
         attempt = 0
         while True:
             attempt += 1
-            async with self._slots:
+            self.waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self.waiting -= 1
+            try:
                 self.in_flight += 1
                 for stats in self._counters(tag):
                     stats.attempts += 1
@@ -202,6 +211,8 @@ class RequestLayer:
                 finally:
                     self.in_flight -= 1
                 latency = self.clock() - started
+            finally:
+                self._slots.release()
             if error is None:
                 self._record(request_id, tag, request, latency, attempt, continuations)
                 return continuations

@@ -116,6 +116,9 @@ class Sampler(Protocol):
     def render_chat(self, messages: Sequence[Message]) -> list[int]:
         """Token ids of `messages` in the backend's chat template, ready for the assistant's answer."""
 
+    def render_prompt(self, prompt: str) -> list[int]:
+        """Token ids of a raw completion prompt, its special-token markup read as the model's own."""
+
     @property
     def chat_template(self) -> str: ...
 

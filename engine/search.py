@@ -45,14 +45,18 @@ async def run_search(
     layer: RequestLayer | None = None,
     watch_growth: bool = False,
     answer_key: Callable[[str], str | None] | None = None,
+    prompt: tuple[Message, ...] | str | None = None,
+    board: LiveBoard | None = None,
 ) -> SearchResult:
     """Run one search to the end and return its result. Emits events all along; a failed round ends the search
     with an error in the result, not an exception. Raises ConfigError before any request when the backend
     cannot give what the strategy needs.
 
     `layer` shares one request layer (one cap) between searches, as eval does. `watch_growth` streams the
-    continuations of each round as they grow (CandidatesGrowing events). `answer_key` tells what an answer
-    answers (eval's grader), for strategies that group answers (vote).
+    continuations of each round as they grow (CandidatesGrowing events), on `board` when one is given (the
+    proxy reads a growing answer's tokens from it). `answer_key` tells what an answer answers (eval's grader),
+    for strategies that group answers (vote). `prompt` replaces the settings' prompt: a conversation in the chat
+    template, or a raw completion prompt.
     """
     settings.validate()
     info = settings.info
@@ -72,11 +76,15 @@ async def run_search(
     run_id = run_id or uuid.uuid4().hex[:8]
     if layer is None:
         layer = RequestLayer.for_backend(sampler, limits, seed=seed)
-    messages = prompt_messages(settings)
-    prompt_ids = tuple(sampler.render_chat(messages))
+    if isinstance(prompt, str):
+        messages: tuple[Message, ...] = ()
+        prompt_ids = tuple(sampler.render_prompt(prompt))
+    else:
+        messages = prompt or prompt_messages(settings)
+        prompt_ids = tuple(sampler.render_chat(messages))
     check_fits(len(prompt_ids), settings.max_tokens, sampler)
     approximate = quality.approximate if info.needs_proposal_logprobs else quality.logp == "estimated"
-    live = LiveBoard(sampler.detokenize) if watch_growth else None
+    live = board or (LiveBoard(sampler.detokenize) if watch_growth else None)
     search = SearchContext(settings, sampler, layer, emit, run_id, seed, messages, prompt_ids, live,
                            needs_proposal_logprobs=info.needs_proposal_logprobs, answer_key=answer_key)
     reused_before = sampler.prefix_tokens_reused

@@ -26,6 +26,7 @@ MOST = {"beam_width": 1024, "n_per_beam": 64, "chains": 1024, "mcmc_steps": 1000
         "best_of": 1024, "votes": 1024, "block_tokens": 262_144, "max_tokens": 262_144}
 MOST_CANDIDATES = 4096  # beam_width x n_per_beam: the candidates of one block
 MAX_SEED = 2**63 - 1
+MOST_STOPS = 4  # as the OpenAI API allows
 LOCAL_SEQUENCE_TOKENS = 2048  # the local decoder's context per sequence, prompt and answer together
 KEYED_HOSTS = ("openai.com", "x.ai")  # hosted APIs that refuse keyless requests; local servers need none
 DEFAULT_PROMPT = "Explain in three sentences why the sky is blue."
@@ -45,6 +46,7 @@ class SearchSettings:
     temperature: float | None = None  # None: the power-sampling proposal 1/alpha
     seed: int | None = None  # None: a fresh seed, reported in SearchStarted
     mode: Literal["parallel", "sequential"] = "parallel"
+    stop: tuple[str, ...] = ()  # strings that end an answer, as the OpenAI API's `stop`
     # beam
     beam_width: int = 4
     n_per_beam: int = 4
@@ -128,6 +130,9 @@ class SearchSettings:
             raise ConfigError(f"{self.strategy} needs a proposal temperature > 0: greedy proposals have no density")
         if not self.prompt.strip():
             raise ConfigError("prompt is empty")
+        if (not isinstance(self.stop, tuple) or len(self.stop) > MOST_STOPS
+                or not all(isinstance(s, str) and s for s in self.stop)):
+            raise ConfigError(f"stop must be up to {MOST_STOPS} non-empty strings, got {self.stop!r}")
         return self
 
     def replace(self, **changes) -> SearchSettings:

@@ -7,7 +7,7 @@ import dataclasses
 
 from engine.events import SearchFinished, SearchStarted
 from engine.settings import SearchSettings
-from tests import event_log
+from engine import event_log
 from tests.fixtures.record import BACKEND, fixture_path
 from tui.app import BeamtuiApp
 from tui.engine_host import EngineBatch

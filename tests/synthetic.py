@@ -108,6 +108,9 @@ class MarkovSampler(SamplerDefaults):
     def render_chat(self, messages: Sequence[Message]) -> list[int]:
         return [PROMPT_TOKEN]
 
+    def render_prompt(self, prompt: str) -> list[int]:
+        return [PROMPT_TOKEN]
+
     async def aclose(self) -> None:
         return None
 

@@ -22,7 +22,7 @@ from tui.options import (
 )
 
 EXIT_INTERRUPTED = 130
-COMMANDS = ("run", "bench", "gen", "eval", "serve")
+COMMANDS = ("run", "bench", "gen", "eval", "serve", "proxy", "watch")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -65,6 +65,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     from tui.commands.serve import add_serve_parser
 
     add_serve_parser(commands)
+    from tui.commands.proxy import add_proxy_parser, add_watch_parser
+
+    add_proxy_parser(commands)
+    add_watch_parser(commands)
     return parser, dict(commands.choices)
 
 
@@ -134,6 +138,13 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             return serve_command(args)
+        except ConfigError as exc:
+            fail(str(exc), 2)
+    if command in ("proxy", "watch"):
+        from tui.commands.proxy import proxy_command, watch_command
+
+        try:
+            return (proxy_command if command == "proxy" else watch_command)(args)
         except ConfigError as exc:
             fail(str(exc), 2)
     from tui.app import launch

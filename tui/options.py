@@ -22,8 +22,8 @@ from engine.settings import APIS, BACKEND_FIELDS, BACKENDS, FLASH_ATTN, MODES, W
 
 AFTER_COMMAND = "_after_command"
 SERVED_ENV = "BEAMTUI_SERVED"  # set for the dashboards `serve` starts: a visitor may not redirect the API key
-SEARCHING = frozenset({"tui", "run", "bench", "serve"})
-EVERYWHERE = frozenset({"tui", "run", "bench", "gen", "eval", "serve"})
+SEARCHING = frozenset({"tui", "run", "bench", "serve", "proxy"})
+EVERYWHERE = frozenset({"tui", "run", "bench", "gen", "eval", "serve", "proxy"})
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,9 @@ class EndpointPool(SamplerDefaults):
     def render_chat(self, messages: Sequence[Message]) -> list[int]:
         return self.endpoints[0].sampler.render_chat(messages)
 
+    def render_prompt(self, prompt: str) -> list[int]:
+        return self.endpoints[0].sampler.render_prompt(prompt)
+
     @property
     def chat_template(self) -> str:
         return self.endpoints[0].sampler.chat_template

@@ -267,8 +267,9 @@ class OpenAISampler(TokenizerBacked):
     def _prompt_text(self, request: SampleRequest) -> str:
         """The exact text of a token prefix: the rendered chat prompt, then the answer so far."""
         tokenizer = self._tokenizer()
-        prompt = tokenizer.chat_prompt(request.messages) if request.messages else ""
-        return prompt + tokenizer.decode(request.prompt_ids[request.prompt_len:])
+        if not request.messages:  # a raw completion prompt: its ids are all the text there is
+            return tokenizer.decode(request.prompt_ids)
+        return tokenizer.chat_prompt(request.messages) + tokenizer.decode(request.prompt_ids[request.prompt_len:])
 
     def _continuation(self, request: SampleRequest, ids: list[int] | None, pieces: list[str], text: str,
                       values: list[float], top: list[list[tuple[int, float]]], finish: str | None) -> Continuation:

@@ -124,6 +124,9 @@ class TokenizerBacked(SamplerDefaults):
     def render_chat(self, messages: Sequence[Message]) -> list[int]:
         return self._tokenizer().render(messages)
 
+    def render_prompt(self, prompt: str) -> list[int]:
+        return self._tokenizer().encode_prompt(prompt)
+
     @property
     def chat_template(self) -> str:
         return self.tokenizer.template if self.tokenizer else "unknown"

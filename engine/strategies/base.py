@@ -88,6 +88,7 @@ class SearchContext:
             max_tokens=max_tokens,
             temperature=self.settings.proposal_temperature if temperature is None else temperature,
             seed=derive_seed(self.seed, "request", *key) >> 33,
+            stop=self.settings.stop,
             messages=self.messages,
             prompt_len=len(self.prompt_ids),
             proposal_logprobs=self.needs_proposal_logprobs,
