@@ -208,7 +208,7 @@ class FaultServer:
                 # The synthetic answer is made while the server "works", not after: 16 tokens cost ~1.5 ms of
                 # Python, which added to `latency` held 50 requests at 0.5 s to 88 answers a second, not 100.
                 answer = await self._answer(path, payload)
-            if config.latency or config.token_s:
+            if routed and (config.latency or config.token_s):  # /models and the tokenizer answer at once
                 work = config.latency + config.token_s * _longest_choice(answer)
                 remaining = max(0.0, work - (time.perf_counter() - arrived))
                 if self._capacity is not None:

@@ -153,11 +153,11 @@ class JSONClient:
         except openai.APIError as exc:
             raise self._failure(exc) from None
 
-    async def events(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict]:
+    async def events(self, path: str, body: dict[str, Any] | None, method: str = "POST") -> AsyncIterator[dict]:
         """The JSON events of a server-sent event stream, up to `[DONE]`; none at all when the server answered
         with a whole body instead of a stream."""
         try:
-            response = await self._send(self._request("POST", path, body), stream=True)
+            response = await self._send(self._request(method, path, body), stream=True)
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
                 await response.aread()  # a whole body: the caller asks again without streaming
                 return

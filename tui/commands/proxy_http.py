@@ -8,6 +8,7 @@ an instant route it held the most requests a second for the least CPU a request 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -80,10 +81,10 @@ def make_app(service: ProxyService, *, token: str | None, log: Callable[[str], N
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
 
+    watchers: set[asyncio.Queue] = set()
+
     async def events(request: web.Request) -> web.StreamResponse:
         """Every event of every search, as JSON records (engine.event_log), for `beamtui watch` elsewhere."""
-        import asyncio
-
         queue: asyncio.Queue = asyncio.Queue(EVENTS_BUFFERED)
 
         def sink(event) -> None:
@@ -92,14 +93,25 @@ def make_app(service: ProxyService, *, token: str | None, log: Callable[[str], N
             queue.put_nowait(event)
 
         service.sinks.append(sink)
+        watchers.add(queue)
         try:
             async with sse_response(request, ping_interval=KEEPALIVE_S) as stream:
-                while True:
-                    await stream.send(_dumps(event_log.to_record(await queue.get())))
+                while (event := await queue.get()) is not None:
+                    await stream.send(_dumps(event_log.to_record(event)))
         finally:
             service.sinks.remove(sink)
+            watchers.discard(queue)
+        return stream
 
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, auth], handler_args={"max_field_size": 8190})
+    async def end_watchers(app: web.Application) -> None:
+        """At shutdown the event streams end, so the server does not wait on watchers that never leave."""
+        for queue in list(watchers):
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)
+
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, auth])
+    app.on_shutdown.append(end_watchers)
     app.add_routes([web.post(API[0], chat), web.post(API[1], completions), web.get("/v1/models", models),
                     web.get("/health", health), web.get("/metrics", metrics),
                     web.get("/beamtui/v1/events", events)])
