@@ -40,10 +40,11 @@ def free_port() -> int:
 class InstantServer:
     """benchmarks.instant_server in its own process."""
 
-    def __init__(self, latency: float = 0.0, tokens: int = 4):
+    def __init__(self, latency: float = 0.0, tokens: int = 4, token_s: float = 0.0):
         self.port = free_port()
         self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.instant_server", "--port", str(self.port),
-                                         "--latency", str(latency), "--tokens", str(tokens)], cwd=ROOT)
+                                         "--latency", str(latency), "--tokens", str(tokens), "--token-s",
+                                         str(token_s)], cwd=ROOT)
         deadline = time.monotonic() + 30
         while True:
             try:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
+import orjson  # 3-4x json's speed on answers that carry 20 alternatives a token (tinker requires it too)
 
 from engine.errors import BackendError, redact
 
@@ -58,6 +59,15 @@ def error_message(body: bytes) -> str:
     if isinstance(error, dict) and error.get("message"):
         return str(error["message"])
     return str(error) if error else text
+
+
+def loads(data: bytes):
+    """JSON through orjson, or through json for what only it reads (Infinity, NaN: some servers write a
+    log-probability of minus infinity so)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -117,7 +127,7 @@ class JSONClient:
         url = self._urls.get(path)
         if url is None:
             url = self._urls[path] = http.build_request(method, self.base_url + path).url
-        content = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        content = orjson.dumps(body) if body is not None else None
         return http.build_request(method, url, content=content, headers=self._headers)
 
     async def _send(self, request, *, stream: bool = False, timeout: float | None = None):
@@ -141,7 +151,7 @@ class JSONClient:
         a body that is not JSON."""
         try:
             response = await self._send(self._request("POST", path, body))
-            return json.loads(response.content)
+            return loads(response.content)
         except openai.APIError as exc:
             raise self._failure(exc) from None
 
@@ -149,7 +159,7 @@ class JSONClient:
         """The decoded JSON of a GET, within `timeout` seconds; raises as `post` does."""
         try:
             response = await self._send(self._request("GET", path), timeout=timeout)
-            return json.loads(response.content)
+            return loads(response.content)
         except openai.APIError as exc:
             raise self._failure(exc) from None
 

@@ -8,26 +8,29 @@ the top few tokens, so log q from raw top-k is close; log p from processed top-k
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from engine.scoring import log_sum_exp
 
-
-def _with_own(value: float, alternatives: Sequence[float]) -> list[float]:
-    """The alternatives, plus the token's own value when the server left it out of its top-k."""
-    values = list(alternatives)
-    if all(abs(a - value) > 1e-6 for a in values):
-        values.append(value)
-    return values
+def _log_normaliser(value: float, alternatives: Sequence[float], scale: float) -> float:
+    """log sum exp(scale * a) over the alternatives, and the token's own value when the server left it out of
+    its top-k. One pass, with no lists made: it runs for every token of every proposal (20 alternatives)."""
+    top = scale * max(value, max(alternatives, default=value))
+    total = 0.0
+    own = False
+    for a in alternatives:
+        total += math.exp(scale * a - top)
+        own = own or abs(a - value) <= 1e-6
+    if not own:
+        total += math.exp(scale * value - top)
+    return top + math.log(total)
 
 
 def estimated_log_q(log_p: float, alternatives: Sequence[float], temperature: float) -> float:
     """log q of a token, from its raw log p and the raw log p of the top alternatives at its position."""
-    scaled = [a / temperature for a in _with_own(log_p, alternatives)]
-    return log_p / temperature - log_sum_exp(scaled)
+    return log_p / temperature - _log_normaliser(log_p, alternatives, 1 / temperature)
 
 
 def estimated_log_p(log_q: float, alternatives: Sequence[float], temperature: float) -> float:
     """log p of a token, from its processed log q and the processed log q of the top alternatives."""
-    scaled = [a * temperature for a in _with_own(log_q, alternatives)]
-    return log_q * temperature - log_sum_exp(scaled)
+    return log_q * temperature - _log_normaliser(log_q, alternatives, temperature)
