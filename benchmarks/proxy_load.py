@@ -4,14 +4,18 @@
 
 Three processes on loopback: the upstream (benchmarks/instant_server.py: 50 ms to first token plus 5 ms a token,
 requests in flight not slowing each other, as a GPU's batched decoding, answers made once and kept so that the
-upstream costs little CPU), `beamtui proxy` in front of it, and this script's clients (the openai SDK on its
-aiohttp transport). Answers are 128 tokens, with raw logprobs and top-20 alternatives where asked (vLLM's default).
+upstream costs little CPU), `beamtui proxy` in front of it, and this script's clients (aiohttp, bodies read and
+parsed with orjson, so that the clients take as little of the 2 cores as they can). Answers are 128 tokens, with
+raw logprobs and top-20 alternatives where asked (vLLM's default).
 - greedy: `--clients` clients each send `--rounds` requests through the proxy, then as many straight to the
-  upstream's /v1/completions with the same body the proxy would send; added latency is the proxy's p50 (p99) less
-  the direct p50 (p99).
-- smc:8: the same clients through the proxy; added latency is each answer's end-to-end time less its search's own
-  wall time (the `beamtui` object says it): what the proxy's parsing, admission, HTTP and answer cost.
-- The proxy's CPU per request (its process's user + system time over the requests of a phase), requests a second
+  upstream's /v1/completions with the body the proxy sends; added latency is the proxy's p50 (p99) less the
+  direct p50 (p99).
+- smc:8: the same clients through the proxy, then the same searches through the engine library in this process
+  (one request layer at the proxy's cap, the proxy's defaults): the strongest reference, how a user without the
+  proxy runs them. Also each answer's end-to-end time less its search's own wall time (the `beamtui` object
+  says it): what the proxy's parsing, admission, HTTP and answer cost around a search.
+- CPU per request: the proxy's process (user + system time over the requests of a phase), and for the library
+  phase this process's; their difference is what the proxy spends beyond the search. Requests a second
   held, errors and lost requests (no answer within 120 s).
 - Memory: 1,000 requests queued behind `--max-concurrent 8`, the proxy's RSS before and at the peak.
 """
@@ -27,13 +31,25 @@ import sys
 import time
 from pathlib import Path
 
-import openai
+import aiohttp
+import orjson
 import psutil
 
 from benchmarks.client_ceiling import free_port
+from engine.backends.factory import open_sampler
+from engine.request_layer import RequestLayer
+from engine.sampler import Message
+from engine.search import run_search
+from engine.settings import BackendSettings, SearchSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENS = 128
+CAP = 512  # --max-concurrent: 200 searches of 8 particles want 1,600 requests at once
+HEADERS = {"Content-Type": "application/json"}
+# Clients start spread over one greedy answer's upstream time (50 ms + 128 x 5 ms), as clients that do not share a
+# clock arrive; started together they stay in step (every answer takes the same time) and each wave of 200 waits
+# behind itself in any one process.
+SPREAD_S = 0.69
 MESSAGES = [{"role": "user", "content": "Why is the sky blue?"}]
 
 
@@ -71,6 +87,7 @@ async def phase(clients: int, rounds: int, call) -> dict:
 
     async def client(index: int) -> None:
         nonlocal errors, lost
+        await asyncio.sleep(SPREAD_S * index / clients)
         for round_ in range(rounds):
             sent = time.perf_counter()
             try:
@@ -78,11 +95,23 @@ async def phase(clients: int, rounds: int, call) -> dict:
                 latencies.append((time.perf_counter() - sent, extra))
             except TimeoutError:
                 lost += 1
-            except openai.APIError:
+            except (aiohttp.ClientError, Refused):
                 errors += 1
 
     await asyncio.gather(*(client(index) for index in range(clients)))
     return {"latencies": latencies, "errors": errors, "lost": lost, "wall": time.perf_counter() - started}
+
+
+class Refused(Exception):
+    """An answer other than 200."""
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: dict) -> dict:
+    async with session.post(url, data=orjson.dumps(body), headers=HEADERS) as answer:
+        data = await answer.read()
+        if answer.status != 200:
+            raise Refused(f"{answer.status} {data[:200]!r}")
+        return orjson.loads(data)
 
 
 def cpu(process: psutil.Process) -> float:
@@ -94,61 +123,82 @@ async def run(args) -> None:
     upstream_port, proxy_port = free_port(), free_port()
     upstream = start([sys.executable, "-m", "benchmarks.instant_server", "--port", str(upstream_port), "--tokens",
                       "0", "--latency", "0.05", "--token-s", "0.005"], upstream_port)
-    proxy = start(proxy_command(upstream_port, proxy_port, 512, 4096), proxy_port)
+    proxy = start(proxy_command(upstream_port, proxy_port, CAP, 4096), proxy_port)
     watched = psutil.Process(proxy.pid)
-    transport = openai.DefaultAioHttpClient(limits=type(openai.DEFAULT_CONNECTION_LIMITS)(
-        max_connections=args.clients * 2, max_keepalive_connections=args.clients * 2))
-    through = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{proxy_port}/v1", api_key="x", max_retries=0,
-                                 http_client=transport, timeout=120)
-    direct = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{upstream_port}/v1", api_key="x", max_retries=0,
-                                http_client=transport, timeout=120)
-    from engine.backends.tokenizers import load_tokenizer
-    from engine.sampler import Message
-
-    prompt = load_tokenizer("embedded").render([Message("user", MESSAGES[0]["content"])])
+    through = f"http://127.0.0.1:{proxy_port}/v1/chat/completions"
+    straight = f"http://127.0.0.1:{upstream_port}/v1/completions"
+    library = await Library.open(upstream_port)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(120))
     try:
         async def greedy_proxy(index: int):
-            await through.chat.completions.create(model="greedy", messages=MESSAGES, max_tokens=TOKENS, seed=index)
+            await post(session, through, {"model": "greedy", "messages": MESSAGES, "max_tokens": TOKENS,
+                                          "seed": index})
 
-        async def greedy_direct(index: int):
-            await direct.completions.create(model="synthetic", prompt=prompt, max_tokens=TOKENS, temperature=0,
-                                            seed=index, logprobs=1, extra_body={"return_tokens_as_token_ids": True,
-                                                                               "top_p": 1.0})
+        async def greedy_direct(index: int):  # the body the proxy sends for greedy
+            await post(session, straight, {"model": "synthetic", "n": 1, "max_tokens": TOKENS, "temperature": 0.0,
+                                           "top_p": 1.0, "seed": index, "prompt": library.prompt_ids,
+                                           "return_tokens_as_token_ids": True, "logprobs": 1})
 
         async def smc_proxy(index: int):
-            answer = await through.chat.completions.create(model="smc:8", messages=MESSAGES, max_tokens=TOKENS,
-                                                           seed=index)
-            return answer.model_extra["beamtui"]["searches"][0]["timing"]["wall_s"]
+            answer = await post(session, through, {"model": "smc:8", "messages": MESSAGES, "max_tokens": TOKENS,
+                                                   "seed": index})
+            return answer["beamtui"]["searches"][0]["timing"]["wall_s"]
 
         await phase(8, 1, greedy_proxy)  # warm: connections, the first search's imports
+        await phase(8, 1, smc_proxy)
+        await phase(8, 1, library.smc)
         rows = {}
-        for name, call in (("greedy, through the proxy", greedy_proxy), ("greedy, straight to the upstream",
-                                                                         greedy_direct),
-                           ("smc:8, through the proxy", smc_proxy)):
-            before = cpu(watched)
+        for name, call in (("greedy, through the proxy", greedy_proxy),
+                           ("greedy, straight to the upstream", greedy_direct),
+                           ("smc:8, through the proxy", smc_proxy),
+                           ("smc:8, the engine library in this process", library.smc)):
+            before, own = cpu(watched), cpu(psutil.Process())
             rows[name] = await phase(args.clients, args.rounds, call)
             rows[name]["proxy_cpu"] = cpu(watched) - before
-        memory = await queued(upstream_port, args)
+            rows[name]["own_cpu"] = cpu(psutil.Process()) - own
+        memory = await queued(upstream_port, session)
     finally:
-        await through.close()
-        await direct.close()
+        await session.close()
+        await library.sampler.aclose()
         proxy.terminate()
         upstream.terminate()
     report(rows, memory, args)
 
 
-async def queued(upstream_port: int, args) -> tuple[float, float, int]:
+class Library:
+    """The same smc:8 searches through the engine in this process, as a user of the library runs them: one
+    request layer at the proxy's cap, the proxy's default settings."""
+
+    def __init__(self, sampler, backend, layer):
+        self.sampler, self.backend, self.layer = sampler, backend, layer
+        self.conversation = (Message("user", MESSAGES[0]["content"]),)
+        self.prompt_ids = list(sampler.render_chat(list(self.conversation)))
+        self.settings = SearchSettings().with_spec("smc:8").replace(max_tokens=TOKENS)
+
+    @classmethod
+    async def open(cls, upstream_port: int) -> Library:
+        backend = BackendSettings(backend="openai", base_url=f"http://127.0.0.1:{upstream_port}/v1", model="synthetic",
+                                  tokenizer="embedded", max_concurrent=CAP, max_retries=0, timeout=120)
+        sampler = await open_sampler(backend)
+        return cls(sampler, backend, RequestLayer.for_backend(sampler, backend))
+
+    async def smc(self, index: int) -> float:
+        result = await run_search(self.settings.replace(seed=index), self.sampler, self.backend, layer=self.layer,
+                                  prompt=self.conversation)
+        if result.error:
+            raise Refused(result.error)
+        return result.wall_s
+
+
+async def queued(upstream_port: int, session: aiohttp.ClientSession) -> tuple[float, float, int]:
     """The proxy's RSS with nothing in hand and with 1,000 requests queued behind --max-concurrent 8."""
     port = free_port()
     proxy = start(proxy_command(upstream_port, port, 8, 2000), port)
     watched = psutil.Process(proxy.pid)
     idle = watched.memory_info().rss
-    transport = openai.DefaultAioHttpClient(limits=type(openai.DEFAULT_CONNECTION_LIMITS)(
-        max_connections=1100, max_keepalive_connections=1100))
-    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0,
-                                http_client=transport, timeout=600)
-    calls = [asyncio.ensure_future(client.chat.completions.create(model="greedy", messages=MESSAGES,
-                                                                  max_tokens=TOKENS, seed=i)) for i in range(1000)]
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    calls = [asyncio.ensure_future(post(session, url, {"model": "greedy", "messages": MESSAGES,
+                                                       "max_tokens": TOKENS, "seed": i})) for i in range(1000)]
     peak, held = idle, 0
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -161,7 +211,6 @@ async def queued(upstream_port: int, args) -> tuple[float, float, int]:
     for call in calls:
         call.cancel()
     await asyncio.gather(*calls, return_exceptions=True)
-    await client.close()
     proxy.terminate()
     return idle / 2**20, peak / 2**20, held
 
@@ -175,12 +224,13 @@ def urllib_request(url: str):
 def report(rows: dict, memory: tuple[float, float, int], args) -> None:
     print(f"{args.clients} clients x {args.rounds} requests a phase, {TOKENS}-token answers; upstream: 50 ms to "
           f"first token + 5 ms a token\n")
-    print("| phase | requests | req/s | p50 s | p99 s | errors | lost | proxy CPU per request ms |")
+    print("| phase | requests | req/s | p50 s | p99 s | errors | lost | CPU per request ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, row in rows.items():
         times = [t for t, _ in row["latencies"]]
         count = len(times)
-        cpu_ms = 1000 * row["proxy_cpu"] / max(count, 1) if "proxy" in name else None
+        spent = row["proxy_cpu"] if "proxy" in name else row["own_cpu"] if "library" in name else None
+        cpu_ms = None if spent is None else 1000 * spent / max(count, 1)
         print(f"| {name} | {count} | {count / row['wall']:.1f} | {percentile(times, 0.5):.3f} | "
               f"{percentile(times, 0.99):.3f} | {row['errors']} | {row['lost']} | "
               f"{'–' if cpu_ms is None else f'{cpu_ms:.2f}'} |")
@@ -194,6 +244,15 @@ def report(rows: dict, memory: tuple[float, float, int], args) -> None:
     print(f"smc:8, end to end less the search's own wall time: p50 {1000 * percentile(added, 0.5):.1f} ms "
           f"({100 * percentile(share, 0.5):.2f}% of the search), p99 {1000 * percentile(added, 0.99):.1f} ms; "
           f"median search {statistics.median(w for _, w in smc):.3f} s")
+    proxied = [t for t, _ in smc]
+    straight = [t for t, _ in rows["smc:8, the engine library in this process"]["latencies"]]
+    p50 = percentile(proxied, 0.5) - percentile(straight, 0.5)
+    print(f"smc:8, through the proxy less the library's own: p50 {1000 * p50:.1f} ms "
+          f"({100 * p50 / percentile(straight, 0.5):.2f}%), p99 "
+          f"{1000 * (percentile(proxied, 0.99) - percentile(straight, 0.99)):.1f} ms")
+    library = rows["smc:8, the engine library in this process"]
+    extra = (rows["smc:8, through the proxy"]["proxy_cpu"] - library["own_cpu"]) / max(len(smc), 1)
+    print(f"smc:8, the proxy's CPU beyond the search's own: {1000 * extra:.2f} ms a request")
     idle, peak, held = memory
     print(f"memory: {idle:.0f} MiB with nothing in hand, {peak:.0f} MiB at the peak with {held} requests in hand "
           f"behind --max-concurrent 8 ({(peak - idle) * 1024 / max(held, 1):.0f} KiB a queued request)")

@@ -105,6 +105,19 @@ def test_allow_limits_the_strategies_served():
     assert error.status == 400 and "mcmc" in error.message and "greedy, smc" in error.message
 
 
+def test_metrics_keep_a_bounded_number_of_spec_series_whatever_clients_send():
+    from engine.events import ClientRequestFinished
+    from engine.proxy.metrics import MOST_SPECS, ProxyMetrics
+
+    metrics = ProxyMetrics(lambda: 0, lambda: 0, lambda: 0)
+    for steps in range(1, 3 * MOST_SPECS):
+        metrics.observe(ClientRequestFinished("r", 200, "", 1, 1, "stop", None), f"mcmc:1x{steps}", 0.1)
+    text = metrics.exposition().decode()
+    specs = {line.split('spec="')[1].split('"')[0] for line in text.splitlines() if 'spec="' in line}
+    assert len(specs) == MOST_SPECS + 1 and "other" in specs and "mcmc:1x1" in specs
+    assert f'beamtui:request_success_total{{finished_reason="stop",spec="other"}} {2 * MOST_SPECS - 1}.0' in text
+
+
 def chain_model() -> MarkovSampler:
     from tests.test_exactness import chain
 
@@ -455,6 +468,7 @@ def test_watch_shows_a_proxy_s_requests_from_its_event_stream():
     (["proxy", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--tokenizer",
       "embedded"], "cannot reach http://127.0.0.1:9/v1"),
     (["watch", "localhost:8100"], "malformed URL"),
+    (["proxy", "--prompt", "hi"], "--prompt does not apply to `beamtui proxy`"),
 ])
 def test_bad_proxy_input_is_one_line_and_exit_2(argv, message):
     done = run_cli(*argv, timeout=60)

@@ -54,9 +54,10 @@ class Flag:
 
 FLAGS = (
     # What to search
-    Flag("prompt", "the user prompt to answer"),
+    # The proxy's prompts come in its requests.
+    Flag("prompt", "the user prompt to answer", commands=SEARCHING - {"proxy"}),
     Flag("system_prompt", "a system message placed before the prompt (gen: the teacher's instructions)",
-         commands=SEARCHING | {"gen", "eval"}),
+         commands=(SEARCHING | {"gen", "eval"}) - {"proxy"}),
     Flag("strategy", "the search strategy", choices=strategy_names),
     Flag("block_tokens", "tokens per block", int, commands=SEARCHING | {"eval"}),
     Flag("max_tokens", "tokens per answer at most", int, commands=EVERYWHERE),
