@@ -1,5 +1,6 @@
 """Text captures of the dashboard for the README: each strategy's view, replayed from the committed event
-fixtures (tests/fixtures, recorded from a synthetic word-chain endpoint, so they hold no model output), at 160x48 and, for the tree, 80x24.
+fixtures (tests/fixtures, recorded from a synthetic word-chain endpoint, so they hold no model output), at 160x48
+and, for the tree, 80x24.
 
     python -m benchmarks.captures      (from the repository root; writes assets/captures/*.txt)
 """

@@ -7,9 +7,10 @@ The chain (below) has four weather words and an end-of-sequence word; answers of
 answers, p^alpha enumerated. Its per-state normalisers differ, so tempering each token at 1/alpha lands 0.81
 in total variation from p^alpha. Each path draws 2,000 answers: in-process; over HTTP through the OpenAI backend
 to the fault server with raw logprobs and top-20 alternatives (vLLM's default), processed logprobs, text-only
-prompts and answers, and top-2 alternatives only (log q truly estimated: the chain has five words); through the Tinker backend to its stand-in with raw and
-scaled logprobs. smc answers with one particle drawn by weight (2,000 searches); mcmc counts the final state of
-each of 8 independent chains (250 searches; its answer is one of them chosen uniformly, the same law).
+prompts and answers, and top-2 alternatives only (log q truly estimated: the chain has five words); through the
+Tinker backend to its stand-in with raw and scaled logprobs. smc answers with one particle drawn by weight (2,000
+searches); mcmc counts the final state of each of 8 independent chains (250 searches; its answer is one of them
+chosen uniformly, the same law).
 """
 
 from __future__ import annotations

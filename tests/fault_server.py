@@ -3,8 +3,9 @@
 It answers `/v1/completions` and `/v1/chat/completions` either with made-up tokens and logprobs
 (`tests/synthetic_answers.py`) or by proxying to an upstream server (`python -m llama_cpp.server`), and injects
 faults at configurable rates: 429 with Retry-After, 500, 503, hangs past the client's timeout, truncated JSON
-bodies, connections reset mid-response, answers without logprobs, `n` ignored, and slow answers. It counts requests and the peak number
-in flight, so tests can assert what the server saw. `GET /stats` returns the counters as JSON.
+bodies, connections reset mid-response, answers without logprobs, `n` ignored, and slow answers. It counts
+requests and the peak number in flight, so tests can assert what the server saw. `GET /stats` returns the
+counters as JSON.
 
 Run it by hand: `python -m tests.fault_server --port 8123 --latency 0.3`.
 """

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from engine import event_log
 from engine.events import SearchFinished, SearchStarted
 from engine.settings import SearchSettings
-from engine import event_log
 from tests.fixtures.record import BACKEND, fixture_path
 from tui.app import BeamtuiApp
 from tui.engine_host import EngineBatch

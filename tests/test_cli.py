@@ -244,7 +244,8 @@ def test_config_before_or_after_the_subcommand_is_read(tmp_path):
     config = tmp_path / "beamtui.toml"
     config.write_text('beam-width = 3\nstrategy = "beam"\n')
     parser, _ = build_parser()
-    for argv in (["--config", str(config), "run", "--prompt", "hi"], ["run", "--prompt", "hi", "--config", str(config)]):
+    for argv in (["--config", str(config), "run", "--prompt", "hi"],
+                 ["run", "--prompt", "hi", "--config", str(config)]):
         search, _ = settings_from(merged_values(parser.parse_args(argv)))
         assert search.beam_width == 3
     search, _ = settings_from(merged_values(parser.parse_args(["--config", str(config), "run", "--prompt", "hi",
@@ -277,7 +278,8 @@ def test_every_subcommand_reads_the_shipped_example_config(tmp_path):
         "gen": ["gen", "--config", EXAMPLE_CONFIG, "--questions", str(questions), "--out",
                 str(tmp_path / "teacher.jsonl"), "--max-tokens", "4", "--quiet"],
         "eval": ["eval", "--config", EXAMPLE_CONFIG, "--problems", "assets/arithmetic.jsonl", "--limit", "1",
-                 "--strategies", "greedy", "--max-tokens", "4", "--block-tokens", "4", "--out", str(tmp_path / "eval.jsonl"), "--quiet"],
+                 "--strategies", "greedy", "--max-tokens", "4", "--block-tokens", "4",
+                 "--out", str(tmp_path / "eval.jsonl"), "--quiet"],
     }
     for name, argv in runs.items():
         done = run_cli(*argv)

@@ -36,7 +36,8 @@ def urls(threaded) -> list[str]:
 def test_traffic_follows_capacity_and_both_caps_hold(tmp_path):
     group = InFlightGroup()
     with ExitStack() as stack:
-        fast, middle, slow = servers(stack, *(FaultConfig(latency=latency, group=group) for latency in (0.05, 0.1, 0.2)))
+        fast, middle, slow = servers(stack, *(FaultConfig(latency=latency, group=group)
+                                              for latency in (0.05, 0.1, 0.2)))
         questions = write_questions(tmp_path / "q.txt", 280)
         done = run_cli("gen", "--questions", str(questions), "--out", str(tmp_path / "out.jsonl"), *SYNTHETIC,
                        *urls([fast, middle, slow]), "--max-concurrent", "10", "--endpoint-max-concurrent", "4",
