@@ -14,6 +14,7 @@ from typing import Any
 from engine.errors import ConfigError
 
 OUTPUTS = ("sample", "best")
+CUTS = ("uniform", "entropy")  # where an MH step cuts the answer (engine.scoring.cut_log_probabilities)
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,22 @@ class StrategyInfo:
     reads: tuple[str, ...] = ()  # settings only it (and strategies sharing them) reads, beyond its sizes
     needs_proposal_logprobs: bool = False  # it corrects for the proposal with log q (mcmc, smc)
     outputs: tuple[str, ...] = ()  # its answer choices (`output`), the first the default
+    cuts: tuple[str, ...] = ()  # its cut choices (`cut`), the first the default
+    grows: tuple[str, ...] = ()  # the sizes a budget multiplies (eval --budgets); none: its cost is fixed
     blockwise: bool = False  # it grows answers block by block; the others ask for whole answers
     weighted: bool = False  # its candidates carry importance weights (log_weight)
     score_is: str = "target alpha*log p"  # what its candidates' `score` is, as a label beside the number
     temperature: float | None = None  # the one temperature it samples at (greedy: 0); None: the proposal's
 
     @property
+    def choices(self) -> dict[str, tuple[str, ...]]:
+        """The settings a spec names by a word after its sizes (smc:8:best, mcmc:2x5:entropy), with their values,
+        the first the default."""
+        return {name: values for name, values in (("cut", self.cuts), ("output", self.outputs)) if values}
+
+    @property
     def settings_read(self) -> tuple[str, ...]:
-        return self.sizes + self.reads + (("output",) if self.outputs else ())
+        return self.sizes + self.reads + tuple(self.choices)
 
 
 _REGISTRY: dict[str, StrategyInfo] = {}
@@ -90,6 +99,6 @@ def spec_grammar() -> str:
         required = len(info.sizes) - info.optional_sizes
         sizes = "x".join(size.upper() for size in info.sizes[:required])
         sizes += "".join(f"[x{size.upper()}]" for size in info.sizes[required:])
-        output = f"[:{'|'.join(info.outputs[1:])}]" if info.outputs else ""
-        forms.append(f"{info.name}:{sizes}{output}" if sizes else info.name)
+        words = "".join(f"[:{'|'.join(values[1:])}]" for values in info.choices.values())
+        forms.append(f"{info.name}:{sizes}{words}" if sizes else info.name)
     return ", ".join(forms)

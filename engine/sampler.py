@@ -44,6 +44,7 @@ class SampleRequest:
     prompt_len: int = 0
     proposal_logprobs: bool = False  # the caller needs log q: remote backends then ask for what estimates it
     top_logprobs: int = 0  # return this many top alternatives (raw log p) at each position
+    entropies: bool = False  # return the model's next-token entropy at each position (entropy-cut MH)
     watch: Watch | None = field(default=None, compare=False, repr=False)
 
 
@@ -61,6 +62,10 @@ class Continuation:
     # The per-token logprobs are not all the server's own: text re-tokenised on our side got an even share of the
     # total, or an end-of-sequence token the server did not score is missing from them.
     logprobs_estimated: bool = False
+    # With SampleRequest.entropies: the entropy of the model's next-token distribution (temperature 1) at each
+    # position, before its token was drawn; estimated from the top alternatives when the backend has no full row.
+    entropies: tuple[float, ...] | None = None
+    entropies_estimated: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,9 @@ class Sampler(Protocol):
 
     def tokenize(self, text: str) -> list[int]: ...
 
+    def is_end(self, token_id: int) -> bool:
+        """Whether the token ends an answer (end of sequence); False for every token when the backend cannot say."""
+
     def detokenize(self, token_ids: Sequence[int]) -> str: ...
 
     def render_chat(self, messages: Sequence[Message]) -> list[int]:
@@ -142,6 +150,9 @@ class SamplerDefaults:
 
     def describe(self) -> list[dict] | None:
         return None
+
+    def is_end(self, token_id: int) -> bool:
+        return False
 
 
 def live_text(text: str) -> str:

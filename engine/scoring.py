@@ -31,6 +31,7 @@ class Candidate:
     parent: int = -1
     log_weight: float = 0.0
     finish_reason: str | None = None
+    entropies: tuple[float, ...] = ()  # the model's next-token entropy at each position, where a strategy asked
 
     @property
     def length(self) -> int:
@@ -102,13 +103,36 @@ def select(candidates: Iterable[Candidate], beam_width: int) -> Selection:
 
 
 def mh_log_weight(alpha: float, suffix_logprobs: Sequence[float], suffix_proposal_logprobs: Sequence[float],
-                  length: int) -> float:
+                  log_cut: float) -> float:
     """An answer's weight in a Metropolis-Hastings step that regenerates its suffix from one position: target over
-    proposal on the regenerated suffix, alpha * log p - log q (the shared prefix cancels), less log(length): the
-    position is drawn uniformly from the current answer, so when an end-of-sequence token changes the length the
-    reverse move is more or less likely. The difference of two weights is the log of Karan & Du's ratio
-    (arXiv 2510.14901): alpha * (log p(new) - log p(old)) + log q(old) - log q(new) + log(old / new length)."""
-    return alpha * math.fsum(suffix_logprobs) - math.fsum(suffix_proposal_logprobs) - math.log(length)
+    proposal on the regenerated suffix, alpha * log p - log q (the shared prefix cancels), plus `log_cut`, the log
+    probability that this answer's own cut distribution picks that position (the Hastings term of the reverse
+    move). With uniform cuts it is -log(length), and the difference of two weights is the log of Karan & Du's
+    ratio (arXiv 2510.14901): alpha * (log p(new) - log p(old)) + log q(old) - log q(new) + log(old / new length).
+    Any cut distribution that is a function of the answer alone keeps the chain on p^alpha so."""
+    return alpha * math.fsum(suffix_logprobs) - math.fsum(suffix_proposal_logprobs) + log_cut
+
+
+# The share of an entropy cut's mass spread evenly over the answer: every position stays a possible cut (so every
+# answer stays reachable), and an answer whose entropy never rises is cut uniformly.
+CUT_FLOOR = 0.1
+CUTS = ("uniform", "entropy")
+
+
+def cut_log_probabilities(cut: str, length: int, entropies: Sequence[float] = ()) -> list[float]:
+    """log of the probability of cutting an answer of `length` tokens at each position, for MH's suffix
+    regeneration. "uniform": 1/length each (Karan & Du). "entropy": in proportion to how far the model's
+    next-token entropy rises at the position over the one before (the first position: over 0), the decision
+    points of Zhou, Mehrotra & Liu (arXiv 2605.30327), mixed with CUT_FLOOR of uniform mass."""
+    if cut == "uniform" or length == 0:
+        return [-math.log(length)] * length if length else []
+    if len(entropies) != length:
+        raise ValueError(f"entropy cuts need an entropy a position: {len(entropies)} for {length} tokens")
+    jumps = [max(0.0, h - (entropies[i - 1] if i else 0.0)) for i, h in enumerate(entropies)]
+    total = math.fsum(jumps)
+    if total <= 0:
+        return [-math.log(length)] * length
+    return [math.log(CUT_FLOOR / length + (1 - CUT_FLOOR) * jump / total) for jump in jumps]
 
 
 def mtm_log_acceptance(proposal_log_weights: Sequence[float], reference_log_weights: Sequence[float]) -> float:
@@ -127,6 +151,37 @@ def accepts(log_ratio: float, uniform: float) -> bool:
 def smc_log_weight_increment(alpha: float, logprobs: Sequence[float], proposal_logprobs: Sequence[float]) -> float:
     """What a block adds to a particle's log importance weight: alpha * log p(block) - log q(block)."""
     return alpha * math.fsum(logprobs) - math.fsum(proposal_logprobs)
+
+
+def sps_log_future_mass(rollout_log_weights: Sequence[float]) -> float:
+    """log zeta-hat of a candidate token: the mean over its rollouts of p^alpha/q (each rollout's
+    smc_log_weight_increment), an unbiased estimate of the p^alpha mass of the futures after it. A candidate
+    that ends the answer has one future, the empty one: pass (0.0,), zeta = 1."""
+    return log_sum_exp(rollout_log_weights) - math.log(len(rollout_log_weights))
+
+
+def sps_token_probabilities(candidate_logprobs: Sequence[float], rollout_log_weights: Sequence[Sequence[float]],
+                            alpha: float, *, jackknife: bool = True) -> list[float]:
+    """Scalable power sampling's next-token distribution over the candidates (Ji et al. 2026, arXiv 2601.21590):
+    p^alpha(v) * zeta-hat(v), normalised. The ratio is biased by O(1/M) for M rollouts a candidate; the jackknife
+    M * pi - (M - 1)/M * sum_j pi^(-j), pi^(-j) leaving out every candidate's j-th rollout, cuts the bias to
+    O(1/M^2). Negative entries are clipped to 0 before renormalising; if none stays positive, the plain ratio.
+    Candidates with one rollout (an end token's exact zeta) keep it in every leave-one-out."""
+
+    def ratio(weights: Sequence[Sequence[float]]) -> list[float]:
+        logits = [alpha * lp + sps_log_future_mass(w) for lp, w in zip(candidate_logprobs, weights, strict=True)]
+        return normalized_weights(logits)
+
+    plain = ratio(rollout_log_weights)
+    counts = {len(w) for w in rollout_log_weights if len(w) > 1}
+    if not jackknife or len(counts) != 1:  # no rollouts to leave out, or unequal counts: no jackknife
+        return plain
+    m = counts.pop()
+    left_out = [ratio([w if len(w) == 1 else [*w[:j], *w[j + 1:]] for w in rollout_log_weights]) for j in range(m)]
+    corrected = [max(0.0, m * p - (m - 1) / m * math.fsum(loo[k] for loo in left_out))
+                 for k, p in enumerate(plain)]
+    total = math.fsum(corrected)
+    return [c / total for c in corrected] if total > 0 else plain
 
 
 def log_sum_exp(values: Sequence[float]) -> float:

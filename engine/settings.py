@@ -10,7 +10,7 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from engine.errors import ConfigError
-from engine.registry import OUTPUTS, StrategyInfo, spec_grammar, strategy_info
+from engine.registry import CUTS, OUTPUTS, StrategyInfo, spec_grammar, strategy_info
 
 BACKENDS = ("local", "openai", "tinker")
 MODES = ("parallel", "sequential")
@@ -23,7 +23,7 @@ ZERO_ALLOWED = {"mcmc_steps": 0}  # integer settings that may be 0; the others a
 # What a count may be at most: a search past these is a typo, or hours of work on any backend we know (100,000
 # particles of 8 tokens ran 4 minutes on the local model without finishing a block).
 MOST = {"beam_width": 1024, "n_per_beam": 64, "chains": 1024, "mcmc_steps": 1000, "tries": 16, "particles": 1024,
-        "best_of": 1024, "votes": 1024, "block_tokens": 262_144, "max_tokens": 262_144}
+        "best_of": 1024, "votes": 1024, "top_k": 20, "rollouts": 64, "block_tokens": 262_144, "max_tokens": 262_144}
 MOST_CANDIDATES = 4096  # beam_width x n_per_beam: the candidates of one block
 MAX_SEED = 2**63 - 1
 MOST_STOPS = 4  # as the OpenAI API allows
@@ -55,12 +55,18 @@ class SearchSettings:
     chains: int = 2
     mcmc_steps: int = 5
     tries: int = 1  # proposals per step; above 1, multiple-try Metropolis
+    cut: Literal["uniform", "entropy"] = "uniform"  # where a step cuts: uniformly, or where entropy rises
     # smc
     particles: int = 8
     ess_threshold: float = 0.5  # resample when the effective sample size drops below this fraction of particles
     # mcmc and smc: "sample", a draw from p^alpha (a chain's final state chosen uniformly, a particle drawn by
     # weight); "best", the highest target alpha*log p in the final population (mode-seeking)
     output: Literal["sample", "best"] = "sample"
+    # sps (scalable power sampling): at each decision the top_k likeliest next tokens, each with `rollouts`
+    # continuations of `horizon` tokens (None: the rest of the block) that estimate the p^alpha mass of its futures
+    top_k: int = 8
+    rollouts: int = 8
+    horizon: int | None = None
     # best-of-n
     best_of: int = 8
     # vote
@@ -75,6 +81,11 @@ class SearchSettings:
         """The temperature the strategy samples at: its own when it has one (greedy: 0), else the proposal's."""
         fixed = self.info.temperature
         return self.proposal_temperature if fixed is None else fixed
+
+    @property
+    def rollout_horizon(self) -> int:
+        """sps: how far each rollout looks ahead of its candidate token."""
+        return max(1, self.block_tokens - 1) if self.horizon is None else self.horizon
 
     @property
     def info(self) -> StrategyInfo:
@@ -114,6 +125,13 @@ class SearchSettings:
             raise ConfigError(
                 f"block-tokens ({self.block_tokens}) cannot be larger than max-tokens ({self.max_tokens})"
             )
+        if self.horizon is not None:
+            least = max(1, self.block_tokens - 1)
+            if not isinstance(self.horizon, int) or isinstance(self.horizon, bool) or self.horizon < least:
+                raise ConfigError(f"horizon must be an integer >= {least} (the rest of a block of {self.block_tokens} "
+                                  f"tokens, which its rollouts supply), got {self.horizon!r}")
+            if self.horizon > MOST["max_tokens"]:
+                raise ConfigError(f"horizon must be at most {MOST['max_tokens']:,}, got {self.horizon:,}")
         if not self.alpha > 0:
             raise ConfigError(f"alpha must be > 0, got {self.alpha!r}")
         if self.temperature is not None and not self.temperature >= 0:
@@ -122,6 +140,8 @@ class SearchSettings:
             raise ConfigError(f"length-penalty must be >= 0, got {self.length_penalty!r}")
         if not 0 < self.ess_threshold <= 1:
             raise ConfigError(f"ess-threshold must be in (0, 1], got {self.ess_threshold!r}")
+        if self.cut not in CUTS:
+            raise ConfigError(f"cut must be one of {', '.join(CUTS)}, got {self.cut!r}")
         if self.output not in OUTPUTS:
             raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
         if self.mode not in MODES:
@@ -140,34 +160,36 @@ class SearchSettings:
 
     @property
     def spec(self) -> str:
-        """The strategy, its sizes and (when not the default) its output in one word, as eval's --strategies
-        takes them: beam:4x4, mcmc:2x5, smc:8:best."""
+        """The strategy, its sizes and (when not the default) its cut and output in one word, as eval's
+        --strategies takes them: beam:4x4, mcmc:2x5, mcmc:2x5:entropy, smc:8:best."""
         info = self.info
         values = [getattr(self, name) for name in info.sizes]
         required = len(info.sizes) - info.optional_sizes
         while len(values) > required and values[-1] == SEARCH_DEFAULTS[info.sizes[len(values) - 1]]:
             values.pop()  # an optional size at its default is left out: mcmc:2x5, not mcmc:2x5x1
         sizes = "x".join(map(str, values))
-        output = f":{self.output}" if info.outputs and self.output != info.outputs[0] else ""
-        return f"{self.strategy}:{sizes}{output}" if sizes else self.strategy
+        words = "".join(f":{getattr(self, name)}" for name, choices in info.choices.items()
+                        if getattr(self, name) != choices[0])
+        return f"{self.strategy}:{sizes}{words}" if sizes else self.strategy
 
     def with_spec(self, spec: str) -> SearchSettings:
-        """These settings with the strategy, sizes and output of a spec (the inverse of `spec`): greedy, sample,
-        best-of-n:8, beam:4x4, mcmc:2x5, smc:8, smc:8:best, mcmc:2x5:sample."""
+        """These settings with the strategy, sizes, cut and output of a spec (the inverse of `spec`): greedy,
+        sample, best-of-n:8, beam:4x4, mcmc:2x5, mcmc:2x5x4:entropy, smc:8, smc:8:best, mcmc:2x5:sample."""
         name, _, rest = spec.strip().partition(":")
-        sizes, _, output = rest.partition(":")
+        sizes, *words = rest.split(":") if rest else [""]
         try:
             info = strategy_info(name)
         except ConfigError:
             info = None
         parts = sizes.split("x") if sizes else []
+        named = {setting: word for word in words for setting, values in (info.choices if info else {}).items()
+                 if word in values}
         if (info is None or len(parts) > len(info.sizes) or not all(p.isdigit() for p in parts)
-                or (output and output not in info.outputs)):
+                or len(named) != len(words)):
             raise ConfigError(f"unknown strategy spec {spec!r}: use {spec_grammar()}")
         changes = {f: SEARCH_DEFAULTS[f] for f in info.sizes[len(info.sizes) - info.optional_sizes:]}
         changes |= {f: int(p) for f, p in zip(info.sizes, parts, strict=False)}
-        if info.outputs:
-            changes["output"] = output or info.outputs[0]
+        changes |= {setting: named.get(setting, values[0]) for setting, values in info.choices.items()}
         try:
             return self.replace(strategy=name, **changes)
         except ConfigError as exc:

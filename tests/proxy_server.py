@@ -31,7 +31,7 @@ class ThreadedProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def _run(self) -> None:
-        from tui.commands.proxy import serve
+        from tui.commands.proxy_http import serve
 
         async def main() -> None:
             self._stop = asyncio.Event()

@@ -71,6 +71,7 @@ class MarkovSampler(SamplerDefaults):
         logprobs = [[] for _ in range(request.n)]
         proposal = [[] for _ in range(request.n)]
         alternatives = [[] for _ in range(request.n)]
+        entropies = [[] for _ in range(request.n)]
         done = [False] * request.n
         if request.watch is not None:
             for index in range(request.n):
@@ -90,17 +91,22 @@ class MarkovSampler(SamplerDefaults):
                 token, log_q = draw(probs, request.temperature, rngs[index].random())
                 if request.top_logprobs:
                     alternatives[index].append(top_alternatives(probs, request.top_logprobs))
+                entropies[index].append(-math.fsum(p * math.log(p) for p in probs if p > 0))
                 logprobs[index].append(math.log(probs[token]))
                 proposal[index].append(log_q)
                 tokens[index].append(token)
                 states[index] = token
                 done[index] = token == self.eos
         return [Continuation(tuple(t), self.detokenize(t), tuple(lp), "stop" if t and t[-1] == self.eos else "length",
-                             tuple(q), tuple(a) if request.top_logprobs else None)
-                for t, lp, q, a in zip(tokens, logprobs, proposal, alternatives, strict=True)]
+                             tuple(q), tuple(a) if request.top_logprobs else None,
+                             entropies=tuple(h) if request.entropies else None)
+                for t, lp, q, a, h in zip(tokens, logprobs, proposal, alternatives, entropies, strict=True)]
 
     def tokenize(self, text: str) -> list[int]:
         return [self.words.index(word) for word in text.split()]
+
+    def is_end(self, token_id: int) -> bool:
+        return token_id == self.eos
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return "".join(_spaced(self.words[t]) for t in token_ids if t != PROMPT_TOKEN).strip()

@@ -242,12 +242,42 @@ def test_a_small_eval_on_the_embedded_model(tmp_path):
     assert [row["n"] for row in rows] == [2, 2] and rows[1]["mean_requests"] >= 2
 
 
+def test_budget_curves_on_the_embedded_model_with_a_chart_file(tmp_path):
+    """Each family at each budget, its sizes grown as the registry says; greedy once; the curves in the JSON and
+    the chart as a real PNG and SVG."""
+    out, png = tmp_path / "out.jsonl", tmp_path / "curves.png"
+    args = ["eval", "--problems", str(ROOT / "assets" / "arithmetic.jsonl"), "--limit", "2", "--strategies",
+            "greedy,best-of-n:2,sps:2x2", "--budgets", "1,2", "--max-tokens", "6", "--block-tokens", "3",
+            "--out", str(out), "--json", "--quiet"]
+    done = run_cli(*args, "--plot", str(png))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert [row["strategy"] for row in summary["strategies"]] == ["greedy", "best-of-n:2", "best-of-n:4",
+                                                                 "sps:2x2", "sps:2x4"]
+    curves = {curve["strategy"]: curve["points"] for curve in summary["budget_curves"]}
+    assert [p["budget"] for p in curves["greedy"]] == [None]
+    assert [p["budget"] for p in curves["sps:2x2"]] == [1, 2]
+    for points in curves.values():
+        assert all(p["ci_low"] <= p["accuracy"] <= p["ci_high"] and p["mean_tokens"] > 0 for p in points)
+    assert curves["best-of-n:2"][1]["mean_tokens"] > curves["best-of-n:2"][0]["mean_tokens"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    svg = tmp_path / "curves.svg"
+    again = run_cli(*args, "--plot", str(svg))  # resumed: nothing to run, the same curves drawn from the output
+    assert again.returncode == 0 and json.loads(again.stdout)["budget_curves"] == summary["budget_curves"]
+    assert "<svg" in svg.read_text() and "sps:2x2" in svg.read_text()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--strategies", "greedy,bogus:3"], "unknown strategy spec 'bogus:3'"),
     (["--grader", "regex:no group"], "exactly one group"),
     (["--grader", "fuzzy"], "--grader must be one of"),
     (["--prompt-template", "no placeholder"], "must contain {question}"),
     (["--limit", "0"], "--limit must be >= 1"),
+    (["--budgets", "0,2"], "--budgets must be at most 8 numbers from 1 to 64"),
+    (["--budgets", "1,two"], "--budgets must be comma-separated whole numbers"),
+    (["--strategies", "smc:512", "--budgets", "1,4"], "smc:512 at budget 4: particles must be at most 1,024"),
+    (["--plot", "chart.pdf"], "--plot writes .png or .svg files"),
+    (["--plot", "/nonexistent/chart.png"], "does not exist"),
 ])
 def test_bad_eval_input_is_one_line_and_exit_2(tmp_path, args, message):
     done = run_cli("eval", "--problems", str(FIXTURES / "gsm8k.jsonl"), "--out", str(tmp_path / "o.jsonl"), *args)

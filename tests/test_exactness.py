@@ -16,6 +16,7 @@ require tempered sampling to be further than 0.25. Seeds are fixed, so every mac
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -39,6 +40,17 @@ MCMC = BASE.replace(strategy="mcmc", chains=8, mcmc_steps=10, block_tokens=LENGT
 # Multiple-try Metropolis, four tries a step: half the steps of plain MH reach the same distance (in-process, 4000
 # draws: 0.038 at 4x10 and 0.047 at 4x5 against 0.044 for plain MH at 10 steps; an exact sampler's 0.032).
 MTM = MCMC.replace(tries=4, mcmc_steps=5)
+# Entropy cuts (arXiv 2605.30327): positions drawn where the chain's entropy rises, each answer's own cut
+# probability in its weight. In-process, 1000 draws: 0.058 (plain MH, the answer), 0.076 (four tries, every
+# chain); with uniform cuts' correction in place of the entropy cut's own, 0.146 and 0.121.
+ENTROPY_MCMC = MCMC.replace(cut="entropy")
+ENTROPY_MTM = MTM.replace(cut="entropy")
+# Scalable power sampling at its most faithful here: every word a candidate, one decision per token, rollouts to
+# the end of the answer. An approximation still (8 rollouts a candidate); at 1000 draws it lands 0.06-0.07 from
+# p^alpha in-process, within an exact sampler's noise. Over each remote path 500 draws, whose bound 0.14 is the
+# 99.8th percentile of exact draws' distance (0.087 on average, by simulation).
+SPS = BASE.replace(strategy="sps", top_k=5, rollouts=8, block_tokens=1, horizon=LENGTH)
+SPS_DRAWS, SPS_WITHIN = 500, 0.14
 # Over HTTP, one block: one request a search instead of about fifteen (the SDK's httpx costs ~4 ms a request on
 # loopback), which keeps what HTTP can get wrong (log p and log q as the server reports them) under test; blocks
 # and resampling are backend-independent and tested in-process and through Tinker.
@@ -95,6 +107,33 @@ def test_multiple_try_mcmc_answers_are_draws_from_p_alpha_in_process():
     assert total_variation(counts, exact()) < EXACT_WITHIN
 
 
+def test_entropy_cut_mcmc_answers_are_draws_from_p_alpha_in_process():
+    counts, results = asyncio.run(collect(chain(), ENTROPY_MCMC, DRAWS))
+    assert all(r.stats["cut"] == "entropy" and r.stats["entropies"] == "exact" for r in results)
+    assert total_variation(counts, exact()) < EXACT_WITHIN
+    counts, _ = asyncio.run(collect(chain(), ENTROPY_MTM, DRAWS // ENTROPY_MTM.chains, every_chain=True))
+    assert total_variation(counts, exact()) < EXACT_WITHIN
+
+
+def test_sps_with_every_token_a_candidate_lands_near_p_alpha_and_with_two_far_from_it():
+    counts, results = asyncio.run(collect(chain(), SPS, DRAWS))
+    assert all(r.stats["draw"] == "approximate" and r.stats["decisions"] >= 1 for r in results)
+    assert total_variation(counts, exact()) < EXACT_WITHIN
+    counts, _ = asyncio.run(collect(chain(), SPS.replace(top_k=2), DRAWS))
+    assert total_variation(counts, exact()) > 0.25
+
+
+def test_entropy_cuts_without_their_own_reverse_cut_term_leave_p_alpha(monkeypatch):
+    """The Hastings term of the reverse cut is what keeps entropy cuts exact: weighed with uniform cuts' term
+    instead (1/length), the same draws land outside the bound."""
+    from engine.strategies.mcmc import MetropolisHastings
+
+    monkeypatch.setattr(MetropolisHastings, "log_cut",
+                        staticmethod(lambda search, length, entropies, position: -math.log(length)))
+    counts, _ = asyncio.run(collect(chain(), ENTROPY_MCMC, DRAWS))
+    assert total_variation(counts, exact()) > EXACT_WITHIN
+
+
 def test_multiple_try_mcmc_with_few_steps_beats_plain_mcmc_with_as_few():
     """Three steps: plain MH is still far from p^alpha (0.18), four tries a step are near it (0.09)."""
     plain, _ = asyncio.run(collect(chain(), MCMC.replace(mcmc_steps=3), DRAWS // 8, every_chain=True))
@@ -120,9 +159,9 @@ HTTP_PATHS = [
 # Plain MH is multiple-try Metropolis with one try (one code path): over HTTP plain MH runs in vLLM's default mode,
 # and four tries (one request of n = 7 a step, half the steps) in every mode.
 HTTP_RUNS = [(SMC_ONE_BLOCK, config) for _, config in HTTP_PATHS] + [(MCMC, HTTP_PATHS[0][1])] + [
-    (MTM, config) for _, config in HTTP_PATHS]
+    (MTM, config) for _, config in HTTP_PATHS] + [(ENTROPY_MTM, config) for _, config in HTTP_PATHS]
 HTTP_IDS = [f"smc-{name}" for name, _ in HTTP_PATHS] + [f"mcmc-{HTTP_PATHS[0][0]}"] + [
-    f"mtm-{name}" for name, _ in HTTP_PATHS]
+    f"mtm-{name}" for name, _ in HTTP_PATHS] + [f"entropy-mtm-{name}" for name, _ in HTTP_PATHS]
 
 
 @pytest.mark.parametrize(("settings", "mode"), HTTP_RUNS, ids=HTTP_IDS)
@@ -133,11 +172,27 @@ def test_power_samplers_are_exact_over_http(mode, settings):
     assert sampler.processed == (mode["logprobs_mode"] == "processed")
     assert sampler.token_prompts == mode.get("token_prompts", True)
     assert sum(counts.values()) == DRAWS
+    if settings.cut == "entropy":
+        assert all(r.stats["entropies"] == "estimated from top alternatives" for r in results)
     assert total_variation(counts, exact()) < EXACT_WITHIN
 
 
+@pytest.mark.parametrize("mode", [config for _, config in HTTP_PATHS], ids=[name for name, _ in HTTP_PATHS])
+def test_sps_lands_as_near_p_alpha_over_http(mode):
+    """Candidates come from the server's top alternatives: by id, or (text-only servers) by their strings."""
+    (counts, results), _ = served(chain(), FaultConfig(**mode), SPS, SPS_DRAWS)
+    assert not any(r.error for r in results)
+    assert total_variation(counts, exact()) < SPS_WITHIN
+
+
 @pytest.mark.parametrize("scaled", [False, True], ids=["raw", "scaled"])
-@pytest.mark.parametrize("settings", [SMC, MCMC, MTM], ids=["smc", "mcmc", "mtm"])
+def test_sps_lands_as_near_p_alpha_through_tinker(scaled):
+    (counts, _), _ = over_tinker(chain(), LocalTinkerClient(chain(), scaled=scaled), SPS, SPS_DRAWS)
+    assert total_variation(counts, exact()) < SPS_WITHIN
+
+
+@pytest.mark.parametrize("scaled", [False, True], ids=["raw", "scaled"])
+@pytest.mark.parametrize("settings", [SMC, MCMC, MTM, ENTROPY_MTM], ids=["smc", "mcmc", "mtm", "entropy-mtm"])
 def test_power_samplers_are_exact_through_tinker(scaled, settings):
     every_chain = settings.strategy == "mcmc"
     runs = DRAWS // settings.chains if every_chain else DRAWS

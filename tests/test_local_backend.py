@@ -15,7 +15,8 @@ from engine.backends.local.backend import LocalSampler
 from engine.backends.local.kv_sequences import gap_closing_moves
 from engine.backends.local.layout import PLAIN, REPACKED, REPACKED_ONE_TOKEN, weight_layout
 from engine.backends.local.model_file import embedded_model_path
-from engine.backends.local.sampling import sample_tokens, top_alternatives
+from engine.backends.local.sampling import next_token_entropy, sample_tokens, top_alternatives
+from engine.backends.tempering import estimated_entropy
 from engine.errors import BackendError
 from engine.sampler import Message, SampleRequest
 
@@ -125,6 +126,34 @@ def test_sample_tokens_over_a_real_sized_vocabulary_matches_a_float64_log_softma
     alternatives = top_alternatives(logits, 3)
     assert [t for t, _ in alternatives] == list(np.argsort(-exact)[:3])
     assert [lp for _, lp in alternatives] == pytest.approx(log_softmax[[t for t, _ in alternatives]], abs=1e-5)
+
+
+def test_next_token_entropy_is_the_row_s_softmax_entropy_and_top_alternatives_estimate_it():
+    rng = np.random.default_rng(4)
+    logits = (rng.standard_normal(49152) * 4).astype(np.float32)
+    exact = logits.astype(np.float64)
+    probs = np.exp(exact - exact.max())
+    probs /= probs.sum()
+    assert next_token_entropy(logits) == pytest.approx(-float(np.sum(probs * np.log(probs))), rel=1e-9)
+    # Over every token, the estimate from alternatives is exact; a token of probability 0 adds nothing.
+    small = np.log(np.array([0.5, 0.3, 0.2]))
+    assert estimated_entropy([*small, -np.inf]) == pytest.approx(-float(np.sum(np.exp(small) * small)))
+    # Processed log q at temperature 0.5, scaled back by it, gives the raw distribution's entropy.
+    tempered = small / 0.5 - np.log(np.sum(np.exp(small / 0.5)))
+    assert estimated_entropy(list(tempered), 0.5) == pytest.approx(estimated_entropy(list(small)))
+
+
+async def test_continuations_carry_each_position_s_exact_entropy_when_asked(layout_sampler):
+    ids = prompt_ids(layout_sampler, "Write a word.")
+    plain, = await layout_sampler.sample(SampleRequest(ids, 1, 6, temperature=0.5, seed=5))
+    asked, = await layout_sampler.sample(SampleRequest(ids, 1, 6, temperature=0.5, seed=5, entropies=True,
+                                                       top_logprobs=20))
+    assert plain.entropies is None and asked.token_ids == plain.token_ids
+    assert len(asked.entropies) == len(asked.token_ids) and not asked.entropies_estimated
+    for entropy, alternatives in zip(asked.entropies, asked.top_logprobs, strict=True):
+        top = np.array([lp for _, lp in alternatives])
+        # The whole row's entropy is at least the top 20's share of it, and at most log(vocabulary).
+        assert -float(np.sum(np.exp(top) * top)) - 1e-6 <= entropy <= np.log(49152)
 
 
 @pytest.mark.parametrize("vocab", [49152, 50257])

@@ -97,3 +97,17 @@ async def test_a_registered_toy_strategy_shows_in_the_dashboard(toy):
             assert population.border_title == "Toys"
             assert population.query_one("DataTable").row_count == 2
             assert "last-of-n:2" in str(app.query_one("#settings-bar").render())
+
+
+def test_each_strategy_grows_with_a_budget_as_its_registry_entry_says():
+    from engine.eval.budgets import at_budget, expand
+
+    base = SearchSettings()
+    grown = {s.strategy: at_budget(base.with_spec(s.strategy), 4) for s in map(base.with_spec, strategy_names())}
+    assert (grown["smc"].particles, grown["beam"].beam_width, grown["best-of-n"].best_of) == (32, 16, 32)
+    assert (grown["mcmc"].mcmc_steps, grown["mcmc"].chains, grown["vote"].votes) == (20, 2, 32)
+    assert (grown["sps"].rollouts, grown["sps"].top_k) == (32, 8)
+    assert grown["greedy"] == base.with_spec("greedy")
+    families = expand([base.with_spec("greedy"), base.with_spec("smc:4")], [1, 2, 8])
+    assert [(item.family, item.budget, item.settings.spec) for item in families] == [
+        ("greedy", None, "greedy"), ("smc:4", 1, "smc:4"), ("smc:4", 2, "smc:8"), ("smc:4", 8, "smc:32")]

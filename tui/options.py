@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from engine.errors import ConfigError
-from engine.registry import OUTPUTS, readers, strategy_names
+from engine.registry import CUTS, OUTPUTS, readers, strategy_names
 from engine.settings import APIS, BACKEND_FIELDS, BACKENDS, FLASH_ATTN, MODES, WEIGHTS, BackendSettings, SearchSettings
 
 AFTER_COMMAND = "_after_command"
@@ -74,11 +74,18 @@ FLAGS = (
     Flag("mcmc_steps", "Metropolis-Hastings steps after each block", int),
     Flag("tries", "proposals per Metropolis-Hastings step; above 1, multiple-try Metropolis: one request of "
          "2*tries-1 samples a step", int),
+    Flag("cut", "where a Metropolis-Hastings step cuts the answer: uniformly, or where the model's next-token "
+         "entropy rises (its decisions; exact on the local backend, from the top alternatives elsewhere)",
+         choices=CUTS),
     Flag("particles", "particles", int),
     Flag("ess_threshold", "resample below this fraction of particles as ESS", float),
     Flag("output", "answer with a draw from p^alpha (sample: a chain's final state chosen uniformly, a particle "
          "drawn by weight) or the highest alpha*log p of the final population (best, mode-seeking)",
          choices=OUTPUTS, aliases=("smc_output",)),
+    Flag("top_k", "candidate tokens at each decision (the likeliest next tokens, at most 20)", int),
+    Flag("rollouts", "continuations per candidate that estimate the p^alpha mass of its futures", int),
+    Flag("horizon", "tokens each rollout looks ahead, at least block-tokens - 1", int,
+         unset="the rest of the block"),
     Flag("best_of", "answers to choose from", int),
     Flag("votes", "answers sampled and grouped by what they answer; the largest group wins", int),
     # Where requests go

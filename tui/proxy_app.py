@@ -58,7 +58,7 @@ class ProxyHost:
         self._started = threading.Event()
 
     def run(self, post) -> None:
-        from tui.commands.proxy import serve
+        from tui.commands.proxy_http import serve
 
         pump = EventPump(post)
         self.service.sinks.append(pump.append)

@@ -104,6 +104,9 @@ class EndpointPool(SamplerDefaults):
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return self.endpoints[0].sampler.detokenize(token_ids)
 
+    def is_end(self, token_id: int) -> bool:
+        return self.endpoints[0].sampler.is_end(token_id)
+
     def render_chat(self, messages: Sequence[Message]) -> list[int]:
         return self.endpoints[0].sampler.render_chat(messages)
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from engine.backends.openai_client import JSONClient
 from engine.backends.server_tokenizer import ServerTokenizer
-from engine.backends.tempering import estimated_log_p, estimated_log_q
+from engine.backends.tempering import estimated_entropy, estimated_log_p, estimated_log_q
 from engine.backends.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
 from engine.errors import BackendError, ConfigError
 from engine.request_layer import settle
@@ -196,8 +197,9 @@ class OpenAISampler(TokenizerBacked):
     def _alternatives_wanted(self, request: SampleRequest) -> int:
         """How many alternatives to ask for: enough to estimate the log-probability the server does not give."""
         if request.top_logprobs:
-            return request.top_logprobs
-        estimating = request.temperature not in (0.0, 1.0) and (request.proposal_logprobs or self.processed)
+            return max(request.top_logprobs, LOGPROB_ALTERNATIVES if request.entropies else 0)
+        estimating = request.entropies or (request.temperature not in (0.0, 1.0)
+                                           and (request.proposal_logprobs or self.processed))
         return LOGPROB_ALTERNATIVES if estimating and self.alternatives else 0
 
     async def _complete(self, request: SampleRequest, alternatives: int, token_prompt: bool) -> Any:
@@ -294,10 +296,11 @@ class OpenAISampler(TokenizerBacked):
         elif alternatives and request.proposal_logprobs:
             logq = [estimated_log_q(v, a, temperature) for v, a in zip(values, alternatives, strict=True)]
         estimated = False
+        aligned = True  # the server's positions are our tokens: its alternatives describe them
         if ids is None:
             ids = self._ids_of_pieces(pieces, text, finish)
             if ids is None or len(ids) != len(values):
-                ids, estimated = self.tokenize(text), True
+                ids, estimated, aligned = self.tokenize(text), True, False
                 logp = _fit(logp, len(ids)) if logp else logp
                 logq = _fit(logq, len(ids)) if logq else logq
             elif finish == "stop" and (not ids or ids[-1] != self._tokenizer().eos_id):
@@ -307,10 +310,14 @@ class OpenAISampler(TokenizerBacked):
                                transient=False)
         # An answer that is its end token alone, from a server that does not score it, has no logprobs at all:
         # an empty log q, not a missing one.
+        entropies = None
+        if request.entropies and aligned and alternatives and len(alternatives) == len(ids):
+            scale = temperature if self.processed and temperature not in (0.0, 1.0) else 1.0
+            entropies = tuple(estimated_entropy(position, scale) for position in alternatives)
         return Continuation(tuple(ids), text, tuple(logp), finish or "length",
                             tuple(logq) if logq is not None else None,
-                            top.pairs() if request.top_logprobs and top.values else None,
-                            logprobs_estimated=estimated)
+                            top.pairs(self._alternative_id) if request.top_logprobs and top.values else None,
+                            logprobs_estimated=estimated, entropies=entropies, entropies_estimated=True)
 
     def _ids_of_pieces(self, pieces: list[str], text: str, finish: str | None) -> list[int] | None:
         """Our token id for each token string of the server, when each is exactly one token of ours and they
@@ -328,6 +335,16 @@ class OpenAISampler(TokenizerBacked):
         if "".join(body) != text:
             return None
         return [*ids, tokenizer.eos_id] if ends else ids
+
+    def _alternative_id(self, key: str) -> int:
+        """Our id of a top alternative the server names: its id, the end token by any of its names, or a string
+        that is exactly one token of ours; -1 when it is none of these."""
+        if key.startswith(TOKEN_ID_PREFIX):
+            return _token_id(key)
+        if self._names_the_end(key):
+            return self._tokenizer().eos_id
+        ids = self._tokenizer().encode(key) if key else []
+        return ids[0] if len(ids) == 1 else -1
 
     def _names_the_end(self, piece: str) -> bool:
         tokenizer = self._tokenizer()
@@ -367,9 +384,11 @@ class Alternatives:
         self.values = values  # empty: the server gave none (or not at every position)
         self.keys = keys
 
-    def pairs(self) -> tuple[tuple[tuple[int, float], ...], ...]:
+    def pairs(self, token_id: Callable[[str], int] | None = None) -> tuple[tuple[tuple[int, float], ...], ...]:
+        """(id, log p) at each position; ids read by `token_id` from the names (default: token-id names only)."""
+        token_id = token_id or _token_id
         keys = self.keys or [[""] * len(position) for position in self.values]
-        return tuple(tuple((_token_id(key), value) for key, value in zip(names, position, strict=True))
+        return tuple(tuple((token_id(key), value) for key, value in zip(names, position, strict=True))
                      for names, position in zip(keys, self.values, strict=True))
 
 
@@ -394,9 +413,12 @@ def _from_chat_choice(choice: dict):
     content = (choice.get("logprobs") or {}).get("content") or []
     values = [float(item["logprob"]) for item in content]
     tokens = [str(item.get("token", "")) for item in content]
-    top = [[float(alt["logprob"]) for alt in item.get("top_logprobs") or []] for item in content]
-    return None, tokens, (choice.get("message") or {}).get("content") or "", values, \
-        Alternatives(top if all(top) else []), choice.get("finish_reason")
+    alternatives = [item.get("top_logprobs") or [] for item in content]
+    complete = all(alternatives)
+    top = Alternatives([[float(alt["logprob"]) for alt in position] for position in alternatives],
+                       [[str(alt.get("token", "")) for alt in position] for position in alternatives]) \
+        if complete else Alternatives([])
+    return None, tokens, (choice.get("message") or {}).get("content") or "", values, top, choice.get("finish_reason")
 
 
 def _token_id(key: str) -> int:

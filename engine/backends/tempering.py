@@ -26,6 +26,18 @@ def _log_normaliser(value: float, alternatives: Sequence[float], scale: float) -
     return top + math.log(total)
 
 
+def estimated_entropy(alternatives: Sequence[float], scale: float = 1.0) -> float:
+    """The model's next-token entropy at one position, over its top alternatives renormalised: exact when they
+    are the whole vocabulary, a deterministic function of the prefix either way (all entropy cuts need).
+    `scale` turns processed log q at temperature T back into raw log p up to a constant (T), which the
+    renormalising removes."""
+    scaled = [scale * a for a in alternatives if a > -math.inf]  # a token of probability 0 adds nothing
+    top = max(scaled)
+    weights = [math.exp(a - top) for a in scaled]
+    total = math.fsum(weights)
+    return math.log(total) - math.fsum(w * (a - top) for w, a in zip(weights, scaled, strict=True)) / total
+
+
 def estimated_log_q(log_p: float, alternatives: Sequence[float], temperature: float) -> float:
     """log q of a token, from its raw log p and the raw log p of the top alternatives at its position."""
     return log_p / temperature - _log_normaliser(log_p, alternatives, 1 / temperature)

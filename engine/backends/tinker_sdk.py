@@ -18,7 +18,7 @@ import concurrent.futures
 import threading
 from typing import Any
 
-from engine.backends.tempering import estimated_log_q
+from engine.backends.tempering import estimated_entropy, estimated_log_q
 from engine.backends.tokenizers import Tokenizer, TokenizerBacked, load_tokenizer
 from engine.errors import BackendError, ConfigError, redact
 from engine.sampler import EXACT, Continuation, LogprobQuality, Message, SampleRequest, Send
@@ -163,7 +163,8 @@ class TinkerSampler(TokenizerBacked):
             stop=list(request.stop) or None,
         )
         tempered = request.temperature not in (0.0, 1.0)
-        alternatives = LOGPROB_ALTERNATIVES if tempered and request.proposal_logprobs and not self.scaled else 0
+        estimating = tempered and request.proposal_logprobs and not self.scaled
+        alternatives = LOGPROB_ALTERNATIVES if estimating or request.entropies else 0
         index = self.outstanding.index(min(self.outstanding))  # the client with the fewest requests in flight
         client = self.clients[index]
         self.outstanding[index] += 1
@@ -204,8 +205,14 @@ class TinkerSampler(TokenizerBacked):
             logp, logq = reported, None
         finish = str(sequence.stop_reason or "length")
         alternatives = tuple(tuple(alts or ()) for alts in top) if request.top_logprobs and top else None
+        entropies = None
+        if request.entropies and top and len(top) == len(tokens) and all(top):
+            # Whether the top-k is raw or scaled (disputed, above) changes only which function of the prefix the
+            # cut weights follow, never the chain's target: any function of the answer keeps it on p^alpha.
+            entropies = tuple(estimated_entropy([lp for _, lp in alts]) for alts in top)
         return Continuation(tokens, self.detokenize(tokens), tuple(logp), finish,
-                            tuple(logq) if logq is not None else None, alternatives)
+                            tuple(logq) if logq is not None else None, alternatives,
+                            entropies=entropies, entropies_estimated=True)
 
     async def aclose(self) -> None:
         self.clients, self.outstanding = [], []

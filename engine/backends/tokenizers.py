@@ -121,6 +121,9 @@ class TokenizerBacked(SamplerDefaults):
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return self._tokenizer().decode(token_ids)
 
+    def is_end(self, token_id: int) -> bool:
+        return token_id == self._tokenizer().eos_id
+
     def render_chat(self, messages: Sequence[Message]) -> list[int]:
         return self._tokenizer().render(messages)
 

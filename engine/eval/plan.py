@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ConfigError
+from engine.eval.budgets import Budgeted, Curve, curves, expand, parse_budgets
 from engine.eval.evaluator import DEFAULT_STRATEGIES, EVAL_SEARCH_DEFAULTS, EvalSettings, Evaluator, parse_strategies
 from engine.eval.grading import TEMPLATES, check_template, parse_grader
 from engine.eval.problems import ProblemSet, read_problems
@@ -24,6 +25,7 @@ class EvalPlan:
     settings: EvalSettings
     backend: BackendSettings
     problem_set: ProblemSet
+    budgeted: tuple[Budgeted, ...] = ()  # with --budgets: which family and budget each strategy is
 
     @property
     def headline(self) -> str:
@@ -50,6 +52,11 @@ class EvalPlan:
         """One row per strategy, over every result in the output for these problems."""
         return summarize(self.records(), [s.spec for s in self.settings.strategies], self.settings.samples)
 
+    def curves(self) -> list[Curve]:
+        """Accuracy against tokens, one curve per family (with --budgets), else one point per strategy."""
+        budgeted = self.budgeted or tuple(Budgeted(s.spec, None, s) for s in self.settings.strategies)
+        return curves(self.summary(), budgeted)
+
     async def run(self, sampler: Sampler, *, on_result: Callable | None = None, emit: EventSink = discard) -> float:
         """Every search the output does not hold yet, appended as it finishes; the wall time of this run."""
         layer = RequestLayer.for_backend(sampler, self.backend, seed=self.settings.seed, emit=emit)
@@ -61,7 +68,7 @@ class EvalPlan:
 
 def plan_eval(values: dict, *, problems: str | Path, out: str | Path, strategies: str = DEFAULT_STRATEGIES,
               grader: str = "auto", template: str | None = None, limit: int | None = None,
-              samples: int = 1) -> EvalPlan:
+              samples: int = 1, budgets: str | None = None) -> EvalPlan:
     """An eval from settings values (flags or a config file, by setting name) at eval's defaults; every check
     that needs no backend, so bad input fails before a model loads or a screen opens."""
     if limit is not None and limit < 1:
@@ -71,6 +78,9 @@ def plan_eval(values: dict, *, problems: str | Path, out: str | Path, strategies
         merged["block_tokens"] = min(merged["block_tokens"], merged["max_tokens"])
     base, backend = settings_from(merged | {"prompt": "(each problem's)"})
     specs = parse_strategies(strategies, base)
+    budgeted = expand(specs, parse_budgets(budgets)) if budgets is not None else ()
+    if budgeted:
+        specs = tuple(item.settings for item in budgeted)
     problem_set = read_problems(Path(problems), limit)
     chosen = parse_grader(grader, problem_set.shape, problem_set.first_answer)
     settings = EvalSettings(base, specs, chosen,
@@ -78,4 +88,4 @@ def plan_eval(values: dict, *, problems: str | Path, out: str | Path, strategies
                             Path(problems).name).validate()
     check_writable(settings.out)
     settings.check_resumable()
-    return EvalPlan(settings, backend, problem_set)
+    return EvalPlan(settings, backend, problem_set, budgeted)

@@ -2,11 +2,12 @@
 order the dashboard cycles through them."""
 
 from engine.registry import register
-from engine.strategies import baselines, beam, best_of_n, mcmc, smc, vote
+from engine.strategies import baselines, beam, best_of_n, mcmc, smc, sps, vote
 
 register(beam.INFO)
 register(mcmc.INFO)
 register(smc.INFO)
+register(sps.INFO)
 register(best_of_n.INFO)
 register(vote.INFO)
 register(baselines.GREEDY)

@@ -55,7 +55,9 @@ class SearchContext:
         self.settings = settings
         self.answer_key = answer_key  # what an answer answers, for grouping (eval's grader); None: not known
         self.needs_proposal_logprobs = needs_proposal_logprobs
+        self.needs_entropies = settings.cut == "entropy" and "cut" in settings.info.settings_read
         self.logprobs_estimated = False  # some continuation's per-token logprobs were not all the server's own
+        self.entropies_estimated = False  # some continuation's entropies came from its top alternatives only
         self.sampler = sampler
         self.layer = layer
         self.emit = emit
@@ -92,6 +94,7 @@ class SearchContext:
             messages=self.messages,
             prompt_len=len(self.prompt_ids),
             proposal_logprobs=self.needs_proposal_logprobs,
+            entropies=self.needs_entropies,
         )
 
     def block_budget(self, used: int, block: int) -> int:
@@ -149,6 +152,15 @@ class SearchContext:
                     f"backend ({self.sampler.model_name}) returned {lacked} at temperature "
                     f"{self.settings.proposal_temperature:g}"
                 )
+            entropies = continuation.entropies
+            if self.needs_entropies and (entropies is None or len(entropies) != len(continuation.token_ids)):
+                raise RunFailed(
+                    f"entropy cuts need the next-token entropy at every position, and the {self.sampler.name} "
+                    f"backend ({self.sampler.model_name}) returned "
+                    f"{'none' if entropies is None else f'{len(entropies)} for {len(continuation.token_ids)} tokens'}"
+                    " (a server that returns no top alternatives, or whose tokens are re-tokenised text, gives none)"
+                )
+            self.entropies_estimated |= self.needs_entropies and continuation.entropies_estimated
 
     def extend(self, parent: Candidate, continuation: Continuation, score: float | None = None,
                log_weight: float | None = None) -> Candidate:
@@ -167,13 +179,14 @@ class SearchContext:
             node=next(self._nodes),
             parent=parent.node,
             log_weight=parent.log_weight if log_weight is None else log_weight,
+            entropies=parent.entropies + (continuation.entropies or ()) if self.needs_entropies else (),
         )
 
     @staticmethod
     def prefix(state: Candidate, position: int) -> Candidate:
         """The first `position` tokens of `state`; what continues it becomes a child of `state`'s node."""
         return Candidate(state.token_ids[:position], state.logprobs[:position], state.proposal_logprobs[:position],
-                         node=state.node)
+                         node=state.node, entropies=state.entropies[:position])
 
     def member(self, candidate: Candidate, slot: int, status: Status, **extra) -> Member:
         return Member(

@@ -67,6 +67,7 @@ INFO = StrategyInfo(
                      "p^alpha",
     PopulationView("Beams", (Column("score", 9, "score", ".4f"), Column("mean logp", 9, "mean_logprob", ".4f"),
                              Column("tokens", 6, "tokens"))),
-    sizes=("beam_width", "n_per_beam"), width="beam_width", depth="n_per_beam", reads=("length_penalty",),
+    sizes=("beam_width", "n_per_beam"), grows=("beam_width",), width="beam_width", depth="n_per_beam",
+    reads=("length_penalty",),
     blockwise=True, score_is="score alpha*log p / length^penalty",
 )

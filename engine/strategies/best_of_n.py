@@ -39,5 +39,5 @@ INFO = StrategyInfo(
     "best-of-n", BestOfN,
     lambda settings: (f"the likeliest of {settings.best_of}: the proposal with the highest alpha*log p, "
                       "mode-seeking, not a draw from p^alpha"),
-    PopulationView("Samples", ANSWERS), sizes=("best_of",), width="best_of",
+    PopulationView("Samples", ANSWERS), sizes=("best_of",), grows=("best_of",), width="best_of",
 )

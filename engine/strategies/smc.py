@@ -119,6 +119,7 @@ INFO = StrategyInfo(
     "smc", SequentialMonteCarlo, output_is("particle", "one final particle, drawn by weight"),
     PopulationView("Particles", (Column("weight", 6, "weight", ".3f"), Column("log w", 9, "log_weight", ".3f"),
                                  Column("mean logp", 9, "mean_logprob", ".4f"), Column("tokens", 6, "tokens"))),
-    sizes=("particles",), width="particles", reads=("ess_threshold",), needs_proposal_logprobs=True,
+    sizes=("particles",), grows=("particles",), width="particles", reads=("ess_threshold",),
+    needs_proposal_logprobs=True,
     outputs=OUTPUTS, blockwise=True, weighted=True,
 )

@@ -74,5 +74,5 @@ INFO = StrategyInfo(
                       "from p^alpha"),
     PopulationView("Votes", (Column("votes", 5, "votes"), Column("answers", 12, "group"),
                              Column("target", 9, "target", ".3f"), Column("tokens", 6, "tokens"))),
-    sizes=("votes",), width="votes",
+    sizes=("votes",), grows=("votes",), width="votes",
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 
 from rich import box
 from rich.console import Console
@@ -20,6 +19,7 @@ from engine.eval.grading import GRADERS
 from engine.eval.plan import EvalPlan, plan_eval
 from engine.eval.summary import StrategySummary
 from engine.registry import spec_grammar
+from tui.charts import check_plot_path, terminal_chart, write_plot
 from tui.commands import open_backend, stdout_console
 from tui.options import add_command, add_flags, merged_values
 from tui.summary_cells import ACCURACY, COST, pass_ks, summary_cells, summary_notes
@@ -47,6 +47,11 @@ def add_eval_parser(commands) -> None:
     evaluate.add_argument("--samples", type=int, default=1, help="searches per problem and strategy (default 1)")
     evaluate.add_argument("--out", default="eval_results.jsonl",
                           help="results, one line per search; a rerun resumes it (default eval_results.jsonl)")
+    evaluate.add_argument("--budgets", help="comma-separated budgets, e.g. 1,2,4,8: each strategy run at each, its "
+                                            "sizes multiplied (beam width, MH steps, particles, N, votes, sps "
+                                            "rollouts); greedy and sample once")
+    evaluate.add_argument("--plot", help="write accuracy against tokens, a line per strategy with its 95%% interval, "
+                                         "to this .png or .svg (needs matplotlib: beamtui[plot])")
     evaluate.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars, just the summary")
     evaluate.add_argument("--tui", action="store_true",
@@ -57,8 +62,11 @@ def add_eval_parser(commands) -> None:
 def plan_from(args: argparse.Namespace) -> EvalPlan:
     if args.tui and args.quiet:
         raise ConfigError("--quiet turns off the progress bars; --tui shows the dashboard instead: give one")
+    if args.plot is not None:
+        check_plot_path(args.plot)
     return plan_eval(merged_values(args), problems=args.problems, out=args.out, strategies=args.strategies,
-                     grader=args.grader, template=args.prompt_template, limit=args.limit, samples=args.samples)
+                     grader=args.grader, template=args.prompt_template, limit=args.limit, samples=args.samples,
+                     budgets=args.budgets)
 
 
 async def eval_command(args: argparse.Namespace) -> int:
@@ -94,11 +102,16 @@ def report(args: argparse.Namespace, plan: EvalPlan, wall: float | None) -> None
     settings, backend = plan.settings, plan.backend
     rows = plan.summary()
     count = len(plan.problem_set)
+    chart = plan.curves()
+    if args.plot is not None:
+        write_plot(chart, check_plot_path(args.plot),
+                   f"{plan.problem_set.describe()} · grader {settings.grader.name} · {backend.backend}")
     if args.json:
         print(json.dumps({"problems": count, "shape": plan.problem_set.shape, "grader": settings.grader.name,
                           "template": settings.template, "wall_s": None if wall is None else round(wall, 3),
                           "max_concurrent": backend.max_concurrent, "backend": backend.backend,
-                          "out": str(settings.out), "strategies": [row.as_dict() for row in rows]}))
+                          "out": str(settings.out), "strategies": [row.as_dict() for row in rows]}
+                         | ({"budget_curves": [curve_json(curve) for curve in chart]} if plan.budgeted else {})))
         return
     this_run = "stopped early" if wall is None else f"this run {wall:.1f}s"
     console = stdout_console()
@@ -107,7 +120,9 @@ def report(args: argparse.Namespace, plan: EvalPlan, wall: float | None) -> None
     for table in summary_tables(rows, title, console.width):
         console.print(table)
     console.print(f"prompt template: {settings.template!r}", soft_wrap=True)
-    print(frontier_chart(rows))
+    print(terminal_chart(chart))
+    if args.plot is not None:
+        console.print(f"chart written to {args.plot}")
 
 
 async def run_with_progress(plan: EvalPlan, sampler, console: Console, *, quiet: bool) -> float:
@@ -155,19 +170,11 @@ def summary_tables(rows: list[StrategySummary], title: str, width: int) -> list[
     return tables
 
 
-def frontier_chart(rows: list[StrategySummary]) -> str:
-    """Accuracy against mean tokens per problem, each strategy's name at its point: the cost frontier."""
-    import plotext as plt
-
-    plt.clear_figure()
-    plt.theme("clear")
-    plt.plotsize(72, 14)
-    for number, row in enumerate(rows, 1):  # numbers, not names: strategies of like cost sit side by side
-        plt.text(str(number), row.mean_tokens, 100 * row.accuracy, alignment="center")
-    plt.xlim(0, max(row.mean_tokens for row in rows) * 1.15 or 1)
-    plt.ylim(0, 100)
-    plt.xlabel("tokens per problem")
-    plt.ylabel("accuracy %")
-    plt.title("cost frontier: accuracy against tokens per problem")
-    legend = "  ".join(f"{number} {row.strategy}" for number, row in enumerate(rows, 1))
-    return re.sub(r"\x1b\[[0-9;]*m", "", plt.build()) + legend  # plain text, whatever the terminal
+def curve_json(curve) -> dict:
+    return {"strategy": curve.family,
+            "points": [{"budget": p.budget, "mean_tokens": round(p.tokens, 3), "accuracy": round(p.accuracy, 6),
+                        "ci_low": round(p.ci_low, 6), "ci_high": round(p.ci_high, 6),
+                        "mean_requests": round(p.requests, 3),
+                        "seconds_per_search": None if p.seconds is None else round(p.seconds, 4),
+                        "pass_at": {f"pass@{k}": round(v, 6) for k, v in p.pass_at.items()}}
+                       for p in curve.points]}

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import secrets
-import signal
-import sys
 
 from engine.errors import ConfigError
 from engine.proxy.requests import ProxyLimits
@@ -22,6 +19,7 @@ from engine.proxy.service import ProxyService
 from engine.registry import strategy_names
 from engine.settings import settings_from
 from tui.commands import check_dashboard_keymap
+from tui.commands.proxy_http import serve
 from tui.commands.serve import LOOPBACK, check_port_free
 from tui.options import add_command, add_flags, merged_values
 
@@ -105,35 +103,6 @@ def proxy_command(args: argparse.Namespace) -> int:
             raise ConfigError(app.failure)
         return 0
     return asyncio.run(serve(service, args.host, args.port, token, banner(args, service, token)))
-
-
-async def serve(service: ProxyService, host: str, port: int, token: str | None, text: str,
-                log=None, ready=None, stop: asyncio.Event | None = None) -> int:
-    """Start the upstream, listen, and answer until SIGINT or SIGTERM (or `stop` is set)."""
-    from aiohttp import web
-
-    from tui.commands.proxy_http import make_app
-
-    log = log or (lambda line: print(f"beamtui proxy: {line}", file=sys.stderr, flush=True))
-    await service.start()
-    runner = web.AppRunner(make_app(service, token=token, log=log), handler_cancellation=True, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port, backlog=1024).start()
-        if ready is not None:
-            ready()
-        else:
-            print(text, flush=True)
-        stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for number in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread: the dashboard stops it
-                loop.add_signal_handler(number, stop.set)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        await service.aclose()
-    return 0
 
 
 def watch_command(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import hmac
 import json
+import signal
+import sys
 from collections.abc import Callable
 
 import orjson
@@ -150,3 +152,28 @@ def _http_reason(exc: web.HTTPException, request: web.Request) -> str:
 
 def _dumps(data) -> str:
     return orjson.dumps(data).decode()
+
+
+async def serve(service: ProxyService, host: str, port: int, token: str | None, text: str,
+                log=None, ready=None, stop: asyncio.Event | None = None) -> int:
+    """Start the upstream, listen, and answer until SIGINT or SIGTERM (or `stop` is set)."""
+    log = log or (lambda line: print(f"beamtui proxy: {line}", file=sys.stderr, flush=True))
+    await service.start()
+    runner = web.AppRunner(make_app(service, token=token, log=log), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, backlog=1024).start()
+        if ready is not None:
+            ready()
+        else:
+            print(text, flush=True)
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread: the dashboard stops it
+                loop.add_signal_handler(number, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await service.aclose()
+    return 0

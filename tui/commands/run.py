@@ -96,6 +96,10 @@ def strategy_line(result: SearchResult) -> str:
         parts.append(f"{stats['resamples']} resamples · final ESS {stats['final_ess']:.2f} of {stats['particles']}"
                      + (" (below the resampling threshold: particles are not resampled after the last block, "
                         "the answer is drawn by weight)" if low else ""))
+    if "decisions" in stats:
+        decisions = f"{stats['decisions']} decision{'s' if stats['decisions'] != 1 else ''}"
+        parts.append(f"{decisions} of {stats['mean_candidates']:g} candidates · "
+                     f"{stats['rollouts']} rollouts of {stats['horizon']} tokens each · an approximate draw")
     if "groups" in stats:
         votes = ", ".join(f"{g['votes']} for {g['answer']!r}" for g in stats["groups"][:5])
         parts.append(f"votes: {votes or 'none'}" + (" …" if len(stats["groups"]) > 5 else "")

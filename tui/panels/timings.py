@@ -92,8 +92,11 @@ class TimingsPanel(Vertical):
             numbers = [row.round for row in rounds]
             plt.multiple_bar(numbers, [[r.sum_request_s for r in rounds], [r.wall_s for r in rounds]],
                              labels=["Σ latency", "wall"], color=["orange", "cyan"])
-            plt.xticks(numbers[::2])  # ticks and colours chosen here: plotext's vary with the hash seed
-        plt.title("seconds per round: Σ request latency (overlapping) vs wall")
+            # No x labels, the rounds' range in the title instead: plotext's ticks vary with the hash seed, and the
+            # labels it drops where they would touch varied with the sizes the plot was drawn at before.
+            plt.xticks([], [])
+        shown = f", rounds {rounds[0].round}-{rounds[-1].round}" if rounds else ""
+        plt.title(f"seconds per round{shown}: Σ request latency (overlapping) vs wall")
         self.plot.refresh()
 
 

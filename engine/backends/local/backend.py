@@ -55,6 +55,9 @@ class LocalSampler(TokenizerBacked):
     def max_sequence_tokens(self) -> int:
         return self.context
 
+    def is_end(self, token_id: int) -> bool:
+        return bool(self.model is not None and 0 <= token_id < self.model.n_vocab and self.model.eog[token_id])
+
     def logprob_quality(self, temperature: float) -> LogprobQuality:
         return EXACT  # both come from the same logits row the token is drawn from
 

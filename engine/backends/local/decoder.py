@@ -19,7 +19,7 @@ from engine.backends.local.gguf import GGUFModel
 from engine.backends.local.jobs import Job, Stream
 from engine.backends.local.kv_sequences import SequencePool, common_prefix, gap_closing_moves
 from engine.backends.local.layout import REPACKED_ONE_TOKEN
-from engine.backends.local.sampling import sample_tokens, stream_rng, top_alternatives
+from engine.backends.local.sampling import next_token_entropy, sample_tokens, stream_rng, top_alternatives
 from engine.backends.local.token_batch import TokenBatch
 from engine.errors import BackendError, ConfigError
 from engine.sampler import SampleRequest
@@ -389,6 +389,8 @@ class BatchDecoder:
             request = stream.job.request
             if request.top_logprobs:
                 stream.alternatives.append(top_alternatives(logits[row], request.top_logprobs))
+            if request.entropies:
+                stream.entropies.append(next_token_entropy(logits[row]))
             stream.logprobs.append(logprob)
             stream.proposal_logprobs.append(proposal_logprob)
             stream.tokens.append(token)  # last: a watcher that sees the token sees its logprob too

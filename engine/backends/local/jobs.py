@@ -36,6 +36,7 @@ class Stream:
     logprobs: list[float] = field(default_factory=list)
     proposal_logprobs: list[float] = field(default_factory=list)
     alternatives: list[tuple[tuple[int, float], ...]] = field(default_factory=list)
+    entropies: list[float] = field(default_factory=list)
     finish: str | None = None
 
     def hits_stop(self, decode: Callable[[Sequence[int]], str]) -> bool:
@@ -51,4 +52,5 @@ class Stream:
             if cut >= 0:
                 text = text[:cut]
         return Continuation(tuple(self.tokens), text, tuple(self.logprobs), self.finish or "length",
-                            tuple(self.proposal_logprobs), tuple(self.alternatives) or None)
+                            tuple(self.proposal_logprobs), tuple(self.alternatives) or None,
+                            entropies=tuple(self.entropies) if self.job.request.entropies else None)
