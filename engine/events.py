@@ -101,6 +101,7 @@ class Member:
     position: int | None = None  # MCMC proposal: the token its suffix was regenerated from
     proposed: int = 0  # MCMC chain: proposals so far
     accepted: int = 0  # MCMC chain: accepted proposals so far
+    cut_offsets: tuple[int, ...] = ()  # MCMC chain: where its last steps cut it, in characters from its text's end
 
     @property
     def moves(self) -> str:

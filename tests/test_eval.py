@@ -309,7 +309,7 @@ async def test_the_eval_dashboard_fills_the_table_and_follows_one_search_at_a_ti
         values = {"backend": "openai", "base_url": server.base_url, "model": "synthetic", "tokenizer": "embedded",
                   "max_concurrent": 4, "block_tokens": 4, "max_tokens": 8, "temperature": 1.0, "seed": 1}
         plan = plan_eval(values, problems=problems, out=tmp_path / "out.jsonl", strategies="greedy,beam:2x2",
-                         grader="numeric", template="{question}")
+                         grader="numeric", template="{question}", budgets="1,2")
         app = EvalApp(plan)
         async with app.run_test(size=(160, 48)) as pilot:
             deadline = time.monotonic() + 60
@@ -317,14 +317,19 @@ async def test_the_eval_dashboard_fills_the_table_and_follows_one_search_at_a_ti
                 await pilot.pause(0.05)
             await pilot.pause(0.3)
             table = app.query_one(EvalTablePanel)
-            assert app.status.startswith("finished") and table.table.row_count == 2
-            assert "12 of 12 searches" in table.border_subtitle
-            assert [(row.n, row.correct) for row in app.rows] == [(6, 3), (6, 3)]
+            assert app.status.startswith("finished") and table.table.row_count == 3  # greedy, beam at 1 and 2
+            assert "18 of 18 searches" in table.border_subtitle
+            assert [(row.n, row.correct) for row in app.rows] == [(6, 3), (6, 3), (6, 3)]
+            curves = {curve.family: curve for curve in app.curves}
+            assert [p.budget for p in curves["beam:2x2"].points] == [1, 2]
+            plot = app.query_one("#eval-curves-plot")
+            plotted = str(plot.render())
+            assert "mean tokens per search" in plotted and "beam:2x2" in plotted
             assert app.state is not None and app.state.finished
             assert app.query_one(PopulationPanel).query_one("DataTable").row_count >= 1
             await pilot.press("q")
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert sum("id" in line for line in lines) == 12 and sum("timing" in line for line in lines) == 2
+    assert sum("id" in line for line in lines) == 18 and sum("timing" in line for line in lines) == 3
 
 
 def test_eval_tui_refuses_quiet_in_one_line(tmp_path):

@@ -78,6 +78,21 @@ async def test_every_strategy_shows_its_population_tree_and_progress_on_the_embe
         assert app.state.best_text and "search finished" in log_text(app)
 
 
+@pytest.mark.parametrize("cut", ["uniform", "entropy"])
+async def test_each_chain_shows_where_its_steps_cut_it(cut):
+    settings = SMALL.replace(strategy="mcmc", chains=2, mcmc_steps=3, cut=cut)
+    app = BeamtuiApp(settings, LOCAL)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state.status == "finished")
+        await pilot.pause(0.2)
+        population = app.query_one(PopulationPanel)
+        chains = [m for m in app.state.visible_members() if m.status in ("kept", "finished")]
+        assert any(m.cut_offsets for m in chains)
+        cells = [str(population.table.get_row_at(i)[-1]) for i in range(population.table.row_count)]
+        assert any("┊" in cell for cell in cells)
+        assert ("entropy rises" if cut == "entropy" else "cut each chain (uniformly)") in population.border_subtitle
+
+
 async def test_plus_widens_the_beam_and_the_new_search_shows_three_beams():
     app = BeamtuiApp(SMALL, LOCAL)
     async with app.run_test(size=SIZE) as pilot:

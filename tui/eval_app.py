@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.containers import Grid
 from textual.widgets import Header
 
+from engine.eval.budgets import Curve
 from engine.eval.plan import EvalPlan
 from engine.eval.summary import EvalTally, StrategySummary
 from engine.events import SearchStarted
@@ -22,6 +23,7 @@ from tui.engine_host import EngineBatch, EngineFailed
 from tui.eval_host import EvalHost, EvalResults
 from tui.keymap import check_keymap
 from tui.panels.answer import AnswerPanel
+from tui.panels.eval_curves import EvalCurvesPanel
 from tui.panels.eval_table import EvalTablePanel
 from tui.panels.keys_bar import KeysBar
 from tui.panels.line import Line
@@ -50,6 +52,7 @@ class EvalApp(App):
         for record in plan.records():
             self.tally.add(record)
         self.rows: list[StrategySummary] = self.tally.rows()
+        self.curves: list[Curve] = plan.curves_of(self.rows)
         self.status = "running"
         self.state: RunState | None = None  # the search the panels follow
 
@@ -59,6 +62,7 @@ class EvalApp(App):
         with Grid(id="eval-dashboard"):
             yield EvalTablePanel(id="eval-table")
             yield ProgressPanel(id="progress")
+            yield EvalCurvesPanel(id="eval-curves")
             yield PopulationPanel(id="population")
             yield TreePanel(id="tree")
             yield AnswerPanel(id="answer")
@@ -69,6 +73,7 @@ class EvalApp(App):
         self.set_keymap(self.keys)
         self.query_one("#settings-bar", Line).text = self.plan.headline
         self._table = self.query_one(EvalTablePanel)
+        self._curves = self.query_one(EvalCurvesPanel)
         self._panels = [self.query_one(kind) for kind in (PopulationPanel, TreePanel, ProgressPanel, AnswerPanel,
                                                           LogPanel)]
         self.run_worker(self.host.serve, thread=True, group="engine", name="eval loop", exclusive=True)
@@ -90,6 +95,7 @@ class EvalApp(App):
         if message.finished:
             self.status = "finished: q prints the summary"
         self.rows = self.tally.rows()
+        self.curves = self.plan.curves_of(self.rows)
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         self.status = f"failed: {message.error}"
@@ -98,6 +104,7 @@ class EvalApp(App):
     def refresh_panels(self) -> None:
         self._table.show(self.rows, self.tally.searches, self.total, self.status,
                         narrow=self.screen.has_class("narrow"))
+        self._curves.show(self.curves)
         if self.state is not None:
             for panel in self._panels:
                 panel.show(self.state)

@@ -54,8 +54,11 @@ class EvalPlan:
 
     def curves(self) -> list[Curve]:
         """Accuracy against tokens, one curve per family (with --budgets), else one point per strategy."""
+        return self.curves_of(self.summary())
+
+    def curves_of(self, rows: list[StrategySummary]) -> list[Curve]:
         budgeted = self.budgeted or tuple(Budgeted(s.spec, None, s) for s in self.settings.strategies)
-        return curves(self.summary(), budgeted)
+        return curves(rows, budgeted)
 
     async def run(self, sampler: Sampler, *, on_result: Callable | None = None, emit: EventSink = discard) -> float:
         """Every search the output does not hold yet, appended as it finishes; the wall time of this run."""

@@ -44,6 +44,8 @@ from engine.scoring import (
 )
 from engine.strategies.base import ROOT, Outcome, SearchContext, choose_output, failure, output_is, stop_reason_of
 
+CUTS_SHOWN = 8  # a chain's last cuts marked on its text in the population view
+
 
 @dataclass
 class Chain:
@@ -53,6 +55,7 @@ class Chain:
     accepted: int = 0
     failed: bool = False
     pending: list = field(default_factory=list)  # this round's proposals, for the report
+    cuts: list[int] = field(default_factory=list)  # where its last steps cut it (token positions), for the view
 
 
 class MetropolisHastings:
@@ -124,6 +127,7 @@ class MetropolisHastings:
                                     self.log_cut(search, old.length, old.entropies, position))
             log_ratio = mtm_log_acceptance(proposal_weights, [weight(suffix) for suffix in references] + [current])
             chain.proposed += 1
+            chain.cuts = [*chain.cuts[1 - CUTS_SHOWN:], position]
             accepted = accepts(log_ratio, search.rng("accept", block, step, chain.slot).random())
             chain.pending.append((new, position, accepted))
             if accepted:
@@ -150,13 +154,21 @@ class MetropolisHastings:
 
     def _report(self, search: SearchContext, chains: list[Chain]) -> None:
         members = [search.member(c.state, c.slot, "finished" if c.state.finished else "kept",
-                                 proposed=c.proposed, accepted=c.accepted)
+                                 proposed=c.proposed, accepted=c.accepted, cut_offsets=self._cut_offsets(search, c))
                    for c in sorted(chains, key=lambda c: -c.state.score)]
         for chain in chains:
             members += [search.member(new, chain.slot, "accepted" if ok else "rejected", position=position)
                         for new, position, ok in chain.pending]
             chain.pending = []
         search.report(members, rank(c.state for c in chains)[0])
+
+    @staticmethod
+    def _cut_offsets(search: SearchContext, chain: Chain) -> tuple[int, ...]:
+        """Where the chain's last steps cut its answer, as characters from the end of its text: what the
+        population view marks on the text's tail."""
+        state = chain.state
+        return tuple(sorted({len(state.text) - len(search.sampler.detokenize(state.token_ids[:position]))
+                             for position in chain.cuts if 0 < position < state.length}))
 
     @staticmethod
     def _outcome(search: SearchContext, chains: list[Chain], stop_reason: str, error: str | None = None) -> Outcome:

@@ -35,6 +35,17 @@ def _growing_cells(view: PopulationView, live: LiveCandidate) -> tuple[str, ...]
     return tuple(_cell(column, known[column.field]) if column.field in known else "…" for column in view.columns)
 
 
+CUT_MARK = "┊"
+
+
+def _marked(tail: str, cut_offsets: tuple[int, ...]) -> str:
+    """The tail with a mark where each cut falls inside it (offsets count characters from the end)."""
+    for offset in sorted(cut_offsets, reverse=True):  # the farthest first: nearer offsets stay true
+        if 0 < offset <= len(tail):
+            tail = tail[:len(tail) - offset] + CUT_MARK + tail[len(tail) - offset:]
+    return tail
+
+
 def _row(mark: str, cells: tuple[str, ...], finished: bool, tail: str, width: int, style: str) -> tuple[Text, ...]:
     tail = " ".join(tail.split())[-width:]
     return (
@@ -75,7 +86,8 @@ class PopulationPanel(Vertical):
             else:
                 rank += 1
                 mark, style = (str(member.slot + 1) if view.by_slot else str(rank)), ""
-            rows.append(_row(mark, _cells(view, member), member.finished, member.text_tail, text_width, style))
+            rows.append(_row(mark, _cells(view, member), member.finished,
+                             _marked(member.text_tail, member.cut_offsets), text_width, style))
         for live in state.growing[: max(0, room - len(members))]:
             rows.append(_row("…", _growing_cells(view, live), False, live.text_tail, text_width, "italic"))
         self._fill(columns, text_width, rows)
@@ -114,6 +126,11 @@ class PopulationPanel(Vertical):
                          else f"{ess} · {state.resamples} resamplings")
         if state.acceptance_rate is not None:
             parts.append(f"acceptance {state.acceptance_rate:.0%} ({state.accepted}/{state.proposed})")
+        if any(m.cut_offsets for m in members):
+            cut = "at entropy rises, its decisions" if state.search.cut == "entropy" else "uniformly"
+            parts.append(f"{CUT_MARK} where its last steps cut each chain ({cut})")
+        if state.search.info.view.title == "Candidates":
+            parts.append("prob: p^alpha × estimated future mass ζ, jackknife-corrected (an estimate)")
         if any(m.status in ("accepted", "rejected") for m in members):
             parts.append("✓/✗ proposal accepted/rejected, @n: regenerated from token n")
         groups = {m.group for m in members if m.group is not None}
