@@ -28,9 +28,9 @@ import statistics
 import time
 from collections import Counter
 
+from engine.scoring import cut_log_probabilities
 from engine.settings import SearchSettings
 from tests.chain_paths import collect
-from engine.scoring import cut_log_probabilities
 from tests.synthetic import PROMPT_TOKEN, MarkovSampler, power_distribution, total_variation
 
 STEPS = (0, 1, 2, 4, 8, 16, 32)
