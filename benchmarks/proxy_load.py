@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import statistics
 import subprocess
 import sys
@@ -53,20 +54,20 @@ SPREAD_S = 0.69
 MESSAGES = [{"role": "user", "content": "Why is the sky blue?"}]
 
 
-def start(command: list[str], port: int) -> subprocess.Popen:
+def start(command: list[str], port: int, name: str | None = None) -> subprocess.Popen:
+    """`command` in a process of its own, once it listens on `port`."""
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    import socket
-
+    name = name or " ".join(command[2:5])
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"{command[2:5]} exited: {process.stderr.read()[-800:]}")
+            raise SystemExit(f"{name} exited: {process.stderr.read()[-800:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return process
         except OSError:
             time.sleep(0.1)
-    raise SystemExit(f"{command[2:5]} did not listen on {port}")
+    raise SystemExit(f"{name} did not listen on {port}")
 
 
 def proxy_command(upstream: int, port: int, cap: int, queue: int) -> list[str]:

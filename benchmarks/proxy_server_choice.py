@@ -15,18 +15,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import aiohttp
 import psutil
 
 from benchmarks.client_ceiling import free_port
+from benchmarks.proxy_load import start
 
-ROOT = Path(__file__).resolve().parent.parent
 ANSWER = json.dumps({"id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": "smc:8",
                      "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                                   "message": {"role": "assistant", "content": "word " * 200}}],
@@ -78,15 +76,7 @@ def uvicorn_flavour() -> str:
 
 def serve(name: str, port: int) -> subprocess.Popen:
     code = f"ANSWER = {ANSWER!r}\nPORT = {port}\n" + SERVERS[name]
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{name} did not listen on {port}")
+    return start([sys.executable, "-c", code], port, name)
 
 
 async def load(port: int, clients: int, requests: int) -> float:
