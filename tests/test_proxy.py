@@ -93,6 +93,7 @@ def test_the_api_s_own_fields_mean_what_they_mean_there():
      "messages[1].role"),
     (CHAT | {"stream_options": {"include_usage": True}}, 400, "stream_options"),
     (CHAT | {"model": "smc:99"}, 400, "model"),
+    (CHAT | {"model": "sps:4x32"}, 400, "model"),  # 32 rollouts a candidate, past --max-width 16
 ])
 def test_what_cannot_be_honoured_is_refused_naming_it(body, status, param):
     error = refusal(body)

@@ -21,6 +21,7 @@ from engine.sampler import Message
 from engine.settings import MAX_SEED, MOST_STOPS, SEARCH_FIELDS, SearchSettings
 
 Kind = Literal["chat", "completions"]
+FANS_OUT = ("n_per_beam", "rollouts")  # sizes beyond the width that multiply the requests in flight at once
 
 # Settings a request may set in its `beamtui` object: every search setting but what the rest of the body says.
 BEAMTUI_FIELDS = SEARCH_FIELDS - {"prompt", "system_prompt", "strategy", "stop"}
@@ -79,7 +80,7 @@ class ProxyLimits:
     """What any one request may ask for, so that no client takes the upstream for itself."""
 
     max_tokens: int = 2048
-    max_width: int = 64  # beams, chains, particles, N, continuations per beam
+    max_width: int = 64  # beams, chains, particles, N, continuations per beam, rollouts per candidate
     max_n: int = 8  # searches per request
     allow: frozenset[str] | None = None  # the strategies served; None: every one
 
@@ -169,7 +170,8 @@ def _settings(defaults: SearchSettings, spec: str | None, changes: dict, limits:
     if limits.allow is not None and search.strategy not in limits.allow:
         raise ProxyError(400, f"the strategy {search.strategy!r} is not served here; choose one of "
                               f"{', '.join(sorted(limits.allow))}", "model", "strategy_not_allowed")
-    sizes = {"width": search.width} | ({"n_per_beam": search.n_per_beam} if search.strategy == "beam" else {})
+    sizes = {"width": search.width} | {field: getattr(search, field) for field in FANS_OUT
+                                       if field in search.info.settings_read}
     for name, size in sizes.items():
         if size > limits.max_width:
             field = search.width_field if name == "width" else name

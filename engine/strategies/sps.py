@@ -148,7 +148,7 @@ INFO = StrategyInfo(
     "sps", ScalablePowerSampling, answer_is,
     PopulationView("Candidates", (Column("prob", 6, "weight", ".3f"), Column("log ζ", 8, "log_weight", ".3f"),
                                   Column("target", 9, "target", ".3f"), Column("tokens", 6, "tokens"))),
-    sizes=("top_k", "rollouts"), optional_sizes=1, grows=("rollouts",), width="top_k", depth="rollouts",
+    sizes=("top_k", "rollouts"), grows=("rollouts",), width="top_k", depth="rollouts",
     reads=("horizon",),
     needs_proposal_logprobs=True, blockwise=True,
 )

@@ -41,7 +41,8 @@ def add_proxy_parser(commands) -> None:
                                          "random one beyond loopback, none on loopback)")
     proxy.add_argument("--allow", help="comma-separated strategies served (default: every one)")
     proxy.add_argument("--max-width", type=int, default=64,
-                       help="beams, chains, particles, N or continuations per beam a request may ask for (default 64)")
+                       help="beams, chains, particles, N, continuations per beam or sps rollouts a request may ask "
+                            "for (default 64)")
     proxy.add_argument("--max-n", type=int, default=8, help="searches a request may ask for with n (default 8)")
     proxy.add_argument("--max-queue", type=int, default=256,
                        help="requests in hand at once; past it, 429 with Retry-After (default 256)")
