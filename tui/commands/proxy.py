@@ -12,16 +12,17 @@ import argparse
 import asyncio
 import os
 import secrets
+from typing import TYPE_CHECKING
 
 from engine.errors import ConfigError
-from engine.proxy.requests import ProxyLimits
-from engine.proxy.service import ProxyService
 from engine.registry import strategy_names
 from engine.settings import settings_from
 from tui.commands import check_dashboard_keymap
-from tui.commands.proxy_http import serve
 from tui.commands.serve import LOOPBACK, check_port_free
 from tui.options import add_command, add_flags, merged_values
+
+if TYPE_CHECKING:  # the proxy's modules import the openai SDK's types (0.7 s): only `proxy` itself loads them
+    from engine.proxy.service import ProxyService
 
 KEY_ENV = "BEAMTUI_PROXY_API_KEY"
 
@@ -60,6 +61,9 @@ def add_watch_parser(commands) -> None:
 
 def proxy_plan(args: argparse.Namespace) -> tuple[ProxyService, str | None]:
     """The service and its token from the flags, every check that needs no backend done."""
+    from engine.proxy.requests import ProxyLimits
+    from engine.proxy.service import ProxyService
+
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be 1 to 65535, got {args.port}")
     for name in ("max_width", "max_n", "max_queue"):
@@ -94,6 +98,8 @@ def banner(args: argparse.Namespace, service: ProxyService, token: str | None) -
 
 
 def proxy_command(args: argparse.Namespace) -> int:
+    from tui.commands.proxy_http import serve
+
     service, token = proxy_plan(args)
     if args.tui:
         from tui.proxy_app import ProxyApp
