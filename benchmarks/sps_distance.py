@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
-import statistics
 import time
-from collections import Counter
 
+from benchmarks.mixing import exact_noise
 from engine.settings import SearchSettings
 from tests.chain_paths import collect
 from tests.synthetic import total_variation
@@ -49,22 +47,12 @@ async def nearest(model, family: list[SearchSettings], tokens: float) -> SearchS
     return min(costs, key=lambda pair: pair[0])[1]
 
 
-def exact_noise(draws: int, sets: int = 200) -> float:
-    from tests.test_exactness import exact
-
-    truth = exact()
-    rng = random.Random(0)
-    answers, weights = list(truth), list(truth.values())
-    return statistics.fmean(total_variation(Counter(rng.choices(answers, weights, k=draws)), truth)
-                            for _ in range(sets))
-
-
 async def main(draws: int) -> None:
-    from tests.test_exactness import BASE, LENGTH, MCMC, SMC, chain
+    from tests.test_exactness import BASE, LENGTH, MCMC, SMC, chain, exact
 
     started = time.perf_counter()
     print(f"tests' chain, alpha {BASE.alpha}, at most {LENGTH} words; {draws} draws a row; exact draws land "
-          f"{exact_noise(draws):.3f} from p^alpha on average\n")
+          f"{exact_noise(exact(), draws):.3f} from p^alpha on average\n")
     print("| sampler | TV to p^alpha | requests / draw | tokens / draw |")
     print("|---|---:|---:|---:|")
     for top_k, rollouts in SIZES:

@@ -138,8 +138,8 @@ def cut_log_probabilities(cut: str, length: int, entropies: Sequence[float] = ()
 def mtm_log_acceptance(proposal_log_weights: Sequence[float], reference_log_weights: Sequence[float]) -> float:
     """log of the multiple-try Metropolis ratio (Liu, Liang & Wong 2000) for proposals drawn independently of the
     current suffix: the K proposals' summed weights over the K references' (K-1 fresh draws and the current
-    answer). Its target is p^alpha / length given the position, whose uniform draw restores p^alpha; with one try
-    it is the plain Metropolis-Hastings ratio."""
+    answer), each weighed with the log probability of its own cut at the position (mh_log_weight), whose draw
+    restores p^alpha; with one try it is the plain Metropolis-Hastings ratio."""
     return log_sum_exp(proposal_log_weights) - log_sum_exp(reference_log_weights)
 
 

@@ -189,7 +189,7 @@ SAMPLE_VALUES = {
     "endpoint_max_concurrent": "4", "tinker_clients": "2",
     "model": "m", "model_path": "x.gguf", "tokenizer": "embedded", "api": "chat", "max_concurrent": "7",
     "timeout": "9", "max_retries": "2", "latency": "0.5", "threads": "1", "weights": "plain", "tries": "4",
-    "flash_attn": "on",
+    "flash_attn": "on", "cut": "entropy", "top_k": "4", "rollouts": "2", "horizon": "9",
 }
 
 

@@ -320,6 +320,7 @@ async def test_the_eval_dashboard_fills_the_table_and_follows_one_search_at_a_ti
             assert app.status.startswith("finished") and table.table.row_count == 3  # greedy, beam at 1 and 2
             assert "18 of 18 searches" in table.border_subtitle
             assert [(row.n, row.correct) for row in app.rows] == [(6, 3), (6, 3), (6, 3)]
+            assert all(row.seconds_per_search is not None for row in app.rows)  # timed live, not only at the end
             curves = {curve.family: curve for curve in app.curves}
             assert [p.budget for p in curves["beam:2x2"].points] == [1, 2]
             plot = app.query_one("#eval-curves-plot")

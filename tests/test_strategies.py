@@ -19,7 +19,8 @@ from tests.test_tinker_backend import TINKER
 from tests.tinker_standin import LocalTinkerClient
 
 LOCAL = BackendSettings(max_concurrent=16)
-SIZES = {"beam_width": 2, "n_per_beam": 2, "chains": 2, "mcmc_steps": 2, "particles": 3, "best_of": 3}
+SIZES = {"beam_width": 2, "n_per_beam": 2, "chains": 2, "mcmc_steps": 2, "particles": 3, "best_of": 3, "top_k": 3,
+         "rollouts": 2}
 
 
 def small(strategy: str, **changes) -> SearchSettings:

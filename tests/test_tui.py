@@ -66,7 +66,7 @@ async def test_the_app_starts_searching_and_candidate_rows_appear():
 
 @pytest.mark.parametrize("strategy", strategy_names())
 async def test_every_strategy_shows_its_population_tree_and_progress_on_the_embedded_model(strategy):
-    settings = SMALL.replace(strategy=strategy, chains=2, mcmc_steps=1, particles=3, best_of=3)
+    settings = SMALL.replace(strategy=strategy, chains=2, mcmc_steps=1, particles=3, best_of=3, top_k=3, rollouts=2)
     app = BeamtuiApp(settings, LOCAL)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state.status == "finished")

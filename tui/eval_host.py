@@ -60,7 +60,8 @@ class EvalHost:
         try:
             sampler = await open_sampler(self.plan.backend)
             self.wall_s = await self.plan.run(sampler, emit=self._pump.append,
-                                              on_result=lambda spec, record, progress: self._records.append(record))
+                                              on_result=lambda spec, record, progress: self._records.append(record),
+                                              on_timing=self._records.append)  # the table's times per search
             self._flush(finished=True)
         except asyncio.CancelledError:
             pass

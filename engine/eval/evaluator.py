@@ -96,6 +96,7 @@ class Evaluator:
     sampler: Sampler
     layer: RequestLayer
     on_result: Callable[[str, dict, StrategyProgress], None] = lambda spec, record, progress: None
+    on_timing: Callable[[dict], None] = lambda record: None  # each timing line as it is written
     emit: EventSink = discard  # every search's events, each tagged with its own run id (the eval dashboard)
     progress: dict[str, StrategyProgress] = field(default_factory=dict)
 
@@ -140,7 +141,9 @@ class Evaluator:
         timed, whichever run it came from."""
         searches = self.progress[spec].done - done_before
         if searches:
-            output.write(timing_record(spec, searches, time.perf_counter() - started, self.layer.max_concurrent))
+            record = timing_record(spec, searches, time.perf_counter() - started, self.layer.max_concurrent)
+            output.write(record)
+            self.on_timing(record)
 
     async def _one(self, problem: Problem, strategy: SearchSettings, k: int, output: JsonlAppender) -> None:
         settings = self.settings

@@ -60,12 +60,15 @@ class EvalPlan:
         budgeted = self.budgeted or tuple(Budgeted(s.spec, None, s) for s in self.settings.strategies)
         return curves(rows, budgeted)
 
-    async def run(self, sampler: Sampler, *, on_result: Callable | None = None, emit: EventSink = discard) -> float:
+    async def run(self, sampler: Sampler, *, on_result: Callable | None = None, on_timing: Callable | None = None,
+                  emit: EventSink = discard) -> float:
         """Every search the output does not hold yet, appended as it finishes; the wall time of this run."""
         layer = RequestLayer.for_backend(sampler, self.backend, seed=self.settings.seed, emit=emit)
         evaluator = Evaluator(self.settings, self.backend, sampler, layer, emit=emit)
         if on_result is not None:
             evaluator.on_result = on_result
+        if on_timing is not None:
+            evaluator.on_timing = on_timing
         return await evaluator.run(self.problem_set)
 
 

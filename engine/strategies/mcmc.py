@@ -121,13 +121,16 @@ class MetropolisHastings:
 
             proposals, references = outcome[:tries], outcome[tries:]
             proposal_weights = [weight(suffix) for suffix in proposals]
+            chain.proposed += 1
+            chain.cuts = [*chain.cuts[1 - CUTS_SHOWN:], position]
+            if max(proposal_weights) == -math.inf:  # no proposal can be undone: each is rejected
+                chain.pending.append((search.extend(prefix, proposals[0]), position, False))
+                continue
             pick = search.rng("select", block, step, chain.slot).random()
             new = search.extend(prefix, proposals[weighted_choice(normalized_weights(proposal_weights), pick)])
             current = mh_log_weight(search.alpha, old.logprobs[position:], old.proposal_logprobs[position:],
                                     self.log_cut(search, old.length, old.entropies, position))
             log_ratio = mtm_log_acceptance(proposal_weights, [weight(suffix) for suffix in references] + [current])
-            chain.proposed += 1
-            chain.cuts = [*chain.cuts[1 - CUTS_SHOWN:], position]
             accepted = accepts(log_ratio, search.rng("accept", block, step, chain.slot).random())
             chain.pending.append((new, position, accepted))
             if accepted:
@@ -149,7 +152,11 @@ class MetropolisHastings:
 
     @staticmethod
     def log_cut(search: SearchContext, length: int, entropies: tuple[float, ...], position: int) -> float:
-        """log probability that an answer's own cut distribution picks `position`: the reverse move's term."""
+        """log probability that an answer's own cut distribution picks `position`: the reverse move's term. An
+        answer no longer than the position (a text server dropped the end token a suffix ended with) cannot be
+        cut there, so the move cannot be undone: -inf, and the proposal is never taken."""
+        if position >= length:
+            return -math.inf
         return cut_log_probabilities(search.settings.cut, length, entropies)[position]
 
     def _report(self, search: SearchContext, chains: list[Chain]) -> None:
