@@ -50,7 +50,7 @@ ENTROPY_MTM = MTM.replace(cut="entropy")
 # p^alpha in-process, within an exact sampler's noise. Over each remote path 500 draws, whose bound 0.14 is the
 # 99.8th percentile of exact draws' distance (0.087 on average, by simulation).
 SPS = BASE.replace(strategy="sps", top_k=5, rollouts=8, block_tokens=1, horizon=LENGTH)
-SPS_DRAWS, SPS_WITHIN = 500, 0.14
+SPS_DRAWS, SPS_WITHIN = 500, 0.14  # also entropy-cut MH over HTTP
 # Over HTTP, one block: one request a search instead of about fifteen (the SDK's httpx costs ~4 ms a request on
 # loopback), which keeps what HTTP can get wrong (log p and log q as the server reports them) under test; blocks
 # and resampling are backend-independent and tested in-process and through Tinker.
@@ -160,9 +160,9 @@ HTTP_PATHS = [
 # Plain MH is multiple-try Metropolis with one try (one code path): over HTTP plain MH runs in vLLM's default mode,
 # and four tries (one request of n = 7 a step, half the steps) in every mode.
 HTTP_RUNS = [(SMC_ONE_BLOCK, config) for _, config in HTTP_PATHS] + [(MCMC, HTTP_PATHS[0][1])] + [
-    (MTM, config) for _, config in HTTP_PATHS] + [(ENTROPY_MTM, config) for _, config in HTTP_PATHS]
+    (MTM, config) for _, config in HTTP_PATHS]
 HTTP_IDS = [f"smc-{name}" for name, _ in HTTP_PATHS] + [f"mcmc-{HTTP_PATHS[0][0]}"] + [
-    f"mtm-{name}" for name, _ in HTTP_PATHS] + [f"entropy-mtm-{name}" for name, _ in HTTP_PATHS]
+    f"mtm-{name}" for name, _ in HTTP_PATHS]
 
 
 @pytest.mark.parametrize(("settings", "mode"), HTTP_RUNS, ids=HTTP_IDS)
@@ -173,9 +173,17 @@ def test_power_samplers_are_exact_over_http(mode, settings):
     assert sampler.processed == (mode["logprobs_mode"] == "processed")
     assert sampler.token_prompts == mode.get("token_prompts", True)
     assert sum(counts.values()) == DRAWS
-    if settings.cut == "entropy":
-        assert all(r.stats["entropies"] == "estimated from top alternatives" for r in results)
     assert total_variation(counts, exact()) < EXACT_WITHIN
+
+
+@pytest.mark.parametrize("mode", [config for _, config in HTTP_PATHS], ids=[name for name, _ in HTTP_PATHS])
+def test_entropy_cut_mcmc_is_exact_over_http(mode):
+    """Entropies estimated from the server's top alternatives: 500 draws (every chain of 63 searches), within the
+    bound of 500 exact draws (SPS_WITHIN)."""
+    runs = -(-SPS_DRAWS // ENTROPY_MTM.chains)
+    (counts, results), _ = served(chain(), FaultConfig(**mode), ENTROPY_MTM, runs, every_chain=True)
+    assert all(r.stats["entropies"] == "estimated from top alternatives" for r in results)
+    assert total_variation(counts, exact()) < SPS_WITHIN
 
 
 @pytest.mark.parametrize("mode", [config for _, config in HTTP_PATHS], ids=[name for name, _ in HTTP_PATHS])

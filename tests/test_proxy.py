@@ -376,14 +376,15 @@ DRAWS = 1000
 EXACT_WITHIN = 0.11  # the direct path's bound at 1,000 draws (tests/test_exactness.py)
 
 
-@pytest.mark.parametrize("spec", ["smc:16", "mcmc:8x10"])
+@pytest.mark.parametrize("spec", ["smc:16", "mcmc:1x10"])
 def test_samplers_through_the_proxy_draw_from_p_alpha_as_the_direct_path_does(spec):
     """The chain upstream, 1,000 answers through /v1/chat/completions with seeds 0..999: the same answers as
-    run_search gives with those seeds, and within the direct path's bound of p^alpha."""
+    run_search gives with those seeds, and within the direct path's bound of p^alpha. (mcmc's answer is one chain
+    chosen uniformly, so one chain has its law at an eighth of eight chains' cost.)"""
     from tests.chain_paths import collect
     from tests.test_exactness import ALPHA, LENGTH, MCMC, SMC
 
-    settings = SMC if spec.startswith("smc") else MCMC
+    settings = SMC if spec.startswith("smc") else MCMC.replace(chains=1)
     direct, _ = asyncio.run(collect(chain_model(), settings, DRAWS))
     service = chain_service()
     with ThreadedProxy(service) as proxy:
