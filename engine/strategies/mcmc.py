@@ -172,7 +172,10 @@ class MetropolisHastings:
     @staticmethod
     def _cut_offsets(search: SearchContext, chain: Chain) -> tuple[int, ...]:
         """Where the chain's last steps cut its answer, as characters from the end of its text: what the
-        population view marks on the text's tail."""
+        population view marks on the text's tail. Only when someone watches (a dashboard's live board): each cut is
+        a decode, a round trip with a server's own tokenizer."""
+        if search.live is None:
+            return ()
         state = chain.state
         return tuple(sorted({len(state.text) - len(search.sampler.detokenize(state.token_ids[:position]))
                              for position in chain.cuts if 0 < position < state.length}))
