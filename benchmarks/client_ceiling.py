@@ -12,11 +12,18 @@ is the process's user + system CPU less that of the same command with one questi
 
     python -m benchmarks.client_ceiling --cap50    (the issue's other figures: CPU per request at cap 50 against a
                                                     0.5 s server, and K = 100 requests of 0.3 s in flight)
+
+Each of --cap50's rates is printed beside the reference, the same requests at the same cap from the leanest
+client there is, measured in the same sitting against the same server: aiohttp alone, its connections opened
+before the clock starts, each of `cap` workers sending its next request the moment its last answer is read,
+and doing nothing else. Against an ideal that only a client of no cost on a machine with no wake-up latency
+could reach, the reference says what this machine and server allow.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -110,6 +117,29 @@ def gen_peak(stderr: str) -> str:
     return found.group(1) if found else "–"  # versions before the count
 
 
+def reference_rate(server: InstantServer, requests: int, cap: int) -> float:
+    """Requests a second of a bare aiohttp client: `cap` workers, `requests` in all, gen's request body."""
+    import aiohttp
+
+    body = json.dumps({"model": "synthetic", "prompt": [1, 2, 3], "max_tokens": 4, "n": 1, "logprobs": 1}).encode()
+    url = server.base_url + "/completions"
+
+    async def measure() -> float:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=cap)) as session:
+            async def worker(count: int) -> None:
+                for _ in range(count):
+                    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as answer:
+                        json.loads(await answer.read())
+
+            await asyncio.gather(*(worker(1) for _ in range(cap)))  # the connections, opened off the clock
+            shares = [requests // cap + (i < requests % cap) for i in range(cap)]
+            started = time.perf_counter()
+            await asyncio.gather(*(worker(share) for share in shares))
+            return requests / (time.perf_counter() - started)
+
+    return asyncio.run(measure())
+
+
 def ceiling(caps: list[int], requests: int) -> None:
     with tempfile.TemporaryDirectory() as scratch, InstantServer() as server:
         folder = Path(scratch)
@@ -141,7 +171,8 @@ def ceiling(caps: list[int], requests: int) -> None:
 
 def cap50() -> None:
     """Client CPU per request at cap 50 against a 0.5 s server (3,000 questions less 300), and the throughput of
-    K = 100 requests of 0.3 s kept in flight (2,000 questions) against its ideal of 333 a second."""
+    K = 100 requests of 0.3 s kept in flight (2,000 questions) against its ideal of 333 a second; each rate beside
+    the bare aiohttp client's."""
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         with InstantServer(latency=0.5, tokens=16) as server:
@@ -150,15 +181,20 @@ def cap50() -> None:
                 done, wall, cpu = timed(gen_command(server, questions_file(folder, count),
                                                     folder / f"c{count}.jsonl", 50))
                 runs[count] = (gen_rate(done.stderr), wall, cpu)
+            reference = reference_rate(server, 300, 50)
             (n3, s3), _, cpu3 = runs[300]
             (n30, s30), _, cpu30 = runs[3000]
-            print(f"cap 50, 0.5 s server, 16-token answers: 300 questions {n3 / s3:.1f} examples/s, 3,000 "
-                  f"{n30 / s30:.1f}; client CPU per request {1000 * (cpu30 - cpu3) / (n30 - n3):.3f} ms")
+            print(f"cap 50, 0.5 s server, 16-token answers: 300 questions {n3 / s3:.1f} examples/s (bare aiohttp "
+                  f"client: {reference:.1f} requests/s; ideal 100), 3,000 {n30 / s30:.1f}; client CPU per request "
+                  f"{1000 * (cpu30 - cpu3) / (n30 - n3):.3f} ms")
         with InstantServer(latency=0.3, tokens=16) as server:
             done, _, _ = timed(gen_command(server, questions_file(folder, 2000), folder / "k100.jsonl", 100))
             count, seconds = gen_rate(done.stderr)
-            print(f"K = 100 in flight, 0.3 s each: {count / seconds:.1f} examples/s against an ideal of 333.3: "
-                  f"efficiency {count / seconds / (100 / 0.3):.3f}")
+            reference = reference_rate(server, 2000, 100)
+            ideal = 100 / 0.3
+            print(f"K = 100 in flight, 0.3 s each: {count / seconds:.1f} examples/s against an ideal of {ideal:.1f}: "
+                  f"efficiency {count / seconds / ideal:.3f}; bare aiohttp client {reference:.1f} requests/s, "
+                  f"efficiency {reference / ideal:.3f}; gen / bare client {count / seconds / reference:.3f}")
 
 
 def main() -> None:

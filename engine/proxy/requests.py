@@ -122,8 +122,8 @@ def parse_request(kind: Kind, body: Any, defaults: SearchSettings, limits: Proxy
     if upstream is not None and not serves(upstream):
         raise ProxyError(404, f"the model {upstream!r} is not served here", "model", "model_not_found")
     changes = _api_settings(kind, body, limits) | _beamtui_settings(body.get("beamtui"))
-    search = _settings(defaults, spec, changes, limits)
     prompt, head = _prompt(kind, body)
+    search = _settings(defaults, spec, changes | {"prompt": head}, limits)
     stream = _bool(body, "stream")
     options = body.get("stream_options")
     if options is not None and (not stream or not isinstance(options, dict) or set(options) - {"include_usage"}
@@ -142,7 +142,7 @@ def parse_request(kind: Kind, body: Any, defaults: SearchSettings, limits: Proxy
             raise ProxyError(400, "logprobs must be true or false", "logprobs")
         wants_logprobs = bool(logprobs)
     user = _string(body, "user")
-    return ProxyRequest(kind, model, search.replace(prompt=head), prompt, upstream, n, stream,
+    return ProxyRequest(kind, model, search, prompt, upstream, n, stream,
                         bool((options or {}).get("include_usage")), wants_logprobs, user)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import json
 import signal
@@ -28,6 +29,7 @@ from engine.proxy.service import KEEPALIVE_S, ProxyService
 MAX_BODY = 1 << 20  # 1 MiB: far more than any prompt the proxy takes, far less than a careless client sends
 EVENTS_BUFFERED = 10_000  # a watcher that falls this far behind loses the oldest events, not the proxy's memory
 API = ("/v1/chat/completions", "/v1/completions")
+YOUNG_COLLECTION = 10_000  # container allocations between collections of young objects; Python's default is 700
 
 
 def make_app(service: ProxyService, *, token: str | None, log: Callable[[str], None]) -> web.Application:
@@ -150,15 +152,28 @@ def _http_reason(exc: web.HTTPException, request: web.Request) -> str:
     return exc.reason or f"HTTP {exc.status}"
 
 
+def settle_heap() -> None:
+    """A server's collector: the start-up heap (the SDK's types, the tokenizer, ~120,000 objects that never become
+    garbage) frozen out of every collection, and young objects collected every 10,000 allocations instead of 700.
+    benchmarks.proxy_load: with Python's defaults the collector took 3.0 s of the proxy's CPU over the run (its
+    18 full collections 92 ms each), so 0.85 s."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION, *gc.get_threshold()[1:])
+
+
 def _dumps(data) -> str:
     return orjson.dumps(data).decode()
 
 
 async def serve(service: ProxyService, host: str, port: int, token: str | None, text: str,
-                log=None, ready=None, stop: asyncio.Event | None = None) -> int:
-    """Start the upstream, listen, and answer until SIGINT or SIGTERM (or `stop` is set)."""
+                log=None, ready=None, stop: asyncio.Event | None = None, settle: bool = True) -> int:
+    """Start the upstream, listen, and answer until SIGINT or SIGTERM (or `stop` is set). `settle`: set the
+    process's collector for a server (`settle_heap`), once the upstream is open."""
     log = log or (lambda line: print(f"beamtui proxy: {line}", file=sys.stderr, flush=True))
     await service.start()
+    if settle:
+        settle_heap()
     runner = web.AppRunner(make_app(service, token=token, log=log), handler_cancellation=True, access_log=None)
     await runner.setup()
     try:
