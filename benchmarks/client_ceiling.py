@@ -17,7 +17,8 @@ Each of --cap50's rates is printed beside the reference, the same requests at th
 client there is, measured in the same sitting against the same server: aiohttp alone, its connections opened
 before the clock starts, each of `cap` workers sending its next request the moment its last answer is read,
 and doing nothing else. Against an ideal that only a client of no cost on a machine with no wake-up latency
-could reach, the reference says what this machine and server allow.
+could reach, the reference says what this machine and server allow. Last, what waking costs here: one request's
+round trip to the instant server back to back and after 0.3 s idle, and how late asyncio.sleep(0.3) returns.
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def gen_command(server: InstantServer, questions: Path, out: Path, cap: int, *ex
 
 
 def gen_rate(stderr: str) -> tuple[int, float]:
-    found = re.search(r"(\d+) examples in ([\d.]+)s", stderr)
+    """Examples written and gen's own examples a second (its seconds are printed to 0.1 s, too coarse a clock:
+    300 questions in 3.1 s read as 96.8 a second whether they took 3.05 s or 3.149 s)."""
+    found = re.search(r"(\d+) examples in [\d.]+s · ([\d.]+) examples/s", stderr)
     return int(found.group(1)), float(found.group(2))
 
 
@@ -140,6 +143,36 @@ def reference_rate(server: InstantServer, requests: int, cap: int) -> float:
     return asyncio.run(measure())
 
 
+def wake_up_cost(server: InstantServer) -> tuple[float, float, float]:
+    """Median milliseconds: a request's round trip back to back, the same after 0.3 s idle, asyncio.sleep(0.3)'s
+    lateness."""
+    import aiohttp
+
+    body = json.dumps({"model": "synthetic", "prompt": [1], "max_tokens": 4, "n": 1, "logprobs": 1}).encode()
+    url = server.base_url + "/completions"
+
+    async def measure() -> tuple[float, float, float]:
+        async with aiohttp.ClientSession() as session:
+            async def round_trip(idle: float) -> float:
+                await asyncio.sleep(idle)
+                started = time.perf_counter()
+                async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as answer:
+                    await answer.read()
+                return time.perf_counter() - started
+
+            await round_trip(0)
+            busy = [await round_trip(0) for _ in range(50)]
+            idle = [await round_trip(0.3) for _ in range(15)]
+            late = []
+            for _ in range(15):
+                started = time.perf_counter()
+                await asyncio.sleep(0.3)
+                late.append(time.perf_counter() - started - 0.3)
+            return tuple(1000 * sorted(values)[len(values) // 2] for values in (busy, idle, late))
+
+    return asyncio.run(measure())
+
+
 def ceiling(caps: list[int], requests: int) -> None:
     with tempfile.TemporaryDirectory() as scratch, InstantServer() as server:
         folder = Path(scratch)
@@ -155,9 +188,9 @@ def ceiling(caps: list[int], requests: int) -> None:
         print("|---|---:|---:|---:|---:|---:|")
         for cap in caps:
             done, _, cpu = timed(gen_command(server, questions, folder / f"gen-{cap}.jsonl", cap))
-            count, seconds = gen_rate(done.stderr)
+            count, rate = gen_rate(done.stderr)
             peak = gen_peak(done.stderr)
-            print(f"| gen | {cap} | {count} | {count / seconds:.1f} | {1000 * (cpu - gen_base_cpu) / count:.3f} | "
+            print(f"| gen | {cap} | {count} | {rate:.1f} | {1000 * (cpu - gen_base_cpu) / count:.3f} | "
                   f"{peak} |", flush=True)
             out = folder / f"eval-{cap}.jsonl"
             done, _, cpu = timed([sys.executable, "-m", "tui.cli", "eval", "--problems", str(problems), "--out",
@@ -182,19 +215,23 @@ def cap50() -> None:
                                                     folder / f"c{count}.jsonl", 50))
                 runs[count] = (gen_rate(done.stderr), wall, cpu)
             reference = reference_rate(server, 300, 50)
-            (n3, s3), _, cpu3 = runs[300]
-            (n30, s30), _, cpu30 = runs[3000]
-            print(f"cap 50, 0.5 s server, 16-token answers: 300 questions {n3 / s3:.1f} examples/s (bare aiohttp "
-                  f"client: {reference:.1f} requests/s; ideal 100), 3,000 {n30 / s30:.1f}; client CPU per request "
+            (n3, rate3), _, cpu3 = runs[300]
+            (n30, rate30), _, cpu30 = runs[3000]
+            print(f"cap 50, 0.5 s server, 16-token answers: 300 questions {rate3:.1f} examples/s (bare aiohttp "
+                  f"client: {reference:.1f} requests/s; ideal 100), 3,000 {rate30:.1f}; client CPU per request "
                   f"{1000 * (cpu30 - cpu3) / (n30 - n3):.3f} ms")
         with InstantServer(latency=0.3, tokens=16) as server:
             done, _, _ = timed(gen_command(server, questions_file(folder, 2000), folder / "k100.jsonl", 100))
-            count, seconds = gen_rate(done.stderr)
+            _, rate = gen_rate(done.stderr)
             reference = reference_rate(server, 2000, 100)
             ideal = 100 / 0.3
-            print(f"K = 100 in flight, 0.3 s each: {count / seconds:.1f} examples/s against an ideal of {ideal:.1f}: "
-                  f"efficiency {count / seconds / ideal:.3f}; bare aiohttp client {reference:.1f} requests/s, "
-                  f"efficiency {reference / ideal:.3f}; gen / bare client {count / seconds / reference:.3f}")
+            print(f"K = 100 in flight, 0.3 s each: {rate:.1f} examples/s against an ideal of {ideal:.1f}: "
+                  f"efficiency {rate / ideal:.3f}; bare aiohttp client {reference:.1f} requests/s, "
+                  f"efficiency {reference / ideal:.3f}; gen / bare client {rate / reference:.3f}")
+        with InstantServer(tokens=16) as server:
+            busy, idle, late = wake_up_cost(server)
+            print(f"waking: a request's round trip {busy:.2f} ms back to back, {idle:.2f} ms after 0.3 s idle; "
+                  f"asyncio.sleep(0.3) {late:.2f} ms late (medians)")
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """What `beamtui proxy` adds between a client and a server that behaves like a GPU.
 
-    python -m benchmarks.proxy_load [--clients 200] [--rounds 3]       (from the repository root; ~5 minutes)
+    python -m benchmarks.proxy_load [--clients 200] [--rounds 3] [--passes 2]    (from the repository root; ~2 minutes)
 
 Three processes on loopback: the upstream (benchmarks/instant_server.py: 50 ms to first token plus 5 ms a token,
 requests in flight not slowing each other, as a GPU's batched decoding, answers made once and kept so that the
@@ -13,9 +13,10 @@ raw logprobs and top-20 alternatives where asked (vLLM's default).
 - smc:8: the same clients through the proxy, then the same searches through the engine library in this process
   (one request layer at the proxy's cap, the proxy's defaults): how a user without the proxy runs them; then
   once more with this process's collector set as the proxy sets its own (`settle_heap`: the start-up heap
-  frozen, young objects collected every 10,000 allocations), the strongest reference, what is left being the
-  proxy's own work. Also each answer's end-to-end time less its search's own wall time (the `beamtui` object
-  says it): what the proxy's parsing, admission, HTTP and answer cost around a search.
+  frozen, young objects collected every 10,000 allocations), what is left being the proxy's own work. The three
+  smc:8 phases run `--passes` times in turn, each pass compared within itself: this machine's speed drifts by
+  more over a minute than the proxy costs. Also each answer's end-to-end time less its search's own wall time
+  (the `beamtui` object says it): what the proxy's parsing, admission, HTTP and answer cost around a search.
 - CPU per request: the proxy's process (user + system time over the requests of a phase), and for the library
   phase this process's; their difference is what the proxy spends beyond the search. Requests a second
   held, errors and lost requests (no answer within 120 s).
@@ -56,6 +57,8 @@ HEADERS = {"Content-Type": "application/json"}
 # behind itself in any one process.
 SPREAD_S = 0.69
 MESSAGES = [{"role": "user", "content": "Why is the sky blue?"}]
+SMC_PROXY = "smc:8, through the proxy"
+SMC_LIBRARY = "smc:8, the engine library in this process"
 SETTLED = "smc:8, the engine library, the proxy's collector settings"
 
 
@@ -155,13 +158,16 @@ async def run(args) -> None:
         await phase(8, 1, library.smc)
         rows = {}
         defaults = gc.get_threshold()
-        for name, call in (("greedy, through the proxy", greedy_proxy),
-                           ("greedy, straight to the upstream", greedy_direct),
-                           ("smc:8, through the proxy", smc_proxy),
-                           ("smc:8, the engine library in this process", library.smc),
-                           (SETTLED, library.smc)):
-            if name == SETTLED:
+        phases = [("greedy, through the proxy", greedy_proxy), ("greedy, straight to the upstream", greedy_direct)]
+        for number in range(1, args.passes + 1):
+            phases += [(pass_name(SMC_PROXY, number), smc_proxy), (pass_name(SMC_LIBRARY, number), library.smc),
+                       (pass_name(SETTLED, number), library.smc)]
+        for name, call in phases:
+            if name.startswith(SETTLED):
                 settle_heap()
+            else:
+                gc.unfreeze()
+                gc.set_threshold(*defaults)
             before, own = cpu(watched), cpu(psutil.Process())
             rows[name] = await phase(args.clients, args.rounds, call)
             rows[name]["proxy_cpu"] = cpu(watched) - before
@@ -175,6 +181,10 @@ async def run(args) -> None:
         proxy.terminate()
         upstream.terminate()
     report(rows, memory, args)
+
+
+def pass_name(name: str, number: int) -> str:
+    return f"{name}, pass {number}"
 
 
 class Library:
@@ -250,22 +260,25 @@ def report(rows: dict, memory: tuple[float, float, int], args) -> None:
     straight = [t for t, _ in rows["greedy, straight to the upstream"]["latencies"]]
     print(f"\ngreedy, added by the proxy: p50 {1000 * (percentile(proxied, 0.5) - percentile(straight, 0.5)):.1f} "
           f"ms, p99 {1000 * (percentile(proxied, 0.99) - percentile(straight, 0.99)):.1f} ms")
-    smc = rows["smc:8, through the proxy"]["latencies"]
-    added = [t - wall for t, wall in smc]
-    share = [(t - wall) / wall for t, wall in smc]
-    print(f"smc:8, end to end less the search's own wall time: p50 {1000 * percentile(added, 0.5):.1f} ms "
-          f"({100 * percentile(share, 0.5):.2f}% of the search), p99 {1000 * percentile(added, 0.99):.1f} ms; "
-          f"median search {statistics.median(w for _, w in smc):.3f} s")
-    proxied = [t for t, _ in smc]
-    for reference in ("smc:8, the engine library in this process", SETTLED):
-        straight = [t for t, _ in rows[reference]["latencies"]]
-        p50 = percentile(proxied, 0.5) - percentile(straight, 0.5)
-        library = rows[reference]
-        extra = (rows["smc:8, through the proxy"]["proxy_cpu"] - library["own_cpu"]) / max(len(smc), 1)
-        print(f"smc:8, through the proxy less {reference.removeprefix('smc:8, ')}: p50 {1000 * p50:.1f} ms "
-              f"({100 * p50 / percentile(straight, 0.5):.2f}%), p99 "
-              f"{1000 * (percentile(proxied, 0.99) - percentile(straight, 0.99)):.1f} ms; the proxy's CPU beyond "
-              f"the search's own {1000 * extra:.2f} ms a request")
+    for number in range(1, args.passes + 1):
+        through = rows[pass_name(SMC_PROXY, number)]
+        smc = through["latencies"]
+        added = [t - wall for t, wall in smc]
+        share = [(t - wall) / wall for t, wall in smc]
+        print(f"pass {number}: smc:8, end to end less the search's own wall time: p50 "
+              f"{1000 * percentile(added, 0.5):.1f} ms ({100 * percentile(share, 0.5):.2f}% of the search), p99 "
+              f"{1000 * percentile(added, 0.99):.1f} ms; "
+              f"median search {statistics.median(w for _, w in smc):.3f} s")
+        proxied = [t for t, _ in smc]
+        for reference in (SMC_LIBRARY, SETTLED):
+            library = rows[pass_name(reference, number)]
+            straight = [t for t, _ in library["latencies"]]
+            p50 = percentile(proxied, 0.5) - percentile(straight, 0.5)
+            extra = (through["proxy_cpu"] - library["own_cpu"]) / max(len(smc), 1)
+            print(f"pass {number}: smc:8, through the proxy less {reference.removeprefix('smc:8, ')}: p50 "
+                  f"{1000 * p50:.1f} ms ({100 * p50 / percentile(straight, 0.5):.2f}%), p99 "
+                  f"{1000 * (percentile(proxied, 0.99) - percentile(straight, 0.99)):.1f} ms; the proxy's CPU "
+                  f"beyond the search's own {1000 * extra:.2f} ms a request")
     idle, peak, held = memory
     print(f"memory: {idle:.0f} MiB with nothing in hand, {peak:.0f} MiB at the peak with {held} requests in hand "
           f"behind --max-concurrent 8 ({(peak - idle) * 1024 / max(held, 1):.0f} KiB a queued request)")
@@ -275,6 +288,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--passes", type=int, default=2)
     asyncio.run(run(parser.parse_args()))
 
 
