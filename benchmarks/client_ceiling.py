@@ -10,6 +10,8 @@ Requests/s is over the work itself (gen's own clock; eval's timing line for the 
 is the process's user + system CPU less that of the same command with one question, over the requests, and
 "peak in flight" is gen's own count of requests in flight at once (its summary line): whether the window filled.
 
+    python -m benchmarks.client_ceiling --client-alone    (beamtui's JSON client by itself: 4,000 posts at cap 100
+                                                           to the instant server, CPU per request, medians of 3)
     python -m benchmarks.client_ceiling --cap50    (the issue's other figures: CPU per request at cap 50 against a
                                                     0.5 s server, and K = 100 requests of 0.3 s in flight)
 
@@ -173,6 +175,34 @@ def wake_up_cost(server: InstantServer) -> tuple[float, float, float]:
     return asyncio.run(measure())
 
 
+def client_alone(requests: int = 4000, cap: int = 100) -> None:
+    """CPU per request of `JSONClient.post` alone (gen's body, 16-token answers), in this process."""
+    from engine.backends.openai_client import JSONClient
+
+    body = {"model": "synthetic", "prompt": [1, 2, 3], "max_tokens": 4, "n": 1, "logprobs": 1}
+
+    async def measure(server: InstantServer) -> float:
+        client = JSONClient(server.base_url, None, cap, 30.0)
+        room = asyncio.Semaphore(cap)
+
+        async def one() -> None:
+            async with room:
+                await client.post("/completions", body)
+
+        try:
+            await asyncio.gather(*(one() for _ in range(cap)))  # connections opened off the clock
+            started = time.process_time()
+            await asyncio.gather(*(one() for _ in range(requests)))
+            return (time.process_time() - started) / requests
+        finally:
+            await client.aclose()
+
+    with InstantServer(tokens=16) as server:
+        costs = sorted(asyncio.run(measure(server)) for _ in range(3))
+    print(f"JSONClient.post alone, cap {cap}, {requests} requests: {1000 * costs[1]:.3f} ms of CPU a request "
+          f"(median of 3; {1000 * costs[0]:.3f}-{1000 * costs[2]:.3f})")
+
+
 def ceiling(caps: list[int], requests: int) -> None:
     with tempfile.TemporaryDirectory() as scratch, InstantServer() as server:
         folder = Path(scratch)
@@ -239,8 +269,11 @@ def main() -> None:
     parser.add_argument("--caps", default="64,256,1024")
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--cap50", action="store_true")
+    parser.add_argument("--client-alone", action="store_true")
     args = parser.parse_args()
-    if args.cap50:
+    if args.client_alone:
+        client_alone()
+    elif args.cap50:
         cap50()
     else:
         ceiling([int(cap) for cap in args.caps.split(",")], args.requests)

@@ -141,8 +141,8 @@ class JSONClient:
                 response = await self._http.send(request, stream=True)
             else:
                 # Straight to the client's aiohttp transport: the client's own send adds auth flows, redirects
-                # and cookie jars, none of which these requests use, at a quarter of the CPU a request (0.40 ->
-                # 0.31 ms, cap 100 against benchmarks.instant_server).
+                # and cookie jars, none of which these requests use (0.36 -> 0.32 ms of CPU a request,
+                # benchmarks.client_ceiling --client-alone).
                 response = await self._http._transport.handle_async_request(request)
                 try:
                     await response.aread()
