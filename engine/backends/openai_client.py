@@ -88,7 +88,8 @@ class JSONClient:
 
     A request goes out through the SDK's HTTP client with headers built once, not through `AsyncOpenAI.post`,
     whose per-request option building (pydantic options copied twice, an idempotency key, URL merging, headers
-    rebuilt) was half of the client's CPU a request (py-spy, gen at cap 1,024); a whole answer is taken from the
+    rebuilt) was half of the client's CPU a request (py-spy, gen at cap 1,024); each request is a copy of one the
+    client built once per method and path (its headers merged once), and a whole answer is taken from the
     client's aiohttp transport itself. What comes back is read as
     JSON; errors become the SDK's own (`APIStatusError`, `APIConnectionError`, `APITimeoutError`) and
     server-sent events are decoded by the SDK's `AsyncStream`.
@@ -102,7 +103,7 @@ class JSONClient:
         self._sdk = None
         self._http = None
         self._headers: dict[str, str] = {}
-        self._urls: dict[str, Any] = {}  # each path's URL, parsed once
+        self._made: dict[tuple[str, str], Any] = {}  # a request per method and path, built once by the client
 
     def _open(self):
         """The SDK's client on aiohttp, made on first use: a connection a request in flight, kept alive."""
@@ -125,11 +126,13 @@ class JSONClient:
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None):
         http = self._open()
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = http.build_request(method, self.base_url + path).url
+        made = self._made.get((method, path))
+        if made is None:
+            made = http.build_request(method, self.base_url + path, headers=self._headers)
+            made.headers.pop("content-length", None)  # each body sets its own
+            self._made[(method, path)] = made
         content = orjson.dumps(body) if body is not None else None
-        return http.build_request(method, url, content=content, headers=self._headers)
+        return type(made)(method, made.url, content=content, headers=made.headers, extensions=dict(made.extensions))
 
     async def _send(self, request, *, stream: bool = False, timeout: float | None = None):
         """The response, its status checked: the SDK's error for a status of 400 or more or a broken connection."""
