@@ -90,9 +90,9 @@ class JSONClient:
     whose per-request option building (pydantic options copied twice, an idempotency key, URL merging, headers
     rebuilt) was half of the client's CPU a request (py-spy, gen at cap 1,024); each request is a copy of one the
     client built once per method and path (its headers merged once), and a whole answer is taken from the
-    client's aiohttp transport itself. What comes back is read as
-    JSON; errors become the SDK's own (`APIStatusError`, `APIConnectionError`, `APITimeoutError`) and
-    server-sent events are decoded by the SDK's `AsyncStream`.
+    client's aiohttp transport itself. What comes back is read as JSON; errors become the SDK's own
+    (`APIStatusError`, `APIConnectionError`, `APITimeoutError`) and server-sent events are decoded by the SDK's
+    `AsyncStream`.
     """
 
     def __init__(self, base_url: str, api_key: str | None, max_concurrent: int, timeout: float):
