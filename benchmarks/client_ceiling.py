@@ -122,19 +122,26 @@ def gen_peak(stderr: str) -> str:
     return found.group(1) if found else "–"  # versions before the count
 
 
+BODY = {"model": "synthetic", "prompt": [1, 2, 3], "max_tokens": 4, "n": 1, "logprobs": 1}  # gen's, near enough
+ENCODED = json.dumps(BODY).encode()  # the bare client encodes nothing per request
+
+
+async def bare_post(session, server: InstantServer) -> None:
+    """One request of the bare aiohttp client, its answer read and parsed."""
+    async with session.post(server.base_url + "/completions", data=ENCODED,
+                            headers={"Content-Type": "application/json"}) as answer:
+        json.loads(await answer.read())
+
+
 def reference_rate(server: InstantServer, requests: int, cap: int) -> float:
     """Requests a second of a bare aiohttp client: `cap` workers, `requests` in all, gen's request body."""
     import aiohttp
-
-    body = json.dumps({"model": "synthetic", "prompt": [1, 2, 3], "max_tokens": 4, "n": 1, "logprobs": 1}).encode()
-    url = server.base_url + "/completions"
 
     async def measure() -> float:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=cap)) as session:
             async def worker(count: int) -> None:
                 for _ in range(count):
-                    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as answer:
-                        json.loads(await answer.read())
+                    await bare_post(session, server)
 
             await asyncio.gather(*(worker(1) for _ in range(cap)))  # the connections, opened off the clock
             shares = [requests // cap + (i < requests % cap) for i in range(cap)]
@@ -150,16 +157,12 @@ def wake_up_cost(server: InstantServer) -> tuple[float, float, float]:
     lateness."""
     import aiohttp
 
-    body = json.dumps({"model": "synthetic", "prompt": [1], "max_tokens": 4, "n": 1, "logprobs": 1}).encode()
-    url = server.base_url + "/completions"
-
     async def measure() -> tuple[float, float, float]:
         async with aiohttp.ClientSession() as session:
             async def round_trip(idle: float) -> float:
                 await asyncio.sleep(idle)
                 started = time.perf_counter()
-                async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as answer:
-                    await answer.read()
+                await bare_post(session, server)
                 return time.perf_counter() - started
 
             await round_trip(0)
@@ -179,7 +182,6 @@ def client_alone(requests: int = 4000, cap: int = 100) -> None:
     """CPU per request of `JSONClient.post` alone (gen's body, 16-token answers), in this process."""
     from engine.backends.openai_client import JSONClient
 
-    body = {"model": "synthetic", "prompt": [1, 2, 3], "max_tokens": 4, "n": 1, "logprobs": 1}
 
     async def measure(server: InstantServer) -> float:
         client = JSONClient(server.base_url, None, cap, 30.0)
@@ -187,7 +189,7 @@ def client_alone(requests: int = 4000, cap: int = 100) -> None:
 
         async def one() -> None:
             async with room:
-                await client.post("/completions", body)
+                await client.post("/completions", BODY)
 
         try:
             await asyncio.gather(*(one() for _ in range(cap)))  # connections opened off the clock

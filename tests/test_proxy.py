@@ -19,7 +19,7 @@ import pytest
 from engine.proxy.requests import ProxyError, ProxyLimits, parse_request, split_model
 from engine.proxy.service import ProxyService
 from engine.settings import BackendSettings, SearchSettings
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, free_port, run_cli
 from tests.fault_server import FaultConfig, ThreadedFaultServer
 from tests.proxy_server import ThreadedProxy
 from tests.synthetic import MarkovSampler, power_distribution, total_variation
@@ -281,24 +281,21 @@ def test_the_proxy_freezes_its_start_up_heap_and_collects_young_objects_less_oft
     """The collector as a server wants it (benchmarks.proxy_load: with Python's defaults it took 3.0 s of the
     proxy's CPU), set once the upstream is open; in a process of its own, as `beamtui proxy` runs."""
     code = textwrap.dedent("""
-        import asyncio, gc, socket
+        import asyncio, gc
         from engine.proxy.requests import ProxyLimits
         from engine.proxy.service import ProxyService
         from engine.settings import BackendSettings, SearchSettings
         from tui.commands.proxy_http import serve
 
         async def main():
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
             before = gc.get_threshold()[0]
             stop = asyncio.Event()
             service = ProxyService(SearchSettings(max_tokens=4), BackendSettings(max_concurrent=2), ProxyLimits())
-            await serve(service, "127.0.0.1", port, None, "", log=print, ready=stop.set, stop=stop)
+            await serve(service, "127.0.0.1", PORT, None, "", log=print, ready=stop.set, stop=stop)
             print(before, gc.get_threshold()[0], gc.get_freeze_count())
 
         asyncio.run(main())
-    """)
+    """).replace("PORT", str(free_port()))
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-800:]
     before, after, frozen = map(int, done.stdout.split()[-3:])
