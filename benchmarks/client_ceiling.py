@@ -13,10 +13,11 @@ is the process's user + system CPU less that of the same command with one questi
     python -m benchmarks.client_ceiling --client-alone    (beamtui's JSON client by itself: 4,000 posts at cap 100
                                                            to the instant server, CPU per request, medians of 3)
     python -m benchmarks.client_ceiling --cap50    (the issue's other figures: CPU per request at cap 50 against a
-                                                    0.5 s server, and K = 100 requests of 0.3 s in flight)
+                                                    0.5 s server, and K = 100 requests of 0.3 s in flight, against
+                                                    the aiohttp.web server and the bare asyncio one; ~2 minutes)
 
-Each of --cap50's rates is printed beside the reference, the same requests at the same cap from the leanest
-client there is, measured in the same sitting against the same server: aiohttp alone, its connections opened
+Each of --cap50's rates is printed beside the reference, the same requests at the same cap from a bare
+aiohttp client, measured in the same sitting against the same server: aiohttp alone, its connections opened
 before the clock starts, each of `cap` workers sending its next request the moment its last answer is read,
 and doing nothing else. Against an ideal that only a client of no cost on a machine with no wake-up latency
 could reach, the reference says what this machine and server allow. Last, what waking costs here: one request's
@@ -50,11 +51,11 @@ def free_port() -> int:
 class InstantServer:
     """benchmarks.instant_server in its own process."""
 
-    def __init__(self, latency: float = 0.0, tokens: int = 4, token_s: float = 0.0):
+    def __init__(self, latency: float = 0.0, tokens: int = 4, token_s: float = 0.0, bare: bool = False):
         self.port = free_port()
         self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.instant_server", "--port", str(self.port),
                                          "--latency", str(latency), "--tokens", str(tokens), "--token-s",
-                                         str(token_s)], cwd=ROOT)
+                                         str(token_s), *(["--asyncio"] if bare else [])], cwd=ROOT)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -235,31 +236,37 @@ def ceiling(caps: list[int], requests: int) -> None:
 
 
 def cap50() -> None:
-    """Client CPU per request at cap 50 against a 0.5 s server (3,000 questions less 300), and the throughput of
-    K = 100 requests of 0.3 s kept in flight (2,000 questions) against its ideal of 333 a second; each rate beside
-    the bare aiohttp client's."""
+    """gen's rates at cap 50 against a 0.5 s server (300 and 3,000 questions) and with K = 100 requests of 0.3 s
+    kept in flight (2,000 questions, ideal 333 a second), each beside the bare aiohttp client's, against the
+    aiohttp.web server and against the bare asyncio one; client CPU per request at cap 50 (3,000 questions less
+    300, aiohttp.web server)."""
+    print("| server | figure | gen | bare aiohttp client | gen / bare | ideal |")
+    print("|---|---|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        with InstantServer(latency=0.5, tokens=16) as server:
-            runs = {}
-            for count in (300, 3000):
-                done, wall, cpu = timed(gen_command(server, questions_file(folder, count),
-                                                    folder / f"c{count}.jsonl", 50))
-                runs[count] = (gen_rate(done.stderr), wall, cpu)
-            reference = reference_rate(server, 300, 50)
-            (n3, rate3), _, cpu3 = runs[300]
-            (n30, rate30), _, cpu30 = runs[3000]
-            print(f"cap 50, 0.5 s server, 16-token answers: 300 questions {rate3:.1f} examples/s (bare aiohttp "
-                  f"client: {reference:.1f} requests/s; ideal 100), 3,000 {rate30:.1f}; client CPU per request "
-                  f"{1000 * (cpu30 - cpu3) / (n30 - n3):.3f} ms")
-        with InstantServer(latency=0.3, tokens=16) as server:
-            done, _, _ = timed(gen_command(server, questions_file(folder, 2000), folder / "k100.jsonl", 100))
-            _, rate = gen_rate(done.stderr)
-            reference = reference_rate(server, 2000, 100)
+        for bare, label in ((False, "aiohttp.web"), (True, "asyncio")):
+            with InstantServer(latency=0.5, tokens=16, bare=bare) as server:
+                runs = {}
+                for count in (300, 3000):
+                    done, wall, cpu = timed(gen_command(server, questions_file(folder, count),
+                                                        folder / f"c{count}{label}.jsonl", 50))
+                    runs[count] = (gen_rate(done.stderr), cpu)
+                reference = reference_rate(server, 300, 50)
+            (n3, rate3), cpu3 = runs[300]
+            (n30, rate30), cpu30 = runs[3000]
+            print(f"| {label} | cap 50, 0.5 s, 300 questions, examples/s | {rate3:.1f} | {reference:.1f} | "
+                  f"{rate3 / reference:.3f} | 100 |")
+            print(f"| {label} | cap 50, 0.5 s, 3,000 questions, examples/s | {rate30:.1f} | | | 100 |")
+            if not bare:
+                cpu_per_request = 1000 * (cpu30 - cpu3) / (n30 - n3)
+            with InstantServer(latency=0.3, tokens=16, bare=bare) as server:
+                done, _, _ = timed(gen_command(server, questions_file(folder, 2000), folder / f"k{label}.jsonl", 100))
+                _, rate = gen_rate(done.stderr)
+                reference = reference_rate(server, 2000, 100)
             ideal = 100 / 0.3
-            print(f"K = 100 in flight, 0.3 s each: {rate:.1f} examples/s against an ideal of {ideal:.1f}: "
-                  f"efficiency {rate / ideal:.3f}; bare aiohttp client {reference:.1f} requests/s, "
-                  f"efficiency {reference / ideal:.3f}; gen / bare client {rate / reference:.3f}")
+            print(f"| {label} | K = 100 in flight, 0.3 s, efficiency | {rate / ideal:.3f} | {reference / ideal:.3f} | "
+                  f"{rate / reference:.3f} | 1 |", flush=True)
+        print(f"\nclient CPU per request at cap 50 (aiohttp.web server): {cpu_per_request:.3f} ms")
         with InstantServer(tokens=16) as server:
             busy, idle, late = wake_up_cost(server)
             print(f"waking: a request's round trip {busy:.2f} ms back to back, {idle:.2f} ms after 0.3 s idle; "

@@ -1,4 +1,4 @@
-"""A sliding window of tasks: eval's searches and gen's questions, a bounded number in hand at once."""
+"""A sliding window of tasks: eval's searches, a bounded number in hand at once."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from collections import Counter
 import pytest
 
 from engine.backends.tinker_sdk import TinkerSampler
+from engine.errors import ConfigError
 from engine.gen.generator import Generator, GenSettings, question_id, sample_key
 from engine.jsonl import repair_and_load
 from engine.request_layer import RequestLayer
@@ -178,6 +179,27 @@ def test_duplicate_questions_are_answered_once(tmp_path, local_sampler):
     progress = asyncio.run(Generator(settings, BackendSettings(), local_sampler, layer).run(3))
     assert progress.done == 2 and progress.duplicates == 1
     assert len(lines(settings.out)) == 2
+
+
+async def test_a_question_that_cannot_be_rendered_stops_the_run_and_keeps_what_was_written(
+        tmp_path, local_sampler, monkeypatch):
+    questions = tmp_path / "q.txt"
+    questions.write_text("".join(f"Say {i}.\n" for i in range(6)) + "BAD\n" + "".join(f"Say {i}!\n" for i in range(6)))
+    render = local_sampler.render_chat
+
+    def render_or_fail(messages):
+        if messages[-1].content == "BAD":
+            raise ConfigError("the model's chat template failed: no")
+        return render(messages)
+
+    monkeypatch.setattr(local_sampler, "render_chat", render_or_fail)
+    settings = GenSettings(questions=questions, out=tmp_path / "out.jsonl", max_tokens=2).validate()
+    layer = RequestLayer(local_sampler, max_concurrent=4, timeout=30, max_retries=0)
+    with pytest.raises(ConfigError, match="chat template failed"):
+        await asyncio.wait_for(Generator(settings, BackendSettings(), local_sampler, layer).run(13), 60)
+    written = lines(settings.out)
+    assert len(written) <= 12 and "BAD" not in {r["messages"][0]["content"] for r in written}
+    assert layer.in_flight == 0  # every worker stopped, none left waiting on the backend
 
 
 BAD_INPUT = [

@@ -212,3 +212,38 @@ async def test_a_text_server_naming_the_end_token_by_its_string_keeps_searches_a
         await sampler.aclose()
     assert all(r.error is None for r in results), {r.error for r in results}
     assert any(c.finished and c.token_ids[-1] == 2 for r in results for c in r.candidates)  # <|im_end|> is id 2
+
+
+async def test_proxies_from_the_environment_carry_whole_answers_and_streams_unless_no_proxy_says(
+        fault_server, monkeypatch):
+    """HTTP_PROXY and NO_PROXY are honoured as the SDK's client reads them, on every path: a whole answer, a
+    GET and an event stream."""
+    from engine.backends.openai_client import JSONClient
+    from tests.forward_proxy import ForwardProxy
+
+    body = {"model": "synthetic", "prompt": [1000, 1001], "max_tokens": 3, "n": 1, "logprobs": 1,
+            "return_tokens_as_token_ids": True}
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with ForwardProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        client = JSONClient(fault_server.base_url, None, 4, 30.0)
+        try:
+            assert (await client.get("/models", 5.0))["data"]
+            answer = await client.post("/completions", body)
+            events = [event async for event in client.events("/completions", body | {"stream": True})]
+        finally:
+            await client.aclose()
+        assert len(answer["choices"][0]["logprobs"]["tokens"]) == 3
+        assert sum(len((part.get("logprobs") or {}).get("tokens") or ()) for e in events for part in e["choices"]) == 3
+        url = fault_server.base_url
+        assert proxy.carried == [("GET", url + "/models"), ("POST", url + "/completions"),
+                                 ("POST", url + "/completions")]
+
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        client = JSONClient(fault_server.base_url, None, 4, 30.0)
+        try:
+            await client.post("/completions", body)
+        finally:
+            await client.aclose()
+        assert len(proxy.carried) == 3

@@ -123,7 +123,7 @@ def print_summary(progress: GenProgress, layer: RequestLayer, settings: GenSetti
 
 
 async def compare(settings: GenSettings, backend: BackendSettings, sampler, count: int, console: Console) -> int:
-    """The seed's before and after: the same questions one at a time, then with the sliding window."""
+    """The seed's before and after: the same questions one at a time, then `--max-concurrent` at once."""
 
     def show(mode: str, progress: GenProgress | None) -> None:
         if progress is None:
