@@ -202,6 +202,21 @@ async def test_a_question_that_cannot_be_rendered_stops_the_run_and_keeps_what_w
     assert layer.in_flight == 0  # every worker stopped, none left waiting on the backend
 
 
+async def test_a_cap_larger_than_the_file_starts_a_worker_a_question_not_a_worker_a_slot(tmp_path, local_sampler):
+    questions = write_questions(tmp_path / "q.txt", 3)
+    settings = GenSettings(questions=questions, out=tmp_path / "out.jsonl", max_tokens=2).validate()
+    layer = RequestLayer(local_sampler, max_concurrent=1_000_000, timeout=30, max_retries=0)
+    workers = []
+
+    class Counted(Generator):
+        async def _work(self, *args) -> None:
+            workers.append(1)
+            await super()._work(*args)
+
+    progress = await Counted(settings, BackendSettings(), local_sampler, layer).run(3)
+    assert progress.done == 3 and len(workers) == 3
+
+
 BAD_INPUT = [
     (["--questions", "/nonexistent.txt", "--out", "OUT"], "questions file not found"),
     (["--questions", "EMPTY", "--out", "OUT"], "has no questions"),

@@ -208,7 +208,7 @@ class Generator:
         # burst of answers was all written before any refill left, so requests went out in bursts for the
         # whole run and every round paid for its burst (benchmarks.client_ceiling --cap50, 300 questions at cap 50
         # against a 0.5 s server: 97.0 -> 98.3 examples/s; K = 100 at 0.3 s: 0.969 -> 0.978 of the ideal).
-        workers = 1 if settings.mode == "sequential" else self.layer.max_concurrent
+        workers = 1 if settings.mode == "sequential" else max(1, min(self.layer.max_concurrent, questions))
         ready: asyncio.Queue[Prepared | None] = asyncio.Queue(workers)
         self._renderer = ThreadPoolExecutor(1, thread_name_prefix="beamtui-prompts")
         tasks = [asyncio.ensure_future(self._prepare(ready, workers, done, progress))]
